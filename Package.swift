@@ -1,0 +1,38 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "wsurgery",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "WSurgery", targets: ["WSurgery"]),
+        .executable(name: "wsurgery", targets: ["wsurgery"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
+    ],
+    targets: [
+        // libhdf5 through pkg-config `hdf5`; the shim wraps the macros Swift cannot import.
+        .systemLibrary(
+            name: "CHDF5",
+            pkgConfig: "hdf5",
+            providers: [.apt(["libhdf5-dev"]), .brew(["hdf5"])]
+        ),
+        .target(
+            name: "WSurgery",
+            dependencies: [
+                "CHDF5",
+                .product(name: "ZIPFoundation", package: "ZIPFoundation"),
+            ]
+        ),
+        .executableTarget(
+            name: "wsurgery",
+            dependencies: [
+                "WSurgery",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "WSurgeryTests", dependencies: ["WSurgery"]),
+    ]
+)

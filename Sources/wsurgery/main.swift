@@ -1,0 +1,2 @@
+import WSurgery
+print(WSurgery.hdf5Version())
