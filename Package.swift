@@ -19,10 +19,13 @@ let package = Package(
             pkgConfig: "hdf5",
             providers: [.apt(["libhdf5-dev"]), .brew(["hdf5"])]
         ),
+        // copy_file_range(2), which Swift cannot see behind _GNU_SOURCE.
+        .target(name: "CFileCopy"),
         .target(
             name: "WSurgery",
             dependencies: [
                 "CHDF5",
+                "CFileCopy",
                 .product(name: "ZIPFoundation", package: "ZIPFoundation"),
             ]
         ),

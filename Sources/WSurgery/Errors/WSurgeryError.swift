@@ -1,0 +1,130 @@
+/// The broad class of a failure; the command-line tool maps each to one sysexits-style exit code.
+public enum FailureCategory: String, Sendable {
+    /// The command was used wrongly (bad option, unknown output extension, OUT == IN).
+    case usage
+    /// An input file exists but its content is malformed or unsupported.
+    case badData
+    /// An input file could not be opened.
+    case cannotOpenInput
+    /// The output could not be created (exists without --force, directory missing, permission).
+    case cannotCreateOutput
+    /// Reading or writing failed part way.
+    case io
+}
+
+/// Every failure the library reports. Each case names the file and, where it applies, the layer and
+/// tensor involved, so a message points at the exact object that is wrong.
+public enum WSurgeryError: Error, Sendable, Equatable {
+    // Opening and creating files.
+    case cannotOpen(path: String, reason: String)
+    case outputExists(path: String)
+    case outputIsInput(path: String)
+    case cannotCreateOutput(path: String, reason: String)
+    case io(path: String, operation: String, reason: String)
+    case unknownFormat(path: String, reason: String)
+
+    // Safetensors.
+    case truncatedFile(path: String, expectedBytes: UInt64, actualBytes: UInt64)
+    case headerTooLarge(path: String, headerBytes: UInt64, limit: UInt64)
+    case headerBeyondFile(path: String, headerBytes: UInt64, fileBytes: UInt64)
+    case invalidHeader(path: String, reason: String)
+    case invalidTensorEntry(path: String, tensor: String, reason: String)
+    case duplicateTensor(path: String, tensor: String)
+    case overlappingTensors(path: String, first: String, second: String, offset: UInt64)
+    case gapBetweenTensors(path: String, before: String, after: String, gapStart: UInt64, gapEnd: UInt64)
+    case tensorSizeMismatch(path: String, tensor: String, dtype: String, shape: [Int], expectedBytes: UInt64, actualBytes: UInt64)
+    case trailingBytes(path: String, expectedBytes: UInt64, actualBytes: UInt64)
+    case invalidIndex(path: String, reason: String)
+
+    // HDF5 / Keras.
+    case notHDF5(path: String)
+    case unknownHDF5Layout(path: String, reason: String)
+    case softLink(path: String, object: String, target: String)
+    case externalLink(path: String, object: String, target: String)
+    case externalStorage(path: String, dataset: String, kind: String)
+    case missingObject(path: String, object: String, layer: String?)
+    case unsupportedHDF5Type(path: String, dataset: String, reason: String)
+    case hdf5(path: String, object: String, operation: String)
+    case invalidConfig(path: String, reason: String)
+    case invalidArchive(path: String, reason: String)
+
+    // Writing.
+    case cannotExpress(format: String, tensor: String?, reason: String)
+    case invalidOption(option: String, reason: String)
+
+    /// Which kind of failure this is, for exit codes.
+    public var category: FailureCategory {
+        switch self {
+        case .cannotOpen: return .cannotOpenInput
+        case .outputExists, .cannotCreateOutput: return .cannotCreateOutput
+        case .io, .hdf5: return .io
+        case .outputIsInput, .unknownFormat, .invalidOption: return .usage
+        default: return .badData
+        }
+    }
+}
+
+extension WSurgeryError: CustomStringConvertible {
+    public var description: String {
+        switch self {
+        case let .cannotOpen(path, reason):
+            return "\(path): cannot open: \(reason)"
+        case let .outputExists(path):
+            return "\(path): already exists (use --force to replace it)"
+        case let .outputIsInput(path):
+            return "\(path): the output is the input file; write to a new file (the input is never modified)"
+        case let .cannotCreateOutput(path, reason):
+            return "\(path): cannot create output: \(reason)"
+        case let .io(path, operation, reason):
+            return "\(path): \(operation) failed: \(reason)"
+        case let .unknownFormat(path, reason):
+            return "\(path): unknown format: \(reason)"
+        case let .truncatedFile(path, expected, actual):
+            return "\(path): truncated: the header describes \(expected) bytes but the file has \(actual)"
+        case let .headerTooLarge(path, header, limit):
+            return "\(path): safetensors header length \(header) exceeds the limit of \(limit) bytes (corrupt or not a safetensors file)"
+        case let .headerBeyondFile(path, header, file):
+            return "\(path): safetensors header length \(header) runs past the end of the \(file)-byte file (truncated or not a safetensors file)"
+        case let .invalidHeader(path, reason):
+            return "\(path): invalid safetensors header: \(reason)"
+        case let .invalidTensorEntry(path, tensor, reason):
+            return "\(path): tensor '\(tensor)': \(reason)"
+        case let .duplicateTensor(path, tensor):
+            return "\(path): tensor '\(tensor)' appears more than once"
+        case let .overlappingTensors(path, first, second, offset):
+            return "\(path): tensors '\(first)' and '\(second)' overlap at data offset \(offset)"
+        case let .gapBetweenTensors(path, before, after, start, end):
+            return "\(path): data bytes \(start)..<\(end) between tensors '\(before)' and '\(after)' belong to no tensor"
+        case let .tensorSizeMismatch(path, tensor, dtype, shape, expected, actual):
+            return "\(path): tensor '\(tensor)' (\(dtype) \(shape)) needs \(expected) bytes but its offsets span \(actual)"
+        case let .trailingBytes(path, expected, actual):
+            return "\(path): the tensors end at byte \(expected) but the file has \(actual) bytes"
+        case let .invalidIndex(path, reason):
+            return "\(path): invalid sharded-checkpoint index: \(reason)"
+        case let .notHDF5(path):
+            return "\(path): not an HDF5 file"
+        case let .unknownHDF5Layout(path, reason):
+            return "\(path): not a Keras weights layout this tool knows: \(reason)"
+        case let .softLink(path, object, target):
+            return "\(path): '\(object)' is a soft link to '\(target)'; links are refused in untrusted files"
+        case let .externalLink(path, object, target):
+            return "\(path): '\(object)' is an external link to '\(target)'; links to other files are refused"
+        case let .externalStorage(path, dataset, kind):
+            return "\(path): dataset '\(dataset)' keeps its data outside the file (\(kind)); refused"
+        case let .missingObject(path, object, layer):
+            return "\(path): \(layer.map { "layer '\($0)': " } ?? "")'\(object)' is missing"
+        case let .unsupportedHDF5Type(path, dataset, reason):
+            return "\(path): dataset '\(dataset)': unsupported data type: \(reason)"
+        case let .hdf5(path, object, operation):
+            return "\(path): HDF5 could not \(operation) '\(object)'"
+        case let .invalidConfig(path, reason):
+            return "\(path): invalid model config: \(reason)"
+        case let .invalidArchive(path, reason):
+            return "\(path): invalid .keras archive: \(reason)"
+        case let .cannotExpress(format, tensor, reason):
+            return "cannot write \(format)\(tensor.map { " (tensor '\($0)')" } ?? ""): \(reason)"
+        case let .invalidOption(option, reason):
+            return "\(option): \(reason)"
+        }
+    }
+}

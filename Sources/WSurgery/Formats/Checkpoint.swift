@@ -1,0 +1,105 @@
+import Foundation
+
+/// Reading and writing checkpoints of any supported format: the format is recognised from the file's
+/// content (input) or name (output), and the matching reader or writer runs.
+public enum Checkpoint {
+    /// Options for writing.
+    public struct WriteOptions: Sendable {
+        /// Replace existing outputs.
+        public var force: Bool
+        /// Write sharded safetensors with shards of at most this many bytes.
+        public var shardSize: UInt64?
+
+        public init(force: Bool = false, shardSize: UInt64? = nil) {
+            self.force = force
+            self.shardSize = shardSize
+        }
+    }
+
+    /// Recognises the format of an input path from its content.
+    public static func detectInputFormat(_ path: String) throws -> CheckpointFormat {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw WSurgeryError.cannotOpen(path: path, reason: "no such file or directory")
+        }
+        if isDirectory.boolValue || path.hasSuffix(ShardedSafetensors.indexSuffix) { return .shardedSafetensors }
+        let file = try InputFile(path: path)
+        let head = try file.read(count: Int(min(file.size, 16)), at: 0)
+        if head.starts(with: [0x89, 0x48, 0x44, 0x46, 0x0D, 0x0A, 0x1A, 0x0A]) {
+            return path.hasSuffix(".weights.h5") ? .kerasWeightsH5 : .kerasLegacyH5
+        }
+        if head.starts(with: [0x50, 0x4B, 0x03, 0x04]) { return .kerasArchive }
+        if head.count > 8, head[8] == UInt8(ascii: "{") || path.hasSuffix(".safetensors") { return .safetensors }
+        if path.hasSuffix(".h5") || path.hasSuffix(".hdf5") || path.hasSuffix(".keras") {
+            throw WSurgeryError.notHDF5(path: path)
+        }
+        throw WSurgeryError.unknownFormat(path: path, reason: "not safetensors, HDF5 or a .keras archive")
+    }
+
+    /// The output format for a path, from its name (and `--shard-size`).
+    public static func outputFormat(for path: String, shardSize: UInt64?) throws -> CheckpointFormat {
+        var isDirectory: ObjCBool = false
+        let isDir = path.hasSuffix("/") || (FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue)
+        if isDir || path.hasSuffix(ShardedSafetensors.indexSuffix) { return .shardedSafetensors }
+        if path.hasSuffix(".safetensors") { return shardSize == nil ? .safetensors : .shardedSafetensors }
+        if shardSize != nil {
+            throw WSurgeryError.invalidOption(option: "--shard-size", reason: "only safetensors outputs can be sharded (got \(path))")
+        }
+        if path.hasSuffix(".weights.h5") { return .kerasWeightsH5 }
+        if path.hasSuffix(".h5") || path.hasSuffix(".hdf5") { return .kerasLegacyH5 }
+        if path.hasSuffix(".keras") { return .kerasArchive }
+        throw WSurgeryError.unknownFormat(path: path, reason: "the output name must end in .safetensors, .safetensors.index.json, .h5, .hdf5, .weights.h5 or .keras (or be a directory for sharded safetensors)")
+    }
+
+    /// Reads any supported checkpoint.
+    public static func read(_ path: String) throws -> TensorGraph {
+        switch try detectInputFormat(path) {
+        case .safetensors: return try SafetensorsReader.read(path: path)
+        case .shardedSafetensors: return try SafetensorsReader.readSharded(path: path)
+        case .kerasLegacyH5, .kerasWeightsH5: return try KerasH5Reader.read(path: path)
+        case .kerasArchive: return try KerasArchive.read(path: path)
+        }
+    }
+
+    /// Refuses an output before any work is done: the output is an input, or exists without `force`.
+    public static func precheckOutput(_ path: String, inputs: [String], force: Bool) throws {
+        let target = FileIdentity.of(path: path)
+        for input in inputs {
+            if let target, target == FileIdentity.of(path: input) { throw WSurgeryError.outputIsInput(path: path) }
+            if URL(fileURLWithPath: input).standardizedFileURL.path == URL(fileURLWithPath: path).standardizedFileURL.path {
+                throw WSurgeryError.outputIsInput(path: path)
+            }
+        }
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue, !force {
+            throw WSurgeryError.outputExists(path: path)
+        }
+        let directory = OutputFile.directory(of: path.hasSuffix("/") ? String(path.dropLast()) + "/x" : path)
+        if !FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) || !isDirectory.boolValue {
+            throw WSurgeryError.cannotCreateOutput(path: path, reason: "directory \(directory) does not exist")
+        }
+    }
+
+    /// Writes `graph` to `path` in the format its name asks for; every output file appears at once, or
+    /// none does. Returns notes for the report (what was dropped, extra files written).
+    @discardableResult
+    public static func write(_ graph: TensorGraph, to path: String, options: WriteOptions = WriteOptions()) throws -> [String] {
+        let format = try outputFormat(for: path, shardSize: options.shardSize)
+        let outputs = OutputSet(allowOverwrite: options.force, protecting: graph.sourceFiles)
+        let notes: [String]
+        switch format {
+        case .safetensors:
+            notes = try SafetensorsWriter.write(graph, to: path, outputs: outputs)
+        case .shardedSafetensors:
+            notes = try SafetensorsWriter.writeSharded(graph, to: path, maxShardBytes: options.shardSize ?? 5_000_000_000, outputs: outputs)
+        case .kerasLegacyH5:
+            notes = try KerasH5Writer.writeLegacy(graph, to: try outputs.create(path))
+        case .kerasWeightsH5:
+            notes = try KerasH5Writer.writeKeras3Weights(graph, to: try outputs.create(path))
+        case .kerasArchive:
+            notes = try KerasArchive.write(graph, to: try outputs.create(path))
+        }
+        try outputs.commit()
+        return notes
+    }
+}

@@ -1,0 +1,297 @@
+import CHDF5
+import Foundation
+
+/// What the reader learns about a dataset before trusting it.
+struct HDF5DatasetInfo {
+    var dtype: DType
+    var shape: [Int]
+    /// The `dtype` attribute Keras 3 puts on datasets whose type HDF5 cannot name (bfloat16).
+    var dtypeAttribute: String?
+    /// Where the raw bytes lie in the file when the dataset is contiguous, unfiltered, allocated and
+    /// already little-endian.
+    var contiguousOffset: UInt64?
+}
+
+extension HDF5File {
+    /// Inspects a dataset: element type, shape, storage. Refuses external and virtual storage.
+    func datasetInfo(_ datasetPath: String) throws -> HDF5DatasetInfo {
+        try HDF5Lock.run {
+            guard try objectType(datasetPath) == .dataset else {
+                throw WSurgeryError.unknownHDF5Layout(path: path, reason: "'\(datasetPath)' is not a dataset")
+            }
+            let d = H5Dopen2(id, datasetPath, wsh5_P_DEFAULT())
+            if d < 0 { throw WSurgeryError.hdf5(path: path, object: datasetPath, operation: "open the dataset") }
+            let dataset = H5ID(d, H5Dclose)
+            let dcpl = H5ID(H5Dget_create_plist(dataset.id), H5Pclose)
+            let layout = H5Pget_layout(dcpl.id)
+            if layout == H5D_VIRTUAL { throw WSurgeryError.externalStorage(path: path, dataset: datasetPath, kind: "virtual dataset") }
+            if H5Pget_external_count(dcpl.id) > 0 { throw WSurgeryError.externalStorage(path: path, dataset: datasetPath, kind: "external raw-data file") }
+            let space = H5ID(H5Dget_space(dataset.id), H5Sclose)
+            let rank = H5Sget_simple_extent_ndims(space.id)
+            if rank < 0 { throw WSurgeryError.unknownHDF5Layout(path: path, reason: "dataset '\(datasetPath)' has no simple dataspace") }
+            var dims = [hsize_t](repeating: 0, count: Int(rank))
+            if rank > 0 { H5Sget_simple_extent_dims(space.id, &dims, nil) }
+            let dtypeAttribute = H5Aexists(dataset.id, "dtype") > 0 ? try stringAttribute(datasetPath, "dtype") : nil
+            let ftype = H5ID(H5Dget_type(dataset.id), H5Tclose)
+            let (dtype, littleEndianAsStored) = try HDF5Types.dtype(of: ftype.id, dtypeAttribute: dtypeAttribute, file: path, dataset: datasetPath)
+            var offset: UInt64?
+            if layout == H5D_CONTIGUOUS, H5Pget_nfilters(dcpl.id) == 0, littleEndianAsStored {
+                let address = H5Dget_offset(dataset.id)
+                if address != wsh5_HADDR_UNDEF() { offset = UInt64(address) }
+            }
+            return HDF5DatasetInfo(dtype: dtype, shape: dims.map { Int($0) }, dtypeAttribute: dtypeAttribute, contiguousOffset: offset)
+        }
+    }
+
+    /// Creates a dataset of `dtype` and `shape` at `datasetPath` and fills it from `source`, row block by
+    /// row block so memory stays bounded.
+    func writeDataset(_ datasetPath: String, dtype: DType, shape: [Int], from source: any TensorSource, tensorName: String) throws {
+        try HDF5Lock.run {
+            let ftype = try HDF5Types.fileType(for: dtype, tensor: tensorName)
+            var dims = shape.map { hsize_t($0) }
+            let space = H5ID(shape.isEmpty ? H5Screate(H5S_SCALAR) : H5Screate_simple(Int32(shape.count), &dims, nil), H5Sclose)
+            let lcpl = H5ID(H5Pcreate(wsh5_P_LINK_CREATE()), H5Pclose)
+            H5Pset_create_intermediate_group(lcpl.id, 1)
+            let d = H5Dcreate2(id, datasetPath, ftype.id, space.id, lcpl.id, wsh5_P_DEFAULT(), wsh5_P_DEFAULT())
+            if d < 0 { throw WSurgeryError.hdf5(path: path, object: datasetPath, operation: "create the dataset") }
+            let dataset = H5ID(d, H5Dclose)
+            if let attribute = HDF5Types.dtypeAttribute(for: dtype) {
+                try writeStrings(datasetPath, "dtype", [attribute], scalar: true)
+            }
+            let total = Int(source.byteCount)
+            if total == 0 { return }
+            let rowBytes = shape.isEmpty ? total : total / max(shape[0], 1)
+            let rowsPerBlock = shape.isEmpty ? 1 : max(1, (8 << 20) / max(rowBytes, 1))
+            let blockBytes = shape.isEmpty ? total : rowsPerBlock * rowBytes
+            var pending: [UInt8] = []
+            pending.reserveCapacity(blockBytes)
+            var row = 0
+            func flushBlock() throws {
+                let rows = shape.isEmpty ? 1 : pending.count / rowBytes
+                if shape.isEmpty {
+                    if H5Dwrite(dataset.id, ftype.id, wsh5_S_ALL(), wsh5_S_ALL(), wsh5_P_DEFAULT(), pending) < 0 {
+                        throw WSurgeryError.hdf5(path: path, object: datasetPath, operation: "write")
+                    }
+                } else {
+                    var start = [hsize_t](repeating: 0, count: shape.count)
+                    start[0] = hsize_t(row)
+                    var count = dims
+                    count[0] = hsize_t(rows)
+                    H5Sselect_hyperslab(space.id, H5S_SELECT_SET, &start, nil, &count, nil)
+                    let memory = H5ID(H5Screate_simple(Int32(shape.count), &count, nil), H5Sclose)
+                    if H5Dwrite(dataset.id, ftype.id, memory.id, space.id, wsh5_P_DEFAULT(), pending) < 0 {
+                        throw WSurgeryError.hdf5(path: path, object: datasetPath, operation: "write")
+                    }
+                }
+                row += rows
+                pending.removeAll(keepingCapacity: true)
+            }
+            try source.forEachChunk(maxChunk: blockBytes) { chunk in
+                var remaining = UnsafeRawBufferPointer(chunk)
+                while !remaining.isEmpty {
+                    let take = min(remaining.count, blockBytes - pending.count)
+                    pending.append(contentsOf: remaining.prefix(take))
+                    remaining = UnsafeRawBufferPointer(rebasing: remaining[take...])
+                    if pending.count == blockBytes { try flushBlock() }
+                }
+            }
+            if !pending.isEmpty { try flushBlock() }
+        }
+    }
+
+    /// Copies a dataset from another HDF5 file without decoding it (keeps chunking, compression, attributes).
+    func copyDataset(from source: HDF5File, _ sourcePath: String, to datasetPath: String, dtype: DType) throws {
+        try HDF5Lock.run {
+            let lcpl = H5ID(H5Pcreate(wsh5_P_LINK_CREATE()), H5Pclose)
+            H5Pset_create_intermediate_group(lcpl.id, 1)
+            if H5Ocopy(source.id, sourcePath, id, datasetPath, wsh5_P_DEFAULT(), lcpl.id) < 0 {
+                throw WSurgeryError.hdf5(path: path, object: datasetPath, operation: "copy '\(sourcePath)' from \(source.path) into")
+            }
+            // A legacy file may hold bfloat16 as a bare opaque type; name it so Keras 3 and this tool agree.
+            if let attribute = HDF5Types.dtypeAttribute(for: dtype), try !hasAttribute(datasetPath, "dtype") {
+                try writeStrings(datasetPath, "dtype", [attribute], scalar: true)
+            }
+        }
+    }
+}
+
+/// A tensor stored as an HDF5 dataset that is chunked, compressed or not little-endian: read through
+/// libhdf5 in blocks of rows, converted to little-endian bytes of the same type.
+struct HDF5DatasetSource: TensorSource {
+    let file: HDF5File
+    let datasetPath: String
+    let dtype: DType
+    let shape: [Int]
+    let byteCount: UInt64
+    var fileRegion: FileRegion? { nil }
+
+    func forEachChunk(maxChunk: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        try HDF5Lock.run {
+            let path = file.path
+            let d = H5Dopen2(file.id, datasetPath, wsh5_P_DEFAULT())
+            if d < 0 { throw WSurgeryError.hdf5(path: path, object: datasetPath, operation: "open the dataset") }
+            let dataset = H5ID(d, H5Dclose)
+            let ftype = H5ID(H5Dget_type(dataset.id), H5Tclose)
+            let mtype = H5ID(HDF5Types.memoryType(forFileType: ftype.id), H5Tclose)
+            let total = Int(byteCount)
+            if total == 0 { return }
+            if shape.isEmpty || shape[0] == 0 {
+                var buffer = [UInt8](repeating: 0, count: total)
+                if H5Dread(dataset.id, mtype.id, wsh5_S_ALL(), wsh5_S_ALL(), wsh5_P_DEFAULT(), &buffer) < 0 {
+                    throw WSurgeryError.hdf5(path: path, object: datasetPath, operation: "read")
+                }
+                try buffer.withUnsafeBytes { try body($0) }
+                return
+            }
+            let space = H5ID(H5Dget_space(dataset.id), H5Sclose)
+            let rowBytes = total / shape[0]
+            let rowsPerBlock = max(1, maxChunk / max(rowBytes, 1))
+            var buffer = [UInt8](repeating: 0, count: min(rowsPerBlock, shape[0]) * rowBytes)
+            var row = 0
+            while row < shape[0] {
+                let rows = min(rowsPerBlock, shape[0] - row)
+                var start = [hsize_t](repeating: 0, count: shape.count)
+                start[0] = hsize_t(row)
+                var count = shape.map { hsize_t($0) }
+                count[0] = hsize_t(rows)
+                H5Sselect_hyperslab(space.id, H5S_SELECT_SET, &start, nil, &count, nil)
+                let memory = H5ID(H5Screate_simple(Int32(shape.count), &count, nil), H5Sclose)
+                let status = buffer.withUnsafeMutableBytes { H5Dread(dataset.id, mtype.id, memory.id, space.id, wsh5_P_DEFAULT(), $0.baseAddress) }
+                if status < 0 { throw WSurgeryError.hdf5(path: path, object: datasetPath, operation: "read") }
+                try buffer.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[0..<(rows * rowBytes)])) }
+                row += rows
+            }
+        }
+    }
+}
+
+/// The mapping between tensor dtypes and HDF5 types, following what h5py and Keras write.
+enum HDF5Types {
+    /// The dtype of a file type. Returns whether the stored bytes are already the little-endian bytes
+    /// this tool uses (so a contiguous dataset can be copied as a file region).
+    static func dtype(of type: hid_t, dtypeAttribute: String?, file: String, dataset: String) throws -> (DType, Bool) {
+        func unsupported(_ reason: String) -> WSurgeryError { .unsupportedHDF5Type(path: file, dataset: dataset, reason: reason) }
+        let size = H5Tget_size(type)
+        let littleEndian = H5Tget_order(type) == H5T_ORDER_LE
+        switch H5Tget_class(type) {
+        case H5T_INTEGER:
+            let signed = H5Tget_sign(type) == H5T_SGN_2
+            let dtype: DType
+            switch (size, signed) {
+            case (1, true): dtype = .i8
+            case (1, false): dtype = .u8
+            case (2, true): dtype = .i16
+            case (2, false): dtype = .u16
+            case (4, true): dtype = .i32
+            case (4, false): dtype = .u32
+            case (8, true): dtype = .i64
+            case (8, false): dtype = .u64
+            default: throw unsupported("\(size)-byte integer")
+            }
+            return (dtype, littleEndian || size == 1)
+        case H5T_FLOAT:
+            var spos = 0, epos = 0, esize = 0, mpos = 0, msize = 0
+            H5Tget_fields(type, &spos, &epos, &esize, &mpos, &msize)
+            switch (size, esize, msize) {
+            case (4, 8, 23): return (.f32, littleEndian)
+            case (8, 11, 52): return (.f64, littleEndian)
+            case (2, 5, 10): return (.f16, littleEndian)
+            case (2, 8, 7): return (.bf16, littleEndian)
+            default: throw unsupported("\(size)-byte float with \(esize) exponent and \(msize) mantissa bits")
+            }
+        case H5T_ENUM:
+            // h5py stores numpy bool as an int8 enum {FALSE: 0, TRUE: 1}.
+            if size == 1, H5Tget_nmembers(type) == 2 { return (.bool, true) }
+            throw unsupported("enumeration")
+        case H5T_OPAQUE:
+            if let attribute = dtypeAttribute, let known = DType(numpyName: attribute), known.bitsPerElement == size * 8 {
+                return (known, true)
+            }
+            var tag = ""
+            if let pointer = H5Tget_tag(type) {
+                tag = String(cString: pointer)
+                H5free_memory(pointer)
+            }
+            return (.opaque(name: tag.isEmpty ? "V\(size)" : tag, bytesPerElement: size), true)
+        case H5T_COMPOUND:
+            // h5py's complex64: {r: float32, i: float32}.
+            if size == 8, H5Tget_nmembers(type) == 2 {
+                let r = H5ID(H5Tget_member_type(type, 0), H5Tclose)
+                if H5Tget_class(r.id) == H5T_FLOAT, H5Tget_size(r.id) == 4 {
+                    return (.c64, H5Tget_order(r.id) == H5T_ORDER_LE)
+                }
+            }
+            throw unsupported("compound type")
+        case H5T_STRING: throw unsupported("string data")
+        default: throw unsupported("type class \(H5Tget_class(type).rawValue)")
+        }
+    }
+
+    /// The in-memory type used to read a dataset: the file type with little-endian byte order.
+    static func memoryType(forFileType type: hid_t) -> hid_t {
+        let copy = H5Tcopy(type)
+        let typeClass = H5Tget_class(type)
+        if typeClass == H5T_INTEGER || typeClass == H5T_FLOAT { H5Tset_order(copy, H5T_ORDER_LE) }
+        if typeClass == H5T_COMPOUND {
+            H5Tclose(copy)
+            let c = H5Tcreate(H5T_COMPOUND, 8)
+            H5Tinsert(c, "r", 0, wsh5_T_IEEE_F32LE())
+            H5Tinsert(c, "i", 4, wsh5_T_IEEE_F32LE())
+            return c
+        }
+        return copy
+    }
+
+    /// The `dtype` attribute written for types HDF5 has no name for (Keras 3 does this for bfloat16).
+    static func dtypeAttribute(for dtype: DType) -> String? {
+        switch dtype {
+        case .bf16, .f8e4m3, .f8e5m2, .f8e8m0, .f8e4m3fnuz, .f8e5m2fnuz: return dtype.numpyName
+        default: return nil
+        }
+    }
+
+    /// The file type h5py would create for `dtype`.
+    static func fileType(for dtype: DType, tensor: String) throws -> H5ID {
+        func copy(_ t: hid_t) -> H5ID { H5ID(H5Tcopy(t), H5Tclose) }
+        switch dtype {
+        case .f32: return copy(wsh5_T_IEEE_F32LE())
+        case .f64: return copy(wsh5_T_IEEE_F64LE())
+        case .i8: return copy(wsh5_T_STD_I8LE())
+        case .i16: return copy(wsh5_T_STD_I16LE())
+        case .i32: return copy(wsh5_T_STD_I32LE())
+        case .i64: return copy(wsh5_T_STD_I64LE())
+        case .u8: return copy(wsh5_T_STD_U8LE())
+        case .u16: return copy(wsh5_T_STD_U16LE())
+        case .u32: return copy(wsh5_T_STD_U32LE())
+        case .u64: return copy(wsh5_T_STD_U64LE())
+        case .f16:
+            // h5py's IEEE half: a 32-bit float type narrowed to 1/5/10 bits with bias 15.
+            let t = copy(wsh5_T_IEEE_F32LE())
+            H5Tset_fields(t.id, 15, 10, 5, 0, 10)
+            H5Tset_size(t.id, 2)
+            H5Tset_ebias(t.id, 15)
+            return t
+        case .bool:
+            let t = H5ID(H5Tenum_create(wsh5_T_NATIVE_INT8()), H5Tclose)
+            var no: Int8 = 0, yes: Int8 = 1
+            H5Tenum_insert(t.id, "FALSE", &no)
+            H5Tenum_insert(t.id, "TRUE", &yes)
+            return t
+        case .c64:
+            let t = H5ID(H5Tcreate(H5T_COMPOUND, 8), H5Tclose)
+            H5Tinsert(t.id, "r", 0, wsh5_T_IEEE_F32LE())
+            H5Tinsert(t.id, "i", 4, wsh5_T_IEEE_F32LE())
+            return t
+        case .bf16, .f8e4m3, .f8e5m2, .f8e8m0, .f8e4m3fnuz, .f8e5m2fnuz:
+            return H5ID(H5Tcreate(H5T_OPAQUE, dtype.bitsPerElement! / 8), H5Tclose)
+        case .opaque(let name, let bytes?):
+            let t = H5ID(H5Tcreate(H5T_OPAQUE, bytes), H5Tclose)
+            if name != "V\(bytes)" { H5Tset_tag(t.id, name) }
+            return t
+        case .opaque(let name, nil):
+            throw WSurgeryError.cannotExpress(format: "HDF5", tensor: tensor, reason: "dtype '\(name)' is unknown to this tool, so its element size is unknown")
+        case .f6e2m3, .f6e3m2, .f4:
+            throw WSurgeryError.cannotExpress(format: "HDF5", tensor: tensor, reason: "\(dtype.safetensorsName) packs elements into fractions of a byte, which HDF5 datasets cannot hold")
+        }
+    }
+}

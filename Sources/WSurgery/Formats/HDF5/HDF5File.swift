@@ -1,0 +1,326 @@
+import CHDF5
+import Foundation
+
+/// libhdf5 (Debian's serial build) is not thread-safe: every call goes through this one lock.
+enum HDF5Lock {
+    nonisolated(unsafe) static let lock = NSRecursiveLock()
+    nonisolated(unsafe) static var initialised = false
+
+    static func run<T>(_ body: () throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        if !initialised {
+            _ = wsh5_init()
+            initialised = true
+        }
+        return try body()
+    }
+}
+
+/// An HDF5 identifier closed with the matching close function when it goes out of scope.
+final class H5ID {
+    let id: hid_t
+    private let closer: (hid_t) -> herr_t
+    init(_ id: hid_t, _ closer: @escaping (hid_t) -> herr_t) {
+        self.id = id
+        self.closer = closer
+    }
+    deinit { HDF5Lock.run { _ = closer(id) } }
+}
+
+/// The kind of an HDF5 object at a path.
+enum HDF5ObjectType {
+    case group, dataset, other
+}
+
+/// An open HDF5 file. Failures become `WSurgeryError`s that name the file and the object involved;
+/// soft and external links are refused wherever the file is walked.
+final class HDF5File: @unchecked Sendable {
+    let path: String
+    let id: hid_t
+    let writable: Bool
+
+    private init(path: String, id: hid_t, writable: Bool) {
+        self.path = path
+        self.id = id
+        self.writable = writable
+    }
+
+    deinit { HDF5Lock.run { _ = H5Fclose(id) } }
+
+    /// Opens an existing file read-only.
+    static func open(_ path: String) throws -> HDF5File {
+        try HDF5Lock.run {
+            if H5Fis_hdf5(path) <= 0 { throw WSurgeryError.notHDF5(path: path) }
+            let id = H5Fopen(path, wsh5_F_ACC_RDONLY(), wsh5_P_DEFAULT())
+            if id < 0 { throw WSurgeryError.cannotOpen(path: path, reason: "HDF5 could not open the file") }
+            return HDF5File(path: path, id: id, writable: false)
+        }
+    }
+
+    /// Creates (truncates) a file for writing.
+    static func create(_ path: String) throws -> HDF5File {
+        try HDF5Lock.run {
+            let id = H5Fcreate(path, wsh5_F_ACC_TRUNC(), wsh5_P_DEFAULT(), wsh5_P_DEFAULT())
+            if id < 0 { throw WSurgeryError.cannotCreateOutput(path: path, reason: "HDF5 could not create the file") }
+            return HDF5File(path: path, id: id, writable: true)
+        }
+    }
+
+    /// Flushes and closes early (the object must not be used afterwards except for deinit).
+    func flush() throws {
+        try HDF5Lock.run {
+            if H5Fflush(id, H5F_SCOPE_GLOBAL) < 0 { throw WSurgeryError.io(path: path, operation: "flush", reason: "HDF5 error") }
+        }
+    }
+
+    // MARK: Walking
+
+    /// Checks every component of `objectPath` is a hard link; returns false when some component is missing.
+    func exists(_ objectPath: String) throws -> Bool {
+        try HDF5Lock.run {
+            var prefix = ""
+            for component in objectPath.split(separator: "/") {
+                prefix += (prefix.isEmpty ? "" : "/") + component
+                if H5Lexists(id, prefix, wsh5_P_DEFAULT()) <= 0 { return false }
+                try checkLink(prefix)
+            }
+            return true
+        }
+    }
+
+    /// Throws the specific error for a soft or external link at `objectPath`.
+    private func checkLink(_ objectPath: String) throws {
+        let type = wsh5_link_type(id, objectPath)
+        if type < 0 { throw WSurgeryError.hdf5(path: path, object: objectPath, operation: "read the link") }
+        if type == H5L_TYPE_HARD.rawValue { return }
+        var size = 256
+        var target = ""
+        var buffer = [CChar](repeating: 0, count: size)
+        var info = H5L_info_t()
+        if H5Lget_info(id, objectPath, &info, wsh5_P_DEFAULT()) >= 0 { size = max(Int(info.u.val_size), 1) }
+        buffer = [CChar](repeating: 0, count: size + 1)
+        if H5Lget_val(id, objectPath, &buffer, size, wsh5_P_DEFAULT()) >= 0 {
+            if type == H5L_TYPE_EXTERNAL.rawValue {
+                var flags: UInt32 = 0
+                var file: UnsafePointer<CChar>?
+                var object: UnsafePointer<CChar>?
+                if H5Lunpack_elink_val(&buffer, size, &flags, &file, &object) >= 0, let file, let object {
+                    target = String(cString: file) + ":" + String(cString: object)
+                }
+            } else {
+                target = String(cString: buffer)
+            }
+        }
+        if type == H5L_TYPE_SOFT.rawValue { throw WSurgeryError.softLink(path: path, object: objectPath, target: target) }
+        if type == H5L_TYPE_EXTERNAL.rawValue { throw WSurgeryError.externalLink(path: path, object: objectPath, target: target) }
+        throw WSurgeryError.unknownHDF5Layout(path: path, reason: "'\(objectPath)' is a user-defined link")
+    }
+
+    func objectType(_ objectPath: String) throws -> HDF5ObjectType {
+        try HDF5Lock.run {
+            guard try exists(objectPath) else { throw WSurgeryError.missingObject(path: path, object: objectPath, layer: nil) }
+            switch wsh5_object_type(id, objectPath) {
+            case Int32(H5O_TYPE_GROUP.rawValue): return .group
+            case Int32(H5O_TYPE_DATASET.rawValue): return .dataset
+            default: return .other
+            }
+        }
+    }
+
+    /// The file address of an object's header (creation order for files written in one pass).
+    func objectAddress(_ objectPath: String) -> UInt64 {
+        HDF5Lock.run { wsh5_object_address(id, objectPath) }
+    }
+
+    /// Names of the links in a group, in name order; soft and external links are refused.
+    func children(of groupPath: String) throws -> [String] {
+        try HDF5Lock.run {
+            let g = try openGroup(groupPath)
+            var info = H5G_info_t()
+            if H5Gget_info(g.id, &info) < 0 { throw WSurgeryError.hdf5(path: path, object: groupPath, operation: "list the group") }
+            var names: [String] = []
+            for i in 0..<info.nlinks {
+                let length = H5Lget_name_by_idx(g.id, ".", H5_INDEX_NAME, H5_ITER_INC, i, nil, 0, wsh5_P_DEFAULT())
+                if length < 0 { throw WSurgeryError.hdf5(path: path, object: groupPath, operation: "list the group") }
+                var buffer = [CChar](repeating: 0, count: Int(length) + 1)
+                _ = H5Lget_name_by_idx(g.id, ".", H5_INDEX_NAME, H5_ITER_INC, i, &buffer, Int(length) + 1, wsh5_P_DEFAULT())
+                let name = String(cString: buffer)
+                try checkLink(groupPath == "/" ? name : groupPath + "/" + name)
+                names.append(name)
+            }
+            return names
+        }
+    }
+
+    func openGroup(_ groupPath: String) throws -> H5ID {
+        try HDF5Lock.run {
+            if groupPath != "/" { guard try exists(groupPath) else { throw WSurgeryError.missingObject(path: path, object: groupPath, layer: nil) } }
+            let g = H5Gopen2(id, groupPath, wsh5_P_DEFAULT())
+            if g < 0 { throw WSurgeryError.hdf5(path: path, object: groupPath, operation: "open the group") }
+            return H5ID(g, H5Gclose)
+        }
+    }
+
+    func openObject(_ objectPath: String) throws -> H5ID {
+        try HDF5Lock.run {
+            if objectPath != "/" { guard try exists(objectPath) else { throw WSurgeryError.missingObject(path: path, object: objectPath, layer: nil) } }
+            let o = H5Oopen(id, objectPath, wsh5_P_DEFAULT())
+            if o < 0 { throw WSurgeryError.hdf5(path: path, object: objectPath, operation: "open") }
+            return H5ID(o, H5Oclose)
+        }
+    }
+
+    // MARK: Attributes
+
+    func hasAttribute(_ objectPath: String, _ name: String) throws -> Bool {
+        try HDF5Lock.run {
+            let o = try openObject(objectPath)
+            return H5Aexists(o.id, name) > 0
+        }
+    }
+
+    /// A string or list-of-strings attribute, variable- or fixed-length, ASCII or UTF-8. An empty numeric
+    /// array (what Keras writes for a layer without weights) reads as an empty list. Keras's split
+    /// attributes (`name0`, `name1`, ...) are concatenated. Nil when absent.
+    func stringsAttribute(_ objectPath: String, _ name: String) throws -> [String]? {
+        try HDF5Lock.run {
+            let o = try openObject(objectPath)
+            if H5Aexists(o.id, name) > 0 { return try readStrings(o, objectPath: objectPath, name: name) }
+            var parts: [String] = []
+            var index = 0
+            while H5Aexists(o.id, "\(name)\(index)") > 0 {
+                parts += try readStrings(o, objectPath: objectPath, name: "\(name)\(index)")
+                index += 1
+            }
+            return index == 0 ? nil : parts
+        }
+    }
+
+    /// A single string attribute (a scalar, or a one-element list).
+    func stringAttribute(_ objectPath: String, _ name: String) throws -> String? {
+        guard let values = try stringsAttribute(objectPath, name) else { return nil }
+        guard values.count == 1 else {
+            throw WSurgeryError.unknownHDF5Layout(path: path, reason: "attribute '\(name)' of '\(objectPath)' holds \(values.count) strings, expected one")
+        }
+        return values[0]
+    }
+
+    private func readStrings(_ object: H5ID, objectPath: String, name: String) throws -> [String] {
+        func fail(_ what: String) -> WSurgeryError { .unknownHDF5Layout(path: path, reason: "attribute '\(name)' of '\(objectPath)': \(what)") }
+        let a = H5Aopen(object.id, name, wsh5_P_DEFAULT())
+        if a < 0 { throw WSurgeryError.hdf5(path: path, object: "\(objectPath)@\(name)", operation: "open the attribute") }
+        let attr = H5ID(a, H5Aclose)
+        let ftype = H5ID(H5Aget_type(attr.id), H5Tclose)
+        let space = H5ID(H5Aget_space(attr.id), H5Sclose)
+        let count = Int(H5Sget_simple_extent_npoints(space.id))
+        let typeClass = H5Tget_class(ftype.id)
+        if typeClass != H5T_STRING {
+            if count == 0 { return [] }
+            throw fail("not a string")
+        }
+        if count == 0 { return [] }
+        if H5Tis_variable_str(ftype.id) > 0 {
+            let mtype = H5ID(H5Tcopy(wsh5_T_C_S1()), H5Tclose)
+            H5Tset_size(mtype.id, wsh5_T_VARIABLE())
+            H5Tset_cset(mtype.id, H5Tget_cset(ftype.id))
+            var pointers = [UnsafeMutablePointer<CChar>?](repeating: nil, count: count)
+            if H5Aread(attr.id, mtype.id, &pointers) < 0 { throw fail("unreadable") }
+            defer { _ = wsh5_reclaim(mtype.id, space.id, &pointers) }
+            return pointers.map { $0.map { String(cString: $0) } ?? "" }
+        }
+        let size = H5Tget_size(ftype.id)
+        let mtype = H5ID(H5Tcopy(wsh5_T_C_S1()), H5Tclose)
+        H5Tset_size(mtype.id, size)
+        H5Tset_cset(mtype.id, H5Tget_cset(ftype.id))
+        H5Tset_strpad(mtype.id, H5Tget_strpad(ftype.id))
+        var buffer = [UInt8](repeating: 0, count: size * count)
+        if H5Aread(attr.id, mtype.id, &buffer) < 0 { throw fail("unreadable") }
+        return (0..<count).map { i in
+            let slice = buffer[(i * size)..<((i + 1) * size)]
+            let end = slice.firstIndex(of: 0) ?? slice.endIndex
+            var s = String(decoding: buffer[slice.startIndex..<end], as: UTF8.self)
+            while s.hasSuffix(" ") && H5Tget_strpad(ftype.id) == H5T_STR_SPACEPAD { s.removeLast() }
+            return s
+        }
+    }
+
+    /// Writes a string attribute as h5py 3 does: variable-length, scalar or one-dimensional.
+    func writeStrings(_ objectPath: String, _ name: String, _ values: [String], scalar: Bool, utf8: Bool = false) throws {
+        try HDF5Lock.run {
+            let o = try openObject(objectPath)
+            if H5Aexists(o.id, name) > 0 { H5Adelete(o.id, name) }
+            let type = H5ID(H5Tcopy(wsh5_T_C_S1()), H5Tclose)
+            H5Tset_size(type.id, wsh5_T_VARIABLE())
+            let needsUTF8 = utf8 || values.contains { $0.utf8.contains { $0 > 0x7F } }
+            H5Tset_cset(type.id, needsUTF8 ? H5T_CSET_UTF8 : H5T_CSET_ASCII)
+            var dims: [hsize_t] = [hsize_t(values.count)]
+            let space = H5ID(scalar ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dims, nil), H5Sclose)
+            let a = H5Acreate2(o.id, name, type.id, space.id, wsh5_P_DEFAULT(), wsh5_P_DEFAULT())
+            if a < 0 { throw WSurgeryError.hdf5(path: path, object: "\(objectPath)@\(name)", operation: "create the attribute") }
+            let attr = H5ID(a, H5Aclose)
+            let cStrings = values.map { strdup($0) }
+            defer { cStrings.forEach { free($0) } }
+            var pointers: [UnsafePointer<CChar>?] = cStrings.map { UnsafePointer($0) }
+            if H5Awrite(attr.id, type.id, &pointers) < 0 {
+                throw WSurgeryError.hdf5(path: path, object: "\(objectPath)@\(name)", operation: "write the attribute")
+            }
+        }
+    }
+
+    /// Writes a list of names the way Keras does: one attribute, or `name0`, `name1`, ... when numpy's
+    /// byte size of the list (count x longest) exceeds the 64,512-byte object-header limit. An empty list
+    /// is an empty float64 array, as Keras writes it.
+    func writeNameList(_ objectPath: String, _ name: String, _ values: [String]) throws {
+        if values.isEmpty {
+            try HDF5Lock.run {
+                let o = try openObject(objectPath)
+                var dims: [hsize_t] = [0]
+                let space = H5ID(H5Screate_simple(1, &dims, nil), H5Sclose)
+                let a = H5Acreate2(o.id, name, wsh5_T_IEEE_F64LE(), space.id, wsh5_P_DEFAULT(), wsh5_P_DEFAULT())
+                if a < 0 { throw WSurgeryError.hdf5(path: path, object: "\(objectPath)@\(name)", operation: "create the attribute") }
+                _ = H5ID(a, H5Aclose)
+            }
+            return
+        }
+        let limit = 64_512
+        let longest = values.map { $0.utf8.count }.max() ?? 0
+        var chunks = 1
+        func split(_ k: Int) -> [[String]] {
+            // numpy.array_split: the first (n % k) parts get one extra element.
+            let base = values.count / k, extra = values.count % k
+            var parts: [[String]] = []
+            var start = 0
+            for i in 0..<k {
+                let size = base + (i < extra ? 1 : 0)
+                parts.append(Array(values[start..<start + size]))
+                start += size
+            }
+            return parts
+        }
+        var parts = split(1)
+        while parts.contains(where: { $0.count * longest > limit }) {
+            chunks += 1
+            parts = split(chunks)
+        }
+        if chunks == 1 {
+            try writeStrings(objectPath, name, values, scalar: false)
+        } else {
+            for (i, part) in parts.enumerated() { try writeStrings(objectPath, "\(name)\(i)", part, scalar: false) }
+        }
+    }
+
+    // MARK: Groups and datasets
+
+    /// Creates a group (and missing parents).
+    func createGroup(_ groupPath: String) throws {
+        try HDF5Lock.run {
+            if H5Lexists(id, groupPath, wsh5_P_DEFAULT()) > 0 { return }
+            let lcpl = H5ID(H5Pcreate(wsh5_P_LINK_CREATE()), H5Pclose)
+            H5Pset_create_intermediate_group(lcpl.id, 1)
+            let g = H5Gcreate2(id, groupPath, lcpl.id, wsh5_P_DEFAULT(), wsh5_P_DEFAULT())
+            if g < 0 { throw WSurgeryError.hdf5(path: path, object: groupPath, operation: "create the group") }
+            _ = H5Gclose(g)
+        }
+    }
+}

@@ -1,0 +1,224 @@
+/// Reads Keras HDF5 weight files into a graph:
+/// - legacy full model (`model_weights` group plus `model_config`), from Keras 2, tf.keras or Keras 3;
+/// - legacy weights-only (`layer_names` at the root);
+/// - Keras 3 `.weights.h5` (`layers/<auto_name>/vars/N`, nested models nested).
+/// Layer order comes from `layer_names` or the config, never from HDF5 link order.
+public enum KerasH5Reader {
+    /// Reads any of the three layouts from `path`.
+    public static func read(path: String) throws -> TensorGraph {
+        let h5 = try HDF5File.open(path)
+        let raw = try InputFile(path: path)
+        if try h5.hasAttribute("/", "layer_names") {
+            return try readLegacy(h5, raw: raw, group: "/", flavor: .legacyWeightsOnly)
+        }
+        if try h5.exists("model_weights") {
+            return try readLegacy(h5, raw: raw, group: "model_weights", flavor: .legacyFullModel)
+        }
+        if try h5.exists("layers") || h5.exists("vars") {
+            return try readKeras3(h5, raw: raw, config: nil, sourceFormat: .kerasWeightsH5, sourcePath: path)
+        }
+        let top = try h5.children(of: "/").prefix(5).joined(separator: ", ")
+        throw WSurgeryError.unknownHDF5Layout(path: path, reason: "no 'layer_names' attribute, 'model_weights' group or 'layers' group at the root (found: \(top.isEmpty ? "nothing" : top))")
+    }
+
+    /// Reads one dataset as a tensor: a file region when stored plainly, else through libhdf5.
+    static func tensor(_ h5: HDF5File, raw: InputFile, datasetPath: String, name: String, layer: String, bfloat16Policy: Bool) throws -> Tensor {
+        guard try h5.exists(datasetPath) else { throw WSurgeryError.missingObject(path: h5.path, object: datasetPath, layer: layer) }
+        let info = try h5.datasetInfo(datasetPath)
+        var dtype = info.dtype
+        // Keras 3's legacy writer stores bfloat16 as a bare 2-byte opaque type; the layer's policy names it.
+        if case .opaque(_, 2) = dtype, info.dtypeAttribute == nil, bfloat16Policy { dtype = .bf16 }
+        let elements = info.shape.reduce(1, *)
+        let bytes: UInt64
+        switch dtype {
+        case .opaque(_, let size?): bytes = UInt64(elements * size)
+        default: bytes = dtype.byteCount(elements: UInt64(elements)) ?? 0
+        }
+        let data: any TensorSource
+        if let offset = info.contiguousOffset, offset + bytes <= raw.size {
+            data = FileRegionSource(region: FileRegion(file: raw, offset: offset, length: bytes))
+        } else {
+            data = HDF5DatasetSource(file: h5, datasetPath: datasetPath, dtype: dtype, shape: info.shape, byteCount: bytes)
+        }
+        var tensor = Tensor(name: name, dtype: dtype, shape: info.shape, layout: StateDictGrouping.layout(name: name, shape: info.shape), data: data)
+        tensor.hdf5Origin = HDF5Origin(file: h5, datasetPath: datasetPath)
+        return tensor
+    }
+
+    // MARK: Legacy
+
+    static func readLegacy(_ h5: HDF5File, raw: InputFile, group: String, flavor: KerasFlavor) throws -> TensorGraph {
+        let path = h5.path
+        func child(_ name: String) -> String { group == "/" ? name : group + "/" + name }
+        var graph = TensorGraph(layers: [], sourceFormat: .kerasLegacyH5, sourcePath: path, sourceFiles: [raw])
+        graph.metadata.kerasFlavor = flavor
+        graph.metadata.kerasVersion = try h5.stringAttribute("/", "keras_version") ?? h5.stringAttribute(group, "keras_version")
+        graph.metadata.kerasBackend = try h5.stringAttribute("/", "backend") ?? h5.stringAttribute(group, "backend")
+        graph.metadata.trainingConfig = try h5.stringAttribute("/", "training_config")
+        var configLayers: [String: (layer: KerasLayerConfig, owner: String)] = [:]
+        if let text = try h5.stringAttribute("/", "model_config") {
+            let document: ConfigDocument
+            do { document = try ConfigDocument(text: text) } catch {
+                throw WSurgeryError.invalidConfig(path: path, reason: "model_config: \(error)")
+            }
+            graph.architecture = .keras(document)
+            for entry in KerasConfig.flattened(KerasConfig.layers(of: document.json)) { configLayers[entry.layer.name] = entry }
+        }
+        guard let layerNames = try h5.stringsAttribute(group, "layer_names") else {
+            throw WSurgeryError.unknownHDF5Layout(path: path, reason: "'\(group)' has no 'layer_names' attribute")
+        }
+        for layerName in layerNames {
+            let layerGroup = child(layerName)
+            guard try h5.exists(layerGroup) else { throw WSurgeryError.missingObject(path: path, object: layerGroup, layer: layerName) }
+            guard let weightNames = try h5.stringsAttribute(layerGroup, "weight_names") else {
+                throw WSurgeryError.unknownHDF5Layout(path: path, reason: "layer '\(layerName)' has no 'weight_names' attribute")
+            }
+            let config = configLayers[layerName]?.layer
+            var tensors: [Tensor] = []
+            for (index, weightName) in weightNames.enumerated() {
+                // A weight of a nested model names its sublayer first ("block1_conv1/kernel:0").
+                let sublayer = config.flatMap { c in c.sublayers.isEmpty ? nil : configLayers[StateDictGrouping.split(weightName).layer]?.layer }
+                let bf16 = (sublayer ?? config)?.dtypePolicy == "bfloat16"
+                var t = try tensor(h5, raw: raw, datasetPath: layerGroup + "/" + weightName, name: weightName, layer: layerName, bfloat16Policy: bf16)
+                t.legacyIndex = index
+                tensors.append(t)
+            }
+            let placement = KerasPlacement(legacyGroup: layerName)
+            if let config, !config.sublayers.isEmpty {
+                // Nested model: one layer per sublayer, in the nested config's order.
+                graph.layers.append(Layer(name: layerName, kind: .model, className: config.className, inbound: config.inbound, keras: placement))
+                for (sub, _) in KerasConfig.flattened(config.sublayers) {
+                    let own = tensors.filter { StateDictGrouping.split($0.name).layer == sub.name }
+                    graph.layers.append(Layer(name: sub.name, kind: LayerKind(kerasClassName: sub.className), className: sub.className,
+                                              tensors: own, inbound: sub.inbound, keras: placement))
+                }
+                let claimed = Set(KerasConfig.flattened(config.sublayers).map(\.layer.name))
+                let orphans = tensors.filter { !claimed.contains(StateDictGrouping.split($0.name).layer) }
+                if !orphans.isEmpty { graph.layers[graph.layers.firstIndex { $0.name == layerName }!].tensors = orphans }
+            } else {
+                let kind = config.map { LayerKind(kerasClassName: $0.className) } ?? StateDictGrouping.inferKind(layer: layerName, tensors: tensors)
+                graph.layers.append(Layer(name: layerName, kind: kind, className: config?.className, tensors: tensors,
+                                          inbound: config?.inbound ?? [], keras: placement))
+            }
+        }
+        // Keras 3 writes the model's own variables under `top_level_model_weights`, outside `layer_names`.
+        if group != "/", try h5.exists(child("top_level_model_weights")),
+           let names = try h5.stringsAttribute(child("top_level_model_weights"), "weight_names") {
+            let tensors = try names.enumerated().map { index, name in
+                var t = try tensor(h5, raw: raw, datasetPath: child("top_level_model_weights") + "/" + name, name: name, layer: "top_level_model_weights", bfloat16Policy: false)
+                t.legacyIndex = index
+                return t
+            }
+            graph.metadata.kerasTopLevelWeights = true
+            if !tensors.isEmpty {
+                graph.layers.append(Layer(name: "top_level_model_weights", kind: .unknown, tensors: tensors, keras: KerasPlacement(legacyGroup: "top_level_model_weights")))
+            }
+        }
+        if group != "/", try h5.exists("optimizer_weights") {
+            let names = try h5.stringsAttribute("optimizer_weights", "weight_names") ?? []
+            let tensors = try names.map { name in
+                try tensor(h5, raw: raw, datasetPath: "optimizer_weights/" + name, name: name, layer: "optimizer_weights", bfloat16Policy: false)
+            }
+            graph.optimizer = OptimizerState(flavor: .legacyH5, name: nil, tensors: tensors)
+        }
+        return graph
+    }
+
+    // MARK: Keras 3
+
+    /// Reads a Keras 3 `.weights.h5`; `config` (from a `.keras` archive) supplies order, classes and
+    /// variable names when present.
+    static func readKeras3(_ h5: HDF5File, raw: InputFile, config: ConfigDocument?, sourceFormat: CheckpointFormat, sourcePath: String) throws -> TensorGraph {
+        var graph = TensorGraph(layers: [], sourceFormat: sourceFormat, sourcePath: sourcePath, sourceFiles: [raw])
+        graph.metadata.kerasFlavor = sourceFormat == .kerasArchive ? .kerasArchive : .keras3Weights
+        if let config { graph.architecture = .keras(config) }
+        if try h5.exists("vars") { graph.metadata.keras3ModelName = try h5.stringAttribute("vars", "name") }
+
+        // Every saveable: a group holding `vars`, found under `layers` (recursively for nested models).
+        var saveables: [String] = []
+        func walk(_ groupPath: String) throws {
+            for name in try h5.children(of: groupPath) where name != "vars" {
+                let childPath = groupPath + "/" + name
+                guard try h5.objectType(childPath) == .group else { continue }
+                if try h5.exists(childPath + "/vars") { saveables.append(childPath) }
+                try walk(childPath)
+            }
+        }
+        if try h5.exists("layers") { try walk("layers") }
+
+        let configLayers = config.map { KerasConfig.flattened(KerasConfig.layers(of: $0.json)) } ?? []
+        let expectedPaths = config.map { keras3Paths(for: KerasConfig.layers(of: $0.json)) } ?? [:]
+        var byName: [String: String] = [:]  // layer name -> saveable path
+        var entries: [(path: String, name: String, config: KerasLayerConfig?)] = []
+        for saveable in saveables {
+            let attributeName = try h5.stringAttribute(saveable + "/vars", "name")
+            let fromConfig = expectedPaths.first(where: { $0.value == saveable })?.key
+            let name = attributeName ?? fromConfig ?? String(saveable.split(separator: "/").last!)
+            byName[name] = saveable
+            entries.append((saveable, name, configLayers.first(where: { $0.layer.name == name })?.layer))
+        }
+        if config != nil {
+            // Config order; saveables the config does not know go last.
+            let order = Dictionary(configLayers.enumerated().map { ($1.layer.name, $0) }, uniquingKeysWith: { a, _ in a })
+            entries.sort { (order[$0.name] ?? Int.max, $0.path) < (order[$1.name] ?? Int.max, $1.path) }
+        } else {
+            // No config: creation order, which Keras follows when it writes `model.layers` in order.
+            let addresses = Dictionary(uniqueKeysWithValues: entries.map { ($0.path, h5.objectAddress($0.path)) })
+            entries.sort { (addresses[$0.path]!, $0.path) < (addresses[$1.path]!, $1.path) }
+        }
+        for entry in entries {
+            let vars = entry.path + "/vars"
+            let indices = try h5.children(of: vars).compactMap { Int($0) }.sorted()
+            let className = entry.config?.className ?? KerasConfig.className(forAutoName: String(entry.path.split(separator: "/").last!))
+            let names = entry.config?.variableNames ?? className.flatMap { KerasConfig.variableNames(className: $0, config: .object([])) }
+            let useNames = names?.count == indices.count
+            let bf16 = entry.config?.dtypePolicy == "bfloat16"
+            let tensors = try indices.map { i in
+                let tensorName = useNames ? "\(entry.name)/\(names![i])" : "\(entry.name)/vars/\(i)"
+                return try tensor(h5, raw: raw, datasetPath: "\(vars)/\(i)", name: tensorName, layer: entry.name, bfloat16Policy: bf16)
+            }
+            let kind = className.map { LayerKind(kerasClassName: $0) } ?? StateDictGrouping.inferKind(layer: entry.name, tensors: tensors)
+            graph.layers.append(Layer(name: entry.name, kind: kind, className: className, tensors: tensors,
+                                      inbound: entry.config?.inbound ?? [], keras: KerasPlacement(saveablePath: entry.path)))
+        }
+        // Root-level variables of the model itself, if any.
+        if try h5.exists("vars") {
+            let indices = try h5.children(of: "vars").compactMap { Int($0) }.sorted()
+            if !indices.isEmpty {
+                let name = graph.metadata.keras3ModelName ?? "model"
+                let tensors = try indices.map { try tensor(h5, raw: raw, datasetPath: "vars/\($0)", name: "\(name)/vars/\($0)", layer: name, bfloat16Policy: false) }
+                graph.layers.append(Layer(name: name, kind: .model, tensors: tensors, keras: KerasPlacement(saveablePath: "")))
+            }
+        }
+        if try h5.exists("optimizer/vars") {
+            let indices = try h5.children(of: "optimizer/vars").compactMap { Int($0) }.sorted()
+            let tensors = try indices.map { try tensor(h5, raw: raw, datasetPath: "optimizer/vars/\($0)", name: "optimizer/vars/\($0)", layer: "optimizer", bfloat16Policy: false) }
+            graph.optimizer = OptimizerState(flavor: .keras3, name: try h5.stringAttribute("optimizer/vars", "name"), tensors: tensors)
+        }
+        return graph
+    }
+
+    /// The saveable path Keras 3 gives each layer of a model config: `layers/<snake_case(class)>[_N]`,
+    /// numbered in order among siblings; nested models nest (`layers/functional/layers/dense`).
+    static func keras3Paths(for layers: [KerasLayerConfig], prefix: String = "layers") -> [String: String] {
+        var used: [String: Int] = [:]
+        var paths: [String: String] = [:]
+        for layer in layers {
+            let base = KerasConfig.snakeCase(layer.className)
+            let count = used[base, default: 0]
+            used[base] = count + 1
+            let path = "\(prefix)/\(count == 0 ? base : "\(base)_\(count)")"
+            paths[layer.name] = path
+            if !layer.sublayers.isEmpty {
+                paths.merge(keras3Paths(for: layer.sublayers, prefix: path + "/layers")) { a, _ in a }
+            }
+        }
+        return paths
+    }
+}
+
+/// The dataset a tensor was read from, so an HDF5 writer can copy it without decoding.
+public struct HDF5Origin: @unchecked Sendable {
+    let file: HDF5File
+    let datasetPath: String
+}

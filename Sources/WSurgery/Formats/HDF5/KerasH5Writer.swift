@@ -1,0 +1,156 @@
+/// Writes graphs as Keras HDF5 weight files: legacy (`.h5`, full model when the graph has a Keras config,
+/// weights-only otherwise) and Keras 3 `.weights.h5`. Tensors read from HDF5 and left untouched are
+/// copied dataset-to-dataset (`H5Ocopy`), keeping their bytes, chunking and compression.
+public enum KerasH5Writer {
+    /// Writes one tensor as a dataset: a copy of its source dataset when it has one and is unchanged,
+    /// else created and filled from its bytes.
+    static func write(_ tensor: Tensor, to h5: HDF5File, at datasetPath: String) throws {
+        if let origin = tensor.hdf5Origin, !(tensor.data is MemorySource),
+           let info = try? origin.file.datasetInfo(origin.datasetPath), info.shape == tensor.shape,
+           info.dtype == tensor.dtype || info.dtype == .opaque(name: "V2", bytesPerElement: 2) && tensor.dtype == .bf16 {
+            try h5.copyDataset(from: origin.file, origin.datasetPath, to: datasetPath, dtype: tensor.dtype)
+            return
+        }
+        try h5.writeDataset(datasetPath, dtype: tensor.dtype, shape: tensor.shape, from: tensor.data, tensorName: tensor.name)
+    }
+
+    /// The legacy `layer_names` groups in order, each with its tensors in Keras's weight order.
+    static func legacyGroups(_ graph: TensorGraph) -> [(name: String, tensors: [Tensor])] {
+        var groups: [(name: String, tensors: [Tensor])] = []
+        for layer in graph.layers where layer.keras?.legacyGroup != "top_level_model_weights" {
+            let group = layer.keras?.legacyGroup ?? layer.name
+            if let i = groups.firstIndex(where: { $0.name == group }) {
+                groups[i].tensors += layer.tensors
+            } else {
+                groups.append((group, layer.tensors))
+            }
+        }
+        return groups.map { group in
+            // Keras lists a nested model's weights trainable first; keep the order the file had, and put
+            // non-trainable statistics last for tensors that never were in a legacy file.
+            let nonTrainable: Set<String> = ["moving_mean", "moving_variance", "running_mean", "running_var", "num_batches_tracked"]
+            let ordered = group.tensors.enumerated().sorted { a, b in
+                func key(_ e: (offset: Int, element: Tensor)) -> (Int, Int) {
+                    if let i = e.element.legacyIndex { return (i, e.offset) }
+                    var local = StateDictGrouping.split(e.element.name).local
+                    if local.hasSuffix(":0") { local = String(local.dropLast(2)) }
+                    return (nonTrainable.contains(local) ? 1 << 40 : 0, e.offset)
+                }
+                return key(a) < key(b)
+            }.map(\.element)
+            return (group.name, ordered)
+        }
+    }
+
+    /// Writes a legacy Keras `.h5`: a full model (root attributes, `model_weights`) when the graph has a
+    /// Keras config, weights-only (layout at the root) otherwise.
+    public static func writeLegacy(_ graph: TensorGraph, to output: OutputFile) throws -> [String] {
+        var notes: [String] = []
+        if case .huggingFace? = graph.architecture {
+            notes.append("the Hugging Face config.json is not written into a Keras file")
+        }
+        try output.closeForReopen()
+        let h5 = try HDF5File.create(output.temporaryPath)
+        let keras: ConfigDocument?
+        if case .keras(let config)? = graph.architecture { keras = config } else { keras = nil }
+        let version = graph.metadata.kerasVersion ?? "3.0.0"
+        let backend = graph.metadata.kerasBackend ?? "jax"
+        let root = keras == nil ? "/" : "model_weights"
+        func child(_ name: String) -> String { root == "/" ? name : root + "/" + name }
+        if let keras {
+            try h5.writeStrings("/", "backend", [backend], scalar: true)
+            try h5.writeStrings("/", "keras_version", [version], scalar: true)
+            try h5.writeStrings("/", "model_config", [keras.text(style: .python)], scalar: true)
+            if let training = graph.metadata.trainingConfig {
+                try h5.writeStrings("/", "training_config", [training], scalar: true)
+            }
+            try h5.createGroup(root)
+        }
+        let groups = legacyGroups(graph)
+        try h5.writeNameList(root, "layer_names", groups.map(\.name))
+        try h5.writeStrings(root, "backend", [backend], scalar: true)
+        try h5.writeStrings(root, "keras_version", [version], scalar: true)
+        for group in groups {
+            let groupPath = child(group.name)
+            try h5.createGroup(groupPath)
+            try h5.writeNameList(groupPath, "weight_names", group.tensors.map(\.name))
+            for tensor in group.tensors { try write(tensor, to: h5, at: groupPath + "/" + tensor.name) }
+        }
+        if keras != nil, graph.metadata.kerasTopLevelWeights || graph.layers.contains(where: { $0.keras?.legacyGroup == "top_level_model_weights" }) {
+            let top = graph.layers.first { $0.keras?.legacyGroup == "top_level_model_weights" }?.tensors ?? []
+            try h5.createGroup(child("top_level_model_weights"))
+            try h5.writeNameList(child("top_level_model_weights"), "weight_names", top.map(\.name))
+            for tensor in top { try write(tensor, to: h5, at: child("top_level_model_weights") + "/" + tensor.name) }
+        }
+        if let optimizer = graph.optimizer {
+            if optimizer.flavor == .legacyH5, keras != nil {
+                try h5.createGroup("optimizer_weights")
+                try h5.writeNameList("optimizer_weights", "weight_names", optimizer.tensors.map(\.name))
+                for tensor in optimizer.tensors { try write(tensor, to: h5, at: "optimizer_weights/" + tensor.name) }
+            } else {
+                notes.append("optimizer state (\(optimizer.tensors.count) tensors) dropped: it is kept only between files of the same Keras flavour")
+            }
+        }
+        if keras == nil { notes.append("no Keras model config: wrote a weights-only legacy file (load it with model.load_weights)") }
+        try h5.flush()
+        return notes
+    }
+
+    /// The Keras 3 saveable path of every layer: as read, or derived from the Keras config.
+    static func saveablePaths(_ graph: TensorGraph) throws -> [String: String] {
+        var derived: [String: String] = [:]
+        if case .keras(let config)? = graph.architecture {
+            derived = KerasH5Reader.keras3Paths(for: KerasConfig.layers(of: config.json))
+        }
+        var paths: [String: String] = [:]
+        for layer in graph.layers where layer.keras?.legacyGroup != "top_level_model_weights" {
+            if let path = layer.keras?.saveablePath ?? derived[layer.name] {
+                paths[layer.name] = path
+            } else if !layer.tensors.isEmpty {
+                throw WSurgeryError.cannotExpress(format: "Keras 3 .weights.h5", tensor: layer.tensors.first?.name,
+                    reason: "Keras 3 finds a layer's weights under layers/<class name>/vars, and the graph has no Keras config giving the class of layer '\(layer.name)'; write .h5 or .safetensors instead")
+            }
+        }
+        return paths
+    }
+
+    /// Writes a Keras 3 `.weights.h5`.
+    public static func writeKeras3Weights(_ graph: TensorGraph, to output: OutputFile) throws -> [String] {
+        try output.closeForReopen()
+        let h5 = try HDF5File.create(output.temporaryPath)
+        let notes = try writeKeras3Weights(graph, into: h5)
+        try h5.flush()
+        return notes
+    }
+
+    static func writeKeras3Weights(_ graph: TensorGraph, into h5: HDF5File) throws -> [String] {
+        var notes: [String] = []
+        let paths = try saveablePaths(graph)
+        try h5.createGroup("layers")
+        for layer in graph.layers {
+            guard let path = paths[layer.name] else { continue }
+            let vars = path.isEmpty ? "vars" : path + "/vars"
+            try h5.createGroup(vars)
+            if path.isEmpty { continue }
+            try h5.writeStrings(vars, "name", [layer.name], scalar: true, utf8: true)
+            for (i, tensor) in layer.tensors.enumerated() { try write(tensor, to: h5, at: "\(vars)/\(i)") }
+        }
+        var modelName = graph.metadata.keras3ModelName
+        if modelName == nil, case .keras(let config)? = graph.architecture { modelName = config.json["config"]?["name"]?.stringValue }
+        try h5.createGroup("vars")
+        if let modelName { try h5.writeStrings("vars", "name", [modelName], scalar: true, utf8: true) }
+        if let own = graph.layers.first(where: { paths[$0.name] == "" }) {
+            for (i, tensor) in own.tensors.enumerated() { try write(tensor, to: h5, at: "vars/\(i)") }
+        }
+        if let optimizer = graph.optimizer {
+            if optimizer.flavor == .keras3 {
+                try h5.createGroup("optimizer/vars")
+                if let name = optimizer.name { try h5.writeStrings("optimizer/vars", "name", [name], scalar: true, utf8: true) }
+                for (i, tensor) in optimizer.tensors.enumerated() { try write(tensor, to: h5, at: "optimizer/vars/\(i)") }
+            } else {
+                notes.append("optimizer state (\(optimizer.tensors.count) tensors) dropped: it is kept only between files of the same Keras flavour")
+            }
+        }
+        return notes
+    }
+}

@@ -1,0 +1,124 @@
+import Foundation
+
+/// Reads single-file and sharded safetensors checkpoints into a graph. Tensors stay in the file until
+/// they are needed; a Hugging Face `config.json` beside the checkpoint becomes the architecture, and a
+/// Keras model config this tool stored in `__metadata__` comes back as the Keras architecture.
+public enum SafetensorsReader {
+    /// `__metadata__` keys under which a Keras model's root attributes are kept in a safetensors file.
+    enum KerasMetadataKey {
+        static let modelConfig = "keras_model_config"
+        static let version = "keras_version"
+        static let backend = "keras_backend"
+        static let trainingConfig = "keras_training_config"
+        static let all = [modelConfig, version, backend, trainingConfig]
+    }
+
+    /// Reads one `.safetensors` file.
+    public static func read(path: String) throws -> TensorGraph {
+        let file = try InputFile(path: path)
+        let header = try SafetensorsHeader.read(file)
+        let tensors = header.entries.map { tensor(from: $0, header: header, file: file) }
+        var graph = TensorGraph(layers: StateDictGrouping.layers(from: tensors), sourceFormat: .safetensors, sourcePath: path, sourceFiles: [file])
+        try attachMetadata(header.metadata, to: &graph, path: path)
+        try attachHuggingFaceConfig(beside: path, to: &graph)
+        return graph
+    }
+
+    static func tensor(from entry: SafetensorsEntry, header: SafetensorsHeader, file: InputFile) -> Tensor {
+        let region = FileRegion(file: file, offset: header.dataStart + entry.begin, length: entry.end - entry.begin)
+        return Tensor(name: entry.name, dtype: entry.dtype, shape: entry.shape,
+                      layout: StateDictGrouping.layout(name: entry.name, shape: entry.shape),
+                      data: FileRegionSource(region: region))
+    }
+
+    /// Splits `__metadata__` into the Keras architecture keys this tool writes and the rest.
+    static func attachMetadata(_ metadata: [(String, String)]?, to graph: inout TensorGraph, path: String) throws {
+        guard let metadata else { return }
+        var rest: [(String, String)] = []
+        for (key, value) in metadata {
+            switch key {
+            case KerasMetadataKey.modelConfig:
+                do { graph.architecture = .keras(try ConfigDocument(text: value)) } catch {
+                    throw WSurgeryError.invalidConfig(path: path, reason: "__metadata__ \(key): \(error)")
+                }
+            case KerasMetadataKey.version: graph.metadata.kerasVersion = value
+            case KerasMetadataKey.backend: graph.metadata.kerasBackend = value
+            case KerasMetadataKey.trainingConfig: graph.metadata.trainingConfig = value
+            default: rest.append((key, value))
+            }
+        }
+        graph.metadata.safetensors = rest
+    }
+
+    /// Uses a `config.json` in the checkpoint's directory as the Hugging Face architecture.
+    static func attachHuggingFaceConfig(beside path: String, to graph: inout TensorGraph) throws {
+        guard graph.architecture == nil else { return }
+        let configPath = OutputFile.directory(of: path) + "/config.json"
+        guard FileManager.default.fileExists(atPath: configPath) else { return }
+        let file = try InputFile(path: configPath)
+        let bytes = try file.read(count: Int(file.size), at: 0)
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw WSurgeryError.invalidConfig(path: configPath, reason: "not UTF-8")
+        }
+        do { graph.architecture = .huggingFace(try ConfigDocument(text: text)) } catch {
+            throw WSurgeryError.invalidConfig(path: configPath, reason: "\(error)")
+        }
+    }
+
+    /// Reads a sharded checkpoint from its `*.safetensors.index.json` or the directory holding one.
+    public static func readSharded(path: String) throws -> TensorGraph {
+        let indexPath = try ShardedSafetensors.indexPath(for: path)
+        let indexFile = try InputFile(path: indexPath)
+        let bytes = try indexFile.read(count: Int(indexFile.size), at: 0)
+        let index: JSONValue
+        do { index = try JSONParser.parse(bytes, rejectDuplicateKeys: true) } catch {
+            throw WSurgeryError.invalidIndex(path: indexPath, reason: "\(error)")
+        }
+        guard let weightMap = index["weight_map"]?.objectValue else {
+            throw WSurgeryError.invalidIndex(path: indexPath, reason: "no 'weight_map' object")
+        }
+        var shardOrder: [String] = []
+        var expected: [String: String] = [:]
+        for (tensor, file) in weightMap {
+            guard let name = file.stringValue else {
+                throw WSurgeryError.invalidIndex(path: indexPath, reason: "weight_map entry '\(tensor)' is not a file name")
+            }
+            if name.contains("/") || name == ".." || name.isEmpty {
+                throw WSurgeryError.invalidIndex(path: indexPath, reason: "shard '\(name)' is not a plain file name in the index's directory")
+            }
+            if !shardOrder.contains(name) { shardOrder.append(name) }
+            expected[tensor] = name
+        }
+        shardOrder.sort { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+        let directory = OutputFile.directory(of: indexPath)
+        var files = [indexFile]
+        var tensors: [Tensor] = []
+        var seen = Set<String>()
+        var shardMetadata: [(String, String)]?
+        for shard in shardOrder {
+            let shardPath = directory + "/" + shard
+            let file = try InputFile(path: shardPath)
+            files.append(file)
+            let header = try SafetensorsHeader.read(file)
+            if shardMetadata == nil { shardMetadata = header.metadata }
+            for entry in header.entries {
+                guard expected[entry.name] == shard else {
+                    let reason = expected[entry.name].map { "the index places it in '\($0)'" } ?? "the index does not list it"
+                    throw WSurgeryError.invalidIndex(path: indexPath, reason: "tensor '\(entry.name)' is in shard '\(shard)' but \(reason)")
+                }
+                if !seen.insert(entry.name).inserted {
+                    throw WSurgeryError.duplicateTensor(path: shardPath, tensor: entry.name)
+                }
+                tensors.append(tensor(from: entry, header: header, file: file))
+            }
+        }
+        if let missing = expected.keys.sorted().first(where: { !seen.contains($0) }) {
+            throw WSurgeryError.invalidIndex(path: indexPath, reason: "tensor '\(missing)' is listed for shard '\(expected[missing]!)' but that shard does not hold it")
+        }
+        var graph = TensorGraph(layers: StateDictGrouping.layers(from: tensors), sourceFormat: .shardedSafetensors, sourcePath: indexPath, sourceFiles: files)
+        try attachMetadata(shardMetadata, to: &graph, path: indexPath)
+        graph.metadata.shardIndex = (index["metadata"]?.objectValue ?? []).filter { $0.0 != "total_size" }
+        try attachHuggingFaceConfig(beside: indexPath, to: &graph)
+        return graph
+    }
+}

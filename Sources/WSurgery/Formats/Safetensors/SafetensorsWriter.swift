@@ -1,0 +1,142 @@
+/// Writes graphs as safetensors the way the reference writer does: tensors sorted by dtype alignment
+/// (largest first) then name, the header padded with spaces to a multiple of 8 so every tensor is
+/// aligned, and the data streamed tensor by tensor.
+public enum SafetensorsWriter {
+    /// The `__metadata__` to write: the graph's own entries plus a Keras architecture when it has one
+    /// (safetensors has no other place for it). Warnings go to `notes`.
+    static func metadata(for graph: TensorGraph, notes: inout [String]) -> [(String, String)]? {
+        var entries = graph.metadata.safetensors ?? []
+        if case .keras(let config)? = graph.architecture {
+            typealias Key = SafetensorsReader.KerasMetadataKey
+            entries.removeAll { Key.all.contains($0.0) }
+            entries.append((Key.modelConfig, config.text(style: .python)))
+            if let v = graph.metadata.kerasVersion { entries.append((Key.version, v)) }
+            if let v = graph.metadata.kerasBackend { entries.append((Key.backend, v)) }
+            if let v = graph.metadata.trainingConfig { entries.append((Key.trainingConfig, v)) }
+            notes.append("the Keras model config is kept in __metadata__['\(Key.modelConfig)']")
+        }
+        if let optimizer = graph.optimizer {
+            notes.append("optimizer state (\(optimizer.tensors.count) tensors) dropped: safetensors holds model weights only")
+        }
+        return entries.isEmpty ? nil : entries
+    }
+
+    /// The tensors in the order the reference writer lays them out.
+    static func sortedForWriting(_ tensors: [Tensor]) -> [Tensor] {
+        tensors.sorted { a, b in
+            if a.dtype.safetensorsRank != b.dtype.safetensorsRank { return a.dtype.safetensorsRank > b.dtype.safetensorsRank }
+            return Array(a.name.utf8).lexicographicallyPrecedes(Array(b.name.utf8))
+        }
+    }
+
+    /// Checks that every tensor can be expressed: unique names, a safetensors dtype, bytes matching the shape.
+    static func validate(_ tensors: [Tensor]) throws {
+        var seen = Set<String>()
+        for t in tensors {
+            if !seen.insert(t.name).inserted {
+                throw WSurgeryError.cannotExpress(format: "safetensors", tensor: t.name, reason: "two tensors have this name; safetensors keys must be unique")
+            }
+            if case .opaque(let name, let bytes?) = t.dtype {
+                throw WSurgeryError.cannotExpress(format: "safetensors", tensor: t.name,
+                    reason: "its element type is an HDF5 opaque type '\(name)' of \(bytes) bytes with no known meaning; safetensors needs a named dtype")
+            }
+            if let needed = t.dtype.byteCount(elements: UInt64(t.elementCount)), needed != t.data.byteCount {
+                throw WSurgeryError.cannotExpress(format: "safetensors", tensor: t.name,
+                    reason: "\(t.dtype.safetensorsName) \(t.shape) needs \(needed) bytes but the tensor holds \(t.data.byteCount)")
+            }
+        }
+    }
+
+    /// The header bytes (length prefix excluded) for tensors already in write order.
+    static func headerBytes(_ tensors: [Tensor], metadata: [(String, String)]?) -> [UInt8] {
+        var pairs: [(String, JSONValue)] = []
+        if let metadata { pairs.append(("__metadata__", .object(metadata.map { ($0.0, .string($0.1)) }))) }
+        var offset: UInt64 = 0
+        for t in tensors {
+            let end = offset + t.data.byteCount
+            pairs.append((t.name, .object([
+                ("dtype", .string(t.dtype.safetensorsName)),
+                ("shape", .array(t.shape.map { .int($0) })),
+                ("data_offsets", .array([.number(String(offset)), .number(String(end))])),
+            ])))
+            offset = end
+        }
+        var bytes = Array(JSONValue.object(pairs).serialized(.compact).utf8)
+        while bytes.count % 8 != 0 { bytes.append(UInt8(ascii: " ")) }
+        return bytes
+    }
+
+    /// Writes `tensors` as one safetensors file into `output`.
+    static func writeFile(_ tensors: [Tensor], metadata: [(String, String)]?, to output: OutputFile) throws {
+        let ordered = sortedForWriting(tensors)
+        let header = headerBytes(ordered, metadata: metadata)
+        var prefix = [UInt8](repeating: 0, count: 8)
+        for i in 0..<8 { prefix[i] = UInt8((UInt64(header.count) >> (8 * UInt64(i))) & 0xFF) }
+        try output.write(prefix + header)
+        for t in ordered { try output.write(from: t.data) }
+    }
+
+    /// Writes the graph as a single `.safetensors` file.
+    public static func write(_ graph: TensorGraph, to path: String, outputs: OutputSet) throws -> [String] {
+        var notes: [String] = []
+        let tensors = graph.tensors
+        try validate(tensors)
+        let meta = metadata(for: graph, notes: &notes)
+        try writeFile(tensors, metadata: meta, to: try outputs.create(path))
+        try HuggingFaceConfigWriter.write(graph, besideOutput: path, outputs: outputs, notes: &notes)
+        return notes
+    }
+
+    /// Writes the graph as shards of at most `maxShardBytes` of tensor data (a larger tensor gets a shard
+    /// of its own) plus the index, following Hugging Face's split: tensors in graph order, a new shard
+    /// when the next tensor would overflow the current one.
+    public static func writeSharded(_ graph: TensorGraph, to path: String, maxShardBytes: UInt64, outputs: OutputSet) throws -> [String] {
+        var notes: [String] = []
+        let tensors = graph.tensors
+        try validate(tensors)
+        let meta = metadata(for: graph, notes: &notes)
+        var shards: [[Tensor]] = [[]]
+        var current: UInt64 = 0
+        for t in tensors {
+            if current + t.data.byteCount > maxShardBytes, !shards[shards.count - 1].isEmpty {
+                shards.append([])
+                current = 0
+            }
+            shards[shards.count - 1].append(t)
+            current += t.data.byteCount
+        }
+        let names = ShardedSafetensors.outputNames(for: path)
+        var weightMap: [(String, JSONValue)] = []
+        for (i, shard) in shards.enumerated() {
+            let name = ShardedSafetensors.shardName(stem: names.stem, index: i + 1, count: shards.count)
+            try writeFile(shard, metadata: meta, to: try outputs.create(names.directory + "/" + name))
+            weightMap += shard.map { ($0.name, .string(name)) }
+        }
+        weightMap.sort { Array($0.0.utf8).lexicographicallyPrecedes(Array($1.0.utf8)) }
+        let total = tensors.reduce(UInt64(0)) { $0 + $1.data.byteCount }
+        let index = JSONValue.object([
+            ("metadata", .object([("total_size", .number(String(total)))] + (graph.metadata.shardIndex ?? []))),
+            ("weight_map", .object(weightMap)),
+        ])
+        try HuggingFaceConfigWriter.write(graph, besideOutput: names.index, outputs: outputs, notes: &notes)
+        try outputs.create(names.index).write(Array((index.serialized(.pretty) + "\n").utf8))
+        notes.append("\(shards.count) shard(s) and index \(names.index)")
+        return notes
+    }
+}
+
+/// Writes a Hugging Face `config.json` beside a safetensors output when the graph has one.
+enum HuggingFaceConfigWriter {
+    static func write(_ graph: TensorGraph, besideOutput path: String, outputs: OutputSet, notes: inout [String]) throws {
+        guard case .huggingFace(let config)? = graph.architecture else { return }
+        let target = OutputFile.directory(of: path) + "/config.json"
+        let text = config.text(style: .pretty)
+        if let existing = try? InputFile(path: target) {
+            let bytes = try existing.read(count: Int(existing.size), at: 0)
+            if bytes == Array(text.utf8) { return }
+            if !outputs.allowOverwrite { throw WSurgeryError.outputExists(path: target) }
+        }
+        try outputs.create(target).write(Array(text.utf8))
+        notes.append("wrote \(target)")
+    }
+}

@@ -1,0 +1,74 @@
+/// Builds layers from a flat list of named tensors (a state dict): tensors sharing a module prefix
+/// (`layer1.0.conv1` for `layer1.0.conv1.weight`, `conv1` for `conv1/kernel:0`) form one layer, in order
+/// of first appearance; the kind is inferred from the tensor names and shapes.
+public enum StateDictGrouping {
+    /// The layer name and the local tensor name for a full tensor name.
+    public static func split(_ name: String) -> (layer: String, local: String) {
+        // Keras-style names ("conv1/kernel:0", "conv1/kernel") use '/', PyTorch-style ones '.'.
+        if let slash = name.firstIndex(of: "/") {
+            return (String(name[..<slash]), String(name[name.index(after: slash)...]))
+        }
+        if let dot = name.lastIndex(of: ".") {
+            return (String(name[..<dot]), String(name[name.index(after: dot)...]))
+        }
+        return (name, name)
+    }
+
+    /// The axis convention a tensor name implies.
+    public static func layout(name: String, shape: [Int]) -> Layout {
+        let local = split(name).local
+        let bare = local.hasSuffix(":0") ? String(local.dropLast(2)) : local
+        if ["kernel", "depthwise_kernel", "pointwise_kernel", "embeddings"].contains(bare.split(separator: "/").last.map(String.init) ?? bare) {
+            return .keras
+        }
+        if bare == "weight", shape.count >= 2 { return .torch }
+        return .unknown
+    }
+
+    /// Groups `tensors` into layers.
+    public static func layers(from tensors: [Tensor]) -> [Layer] {
+        var order: [String] = []
+        var byLayer: [String: [Tensor]] = [:]
+        for tensor in tensors {
+            let layer = split(tensor.name).layer
+            if byLayer[layer] == nil { order.append(layer) }
+            byLayer[layer, default: []].append(tensor)
+        }
+        return order.map { name in
+            let members = byLayer[name]!
+            return Layer(name: name, kind: inferKind(layer: name, tensors: members), tensors: members)
+        }
+    }
+
+    /// Infers a layer's kind from its tensors' local names and shapes.
+    public static func inferKind(layer: String, tensors: [Tensor]) -> LayerKind {
+        var locals: [String: [Int]] = [:]
+        for t in tensors {
+            var local = split(t.name).local
+            if local.hasSuffix(":0") { local = String(local.dropLast(2)) }
+            locals[local] = t.shape
+        }
+        let lowered = layer.lowercased()
+        if locals["running_mean"] != nil || locals["moving_mean"] != nil { return .batchNorm }
+        if let kernel = locals["depthwise_kernel"], kernel.count == 4 {
+            return locals["pointwise_kernel"] != nil ? .separableConv2d : .depthwiseConv2d
+        }
+        if let embeddings = locals["embeddings"], embeddings.count == 2 { return .embedding }
+        if let kernel = locals["kernel"] ?? locals["weight"] {
+            switch kernel.count {
+            case 3: return .conv1d
+            case 4: return .conv2d
+            case 5: return .conv3d
+            case 2:
+                if lowered.contains("embed") && locals["bias"] == nil { return .embedding }
+                return .dense
+            case 1:
+                if lowered.contains("norm") || lowered.hasPrefix("ln") || lowered.contains(".ln") { return .layerNorm }
+                return .unknown
+            default: return .unknown
+            }
+        }
+        if locals["gamma"] != nil, locals["beta"] != nil { return .layerNorm }
+        return .unknown
+    }
+}

@@ -1,0 +1,75 @@
+/// Where a tensor's bytes can be read from. Readers provide one per tensor; the bytes are produced only
+/// when a writer or a pass asks, in bounded chunks, so memory does not grow with the checkpoint's size.
+public protocol TensorSource: Sendable {
+    /// The number of bytes the tensor occupies (little-endian, C order).
+    var byteCount: UInt64 { get }
+    /// Where the bytes lie contiguously in a plain file, when they do; writers can then copy them
+    /// file-to-file without passing them through a user-space buffer.
+    var fileRegion: FileRegion? { get }
+    /// Calls `body` with successive pieces of the bytes, in order, each at most `maxChunk` bytes.
+    func forEachChunk(maxChunk: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws
+}
+
+/// A byte range of an input file.
+public struct FileRegion: Sendable {
+    public let file: InputFile
+    public let offset: UInt64
+    public let length: UInt64
+
+    public init(file: InputFile, offset: UInt64, length: UInt64) {
+        self.file = file
+        self.offset = offset
+        self.length = length
+    }
+}
+
+/// Bytes that live in a file region: safetensors tensors, contiguous uncompressed HDF5 datasets.
+public struct FileRegionSource: TensorSource {
+    public let region: FileRegion
+    public init(region: FileRegion) { self.region = region }
+    public var byteCount: UInt64 { region.length }
+    public var fileRegion: FileRegion? { region }
+
+    public func forEachChunk(maxChunk: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let chunk = Int(min(UInt64(max(maxChunk, 1)), max(region.length, 1)))
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 16)
+        defer { buffer.deallocate() }
+        var done: UInt64 = 0
+        while done < region.length {
+            let n = Int(min(UInt64(chunk), region.length - done))
+            let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n])
+            try region.file.read(into: piece, at: region.offset + done)
+            try body(UnsafeRawBufferPointer(piece))
+            done += UInt64(n)
+        }
+    }
+}
+
+/// Bytes held in memory: what a pass produces.
+public struct MemorySource: TensorSource {
+    public let bytes: [UInt8]
+    public init(bytes: [UInt8]) { self.bytes = bytes }
+    public var byteCount: UInt64 { UInt64(bytes.count) }
+    public var fileRegion: FileRegion? { nil }
+
+    public func forEachChunk(maxChunk: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        try bytes.withUnsafeBytes { all in
+            var start = 0
+            repeat {
+                let end = min(start + max(maxChunk, 1), all.count)
+                try body(UnsafeRawBufferPointer(rebasing: all[start..<end]))
+                start = end
+            } while start < all.count
+        }
+    }
+}
+
+extension TensorSource {
+    /// All bytes in one array. Only passes that change a tensor's values call this.
+    public func readAll() throws -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(Int(byteCount))
+        try forEachChunk(maxChunk: 8 << 20) { out.append(contentsOf: $0) }
+        return out
+    }
+}

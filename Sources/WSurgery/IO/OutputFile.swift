@@ -1,0 +1,154 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CFileCopy
+
+/// A file being written atomically: the bytes go to a temporary file in the target's directory, which
+/// is renamed over the target only when everything succeeded. Dropping it uncommitted removes the
+/// temporary file, so a failure leaves no partial output behind.
+public final class OutputFile {
+    /// The final path.
+    public let path: String
+    /// The temporary path being written.
+    public let temporaryPath: String
+    private var descriptor: Int32
+    private var position: UInt64 = 0
+    private var committed = false
+
+    /// Creates the temporary file beside `path`.
+    public init(path: String) throws {
+        self.path = path
+        let directory = OutputFile.directory(of: path)
+        let base = path.split(separator: "/").last.map(String.init) ?? path
+        var template = Array("\(directory)/.\(base).wsurgery-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        if fd < 0 { throw WSurgeryError.cannotCreateOutput(path: path, reason: Errno.current.message) }
+        self.descriptor = fd
+        self.temporaryPath = String(cString: template)
+        // mkstemp creates 0600; give the output the permissions an ordinary new file gets.
+        let mask = umask(0)
+        umask(mask)
+        fchmod(fd, 0o666 & ~mask)
+    }
+
+    deinit {
+        if descriptor >= 0 { close(descriptor) }
+        if !committed { unlink(temporaryPath) }
+    }
+
+    static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        let dir = String(path[..<slash])
+        return dir.isEmpty ? "/" : dir
+    }
+
+    /// The number of bytes written so far.
+    public var bytesWritten: UInt64 { position }
+
+    /// Appends `bytes`.
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = Glibc.write(descriptor, bytes.baseAddress! + done, bytes.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw WSurgeryError.io(path: path, operation: "write", reason: Errno.current.message)
+            }
+            done += n
+        }
+        position += UInt64(bytes.count)
+    }
+
+    public func write(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try write($0) }
+    }
+
+    /// Appends the bytes of a tensor source: file-to-file in the kernel when they sit in a file region,
+    /// else through a bounded buffer.
+    public func write(from source: any TensorSource) throws {
+        if let region = source.fileRegion, try copyInKernel(region) { return }
+        try source.forEachChunk(maxChunk: 4 << 20) { try write($0) }
+    }
+
+    /// Copies a file region with copy_file_range; returns false when the kernel cannot (other filesystem
+    /// types, old kernels), before anything was written.
+    private func copyInKernel(_ region: FileRegion) throws -> Bool {
+        var inOffset = Int64(region.offset)
+        var remaining = region.length
+        var first = true
+        while remaining > 0 {
+            let n = wsurgery_copy_file_range(region.file.descriptor, &inOffset, descriptor, Int(min(remaining, 1 << 30)))
+            if n < 0 {
+                if errno == EINTR { continue }
+                if first && [EXDEV, ENOSYS, EINVAL, EOPNOTSUPP, EBADF].contains(errno) { return false }
+                throw WSurgeryError.io(path: path, operation: "copy from \(region.file.path)", reason: Errno.current.message)
+            }
+            if n == 0 {
+                throw WSurgeryError.truncatedFile(path: region.file.path, expectedBytes: region.offset + region.length, actualBytes: UInt64(inOffset))
+            }
+            first = false
+            remaining -= UInt64(n)
+            position += UInt64(n)
+        }
+        return true
+    }
+
+    /// Closes the temporary file without renaming it (for writers that reopen it by path, like HDF5).
+    public func closeForReopen() throws {
+        if descriptor >= 0, close(descriptor) != 0 {
+            throw WSurgeryError.io(path: path, operation: "close", reason: Errno.current.message)
+        }
+        descriptor = -1
+    }
+
+    /// Renames the temporary file over the target.
+    public func commit() throws {
+        try closeForReopen()
+        if rename(temporaryPath, path) != 0 {
+            throw WSurgeryError.cannotCreateOutput(path: path, reason: Errno.current.message)
+        }
+        committed = true
+    }
+}
+
+/// Several output files that appear together or not at all (a sharded checkpoint and its index, a
+/// weights file and its config.json).
+public final class OutputSet {
+    public private(set) var files: [OutputFile] = []
+    /// Whether existing files may be replaced (`--force`).
+    public let allowOverwrite: Bool
+    /// Files that must never be written over (the inputs).
+    private let protected: Set<FileIdentity>
+
+    public init(allowOverwrite: Bool = false, protecting inputs: [InputFile] = []) {
+        self.allowOverwrite = allowOverwrite
+        self.protected = Set(inputs.map(\.identity))
+    }
+
+    /// Refuses a target that is one of the inputs, or that exists when overwriting is not allowed.
+    public func checkTarget(_ path: String) throws {
+        guard let identity = FileIdentity.of(path: path) else { return }
+        if protected.contains(identity) { throw WSurgeryError.outputIsInput(path: path) }
+        if !allowOverwrite { throw WSurgeryError.outputExists(path: path) }
+    }
+
+    /// Starts a new file of the set.
+    public func create(_ path: String) throws -> OutputFile {
+        try checkTarget(path)
+        if files.contains(where: { $0.path == path }) {
+            throw WSurgeryError.cannotCreateOutput(path: path, reason: "written twice by one command")
+        }
+        let file = try OutputFile(path: path)
+        files.append(file)
+        return file
+    }
+
+    /// Commits every file; the last one (by convention the index) appears last.
+    public func commit() throws {
+        for file in files { try file.commit() }
+    }
+}

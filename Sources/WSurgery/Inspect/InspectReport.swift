@@ -1,0 +1,120 @@
+/// What `wsurgery inspect` shows: layers, tensors, totals, format, metadata and the detected layers,
+/// as a value that renders to a table or to JSON.
+public struct InspectReport: Sendable {
+    public let graph: TensorGraph
+    public let firstConvolution: String?
+    public let heads: [String]
+
+    public init(graph: TensorGraph) {
+        self.graph = graph
+        self.firstConvolution = LayerDetection.firstConvolution(in: graph)
+        self.heads = LayerDetection.classifierHeads(in: graph)
+    }
+
+    static func shapeText(_ shape: [Int]) -> String { "(" + shape.map(String.init).joined(separator: ", ") + (shape.count == 1 ? ",)" : ")") }
+
+    /// The report as one JSON object.
+    public var json: JSONValue {
+        var metadata: [(String, JSONValue)] = []
+        let m = graph.metadata
+        if let s = m.safetensors { metadata.append(("safetensors", .object(s.map { ($0.0, .string($0.1)) }))) }
+        if let s = m.shardIndex, !s.isEmpty { metadata.append(("index", .object(s))) }
+        if let v = m.kerasVersion { metadata.append(("keras_version", .string(v))) }
+        if let v = m.kerasBackend { metadata.append(("backend", .string(v))) }
+        if let v = m.kerasFlavor { metadata.append(("keras_flavor", .string(v.rawValue))) }
+        if m.trainingConfig != nil { metadata.append(("training_config", .bool(true))) }
+        let architecture: JSONValue
+        switch graph.architecture {
+        case .keras(let c)?: architecture = .object([("kind", .string("keras")), ("class_name", c.json["class_name"] ?? .null), ("name", c.json["config"]?["name"] ?? .null)])
+        case .huggingFace(let c)?: architecture = .object([("kind", .string("huggingface")), ("model_type", c.json["model_type"] ?? .null)])
+        case nil: architecture = .null
+        }
+        let layers: [JSONValue] = graph.layers.map { layer in
+            .object([
+                ("name", .string(layer.name)),
+                ("kind", .string(layer.kind.rawValue)),
+                ("class_name", layer.className.map { .string($0) } ?? .null),
+                ("inbound", .array(layer.inbound.map { .string($0) })),
+                ("parameters", .int(layer.parameterCount)),
+                ("tensors", .array(layer.tensors.map { t in
+                    .object([
+                        ("name", .string(t.name)),
+                        ("dtype", .string(t.dtype.safetensorsName)),
+                        ("shape", .array(t.shape.map { .int($0) })),
+                        ("layout", .string(t.layout.rawValue)),
+                        ("bytes", .number(String(t.data.byteCount))),
+                    ])
+                })),
+            ])
+        }
+        return .object([
+            ("file", .string(graph.sourcePath)),
+            ("format", .string(graph.sourceFormat.rawValue)),
+            ("architecture", architecture),
+            ("metadata", .object(metadata)),
+            ("layers", .array(layers)),
+            ("totals", .object([
+                ("layers", .int(graph.layers.count)),
+                ("tensors", .int(graph.tensors.count)),
+                ("parameters", .int(graph.parameterCount)),
+                ("bytes", .number(String(graph.byteCount))),
+            ])),
+            ("optimizer", graph.optimizer.map { o in .object([("flavor", .string(o.flavor.rawValue)), ("tensors", .int(o.tensors.count))]) } ?? .null),
+            ("detected", .object([
+                ("first_conv", firstConvolution.map { .string($0) } ?? .null),
+                ("heads", .array(heads.map { .string($0) })),
+            ])),
+        ])
+    }
+
+    /// The report as an aligned text table.
+    public var table: String {
+        var rows: [[String]] = [["layer", "kind", "tensor", "shape", "dtype", "params"]]
+        for layer in graph.layers {
+            if layer.tensors.isEmpty {
+                rows.append([layer.name, layer.kind.rawValue, "-", "", "", "0"])
+                continue
+            }
+            for (i, t) in layer.tensors.enumerated() {
+                rows.append([i == 0 ? layer.name : "", i == 0 ? layer.kind.rawValue : "", t.name, InspectReport.shapeText(t.shape),
+                             t.dtype.safetensorsName, i == 0 ? String(layer.parameterCount) : ""])
+            }
+        }
+        let widths = (0..<6).map { c in rows.map { $0[c].count }.max() ?? 0 }
+        var lines: [String] = []
+        lines.append("\(graph.sourcePath): \(graph.sourceFormat.rawValue)\(graph.metadata.kerasFlavor.map { " (\($0.rawValue))" } ?? "")")
+        switch graph.architecture {
+        case .keras(let c)?: lines.append("architecture: Keras \(c.json["class_name"]?.stringValue ?? "?") '\(c.json["config"]?["name"]?.stringValue ?? "?")'")
+        case .huggingFace(let c)?: lines.append("architecture: Hugging Face config.json (model_type \(c.json["model_type"]?.stringValue ?? "?"))")
+        case nil: lines.append("architecture: none recorded")
+        }
+        if let v = graph.metadata.kerasVersion { lines.append("keras_version: \(v), backend: \(graph.metadata.kerasBackend ?? "?")") }
+        if let s = graph.metadata.safetensors, !s.isEmpty {
+            lines.append("metadata: " + s.map { "\($0.0)=\($0.1.count > 60 ? String($0.1.prefix(57)) + "..." : $0.1)" }.joined(separator: ", "))
+        }
+        lines.append("")
+        for (r, row) in rows.enumerated() {
+            let cells = row.enumerated().map { c, cell in c == 5 ? String(repeating: " ", count: widths[c] - cell.count) + cell : cell.padding(toLength: widths[c], withPad: " ", startingAt: 0) }
+            lines.append(cells.joined(separator: "  ").trimmingTrailingSpaces())
+            if r == 0 { lines.append(widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")) }
+        }
+        lines.append("")
+        lines.append("totals: \(graph.layers.count) layers, \(graph.tensors.count) tensors, \(graph.parameterCount) parameters, \(graph.byteCount) bytes")
+        if let o = graph.optimizer { lines.append("optimizer state: \(o.tensors.count) tensors (\(o.flavor.rawValue))") }
+        lines.append("first convolution: \(firstConvolution ?? "none found")")
+        lines.append("classifier head: \(heads.isEmpty ? "none found" : heads.joined(separator: ", "))")
+        return lines.joined(separator: "\n")
+    }
+}
+
+extension String {
+    func padding(toLength length: Int, withPad pad: String, startingAt: Int) -> String {
+        count >= length ? self : self + String(repeating: pad, count: length - count)
+    }
+
+    func trimmingTrailingSpaces() -> String {
+        var s = self
+        while s.hasSuffix(" ") { s.removeLast() }
+        return s
+    }
+}

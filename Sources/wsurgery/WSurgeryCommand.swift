@@ -1,0 +1,84 @@
+import ArgumentParser
+import WSurgery
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The `wsurgery` command line: parses arguments, runs the library, prints reports. Exit codes come from
+/// one place, `ExitStatus`.
+@main
+struct WSurgeryCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "wsurgery",
+        abstract: "Weight surgery on pretrained checkpoints (Keras HDF5, .keras, safetensors).",
+        version: "0.1.0",
+        subcommands: [Inspect.self, Convert.self]
+    )
+}
+
+/// Runs `body`, turning library errors into a message on stderr and a sysexits-style exit code.
+func reportingFailures(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let error as WSurgeryError {
+        FileHandleOutput.standardError("wsurgery: error: \(error.description)\n")
+        throw ExitCode(ExitStatus.code(for: error.category))
+    }
+}
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List layers, tensors, totals, format metadata and the detected first convolution and head.")
+
+    @Argument(help: "A checkpoint: .h5, .weights.h5, .keras, .safetensors, a *.safetensors.index.json or its directory.")
+    var input: String
+
+    @Flag(help: "Print one JSON object instead of a table.")
+    var json = false
+
+    func run() throws {
+        try reportingFailures {
+            let report = InspectReport(graph: try Checkpoint.read(input))
+            print(json ? report.json.serialized(.pretty) : report.table)
+        }
+    }
+}
+
+struct Convert: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Re-container a checkpoint without changing names, layouts or values.",
+        discussion: "The output format follows OUT's name: .safetensors, .safetensors.index.json or a directory (sharded), .h5/.hdf5 (legacy Keras), .weights.h5 (Keras 3), .keras."
+    )
+
+    @Argument(help: "The input checkpoint.")
+    var input: String
+
+    @Argument(help: "The output path.")
+    var output: String
+
+    @Option(help: "Write sharded safetensors with shards of at most this size (e.g. 5GB, 500MB, 2GiB).")
+    var shardSize: String?
+
+    @Flag(help: "Replace OUT if it exists.")
+    var force = false
+
+    func run() throws {
+        try reportingFailures {
+            let shard = try shardSize.map(ShardedSafetensors.parseSize)
+            _ = try Checkpoint.outputFormat(for: output, shardSize: shard)
+            try Checkpoint.precheckOutput(output, inputs: [input], force: force)
+            let graph = try Checkpoint.read(input)
+            let notes = try Checkpoint.write(graph, to: output, options: .init(force: force, shardSize: shard))
+            print("converted \(input) (\(graph.sourceFormat.rawValue)) -> \(output): \(graph.tensors.count) tensors, \(graph.byteCount) bytes")
+            for note in notes { FileHandleOutput.standardError("note: \(note)\n") }
+        }
+    }
+}
+
+/// Writes to the standard streams.
+enum FileHandleOutput {
+    static func standardError(_ text: String) {
+        let bytes = Array(text.utf8)
+        _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+    }
+}

@@ -1,2 +1,0 @@
-import WSurgery
-print(WSurgery.hdf5Version())
