@@ -16,9 +16,14 @@ public enum KerasH5Writer {
 
     /// The legacy `layer_names` groups in order, each with its tensors in Keras's weight order.
     static func legacyGroups(_ graph: TensorGraph) -> [(name: String, tensors: [Tensor])] {
+        // A layer of a nested model belongs to the group of the top-level layer holding it.
+        var owners: [String: String] = [:]
+        if case .keras(let config)? = graph.architecture {
+            for entry in KerasConfig.flattened(KerasConfig.layers(of: config.json)) { owners[entry.layer.name] = entry.owner }
+        }
         var groups: [(name: String, tensors: [Tensor])] = []
         for layer in graph.layers where layer.keras?.legacyGroup != "top_level_model_weights" {
-            let group = layer.keras?.legacyGroup ?? layer.name
+            let group = layer.keras?.legacyGroup ?? owners[layer.name] ?? layer.name
             if let i = groups.firstIndex(where: { $0.name == group }) {
                 groups[i].tensors += layer.tensors
             } else {
@@ -60,7 +65,9 @@ public enum KerasH5Writer {
         if let keras {
             try h5.writeStrings("/", "backend", [backend], scalar: true)
             try h5.writeStrings("/", "keras_version", [version], scalar: true)
-            try h5.writeStrings("/", "model_config", [keras.text(style: .python)], scalar: true)
+            let legacy = KerasConfig.legacyModelConfig(keras.json)
+            let text = legacy == keras.json ? keras.text(style: .python) : legacy.serialized(.python)
+            try h5.writeStrings("/", "model_config", [text], scalar: true)
             if let training = graph.metadata.trainingConfig {
                 try h5.writeStrings("/", "training_config", [training], scalar: true)
             }

@@ -72,7 +72,9 @@ public enum KerasArchive {
         try? FileManager.default.removeItem(at: url)
         do {
             let archive = try Archive(url: url, accessMode: .create)
-            for (name, text) in [("metadata.json", metadata), ("config.json", config.text(style: .python))] {
+            let keras3 = KerasConfig.keras3ModelConfig(config.json)
+            let configText = keras3 == config.json ? config.text(style: .python) : keras3.serialized(.python)
+            for (name, text) in [("metadata.json", metadata), ("config.json", configText)] {
                 let data = Data(text.utf8)
                 try archive.addEntry(with: name, type: .file, uncompressedSize: Int64(data.count), modificationDate: entryDate,
                                      compressionMethod: .none) { position, size in

@@ -115,3 +115,78 @@ public enum KerasConfig {
         return known.first { snakeCase($0) == base }
     }
 }
+
+extension KerasConfig {
+    /// The legacy HDF5 spelling of a Keras 3 (`.keras`) model config: the model and each layer entry lose
+    /// `module`, `registered_name`, `build_config` and `compile_config`, which the legacy loader cannot
+    /// resolve. A config without them is returned unchanged.
+    public static func legacyModelConfig(_ model: JSONValue) -> JSONValue {
+        guard case .object(var pairs) = model else { return model }
+        let dropped: Set<String> = ["module", "registered_name", "build_config", "compile_config"]
+        pairs.removeAll { dropped.contains($0.0) }
+        var result = JSONValue.object(pairs)
+        if var config = result["config"], let layers = config["layers"]?.arrayValue {
+            config.set("layers", .array(layers.map(legacyModelConfig)))
+            result.set("config", config)
+        }
+        return result
+    }
+
+    /// Arranges a state dict's tensors as the Keras config's layers: config order (layers without weights
+    /// included), each layer's tensors in Keras's variable order (`kernel, bias`; `gamma, beta,
+    /// moving_mean, moving_variance`). A tensor belongs to the last component of its name that is a layer
+    /// name (`transfer/classifier/kernel` -> `classifier`). Tensors matching no layer stay, grouped, at the end.
+    public static func arrange(_ tensors: [Tensor], by model: JSONValue) -> [Layer] {
+        let flat = flattened(layers(of: model))
+        let names = Set(flat.map(\.layer.name))
+        var byLayer: [String: [Tensor]] = [:]
+        var unmatched: [Tensor] = []
+        for tensor in tensors {
+            let components = tensor.name.split(separator: "/").map(String.init)
+            if let owner = components.dropLast().last(where: { names.contains($0) }) {
+                byLayer[owner, default: []].append(tensor)
+            } else {
+                unmatched.append(tensor)
+            }
+        }
+        var result: [Layer] = flat.map { entry in
+            let order = entry.layer.variableNames ?? []
+            let own = (byLayer[entry.layer.name] ?? []).enumerated().sorted { a, b in
+                func rank(_ t: Tensor) -> Int {
+                    var bare = String(t.name.split(separator: "/").last ?? "")
+                    if bare.hasSuffix(":0") { bare = String(bare.dropLast(2)) }
+                    return order.firstIndex(of: bare) ?? order.count
+                }
+                return (rank(a.element), a.offset) < (rank(b.element), b.offset)
+            }.map(\.element)
+            return Layer(name: entry.layer.name, kind: LayerKind(kerasClassName: entry.layer.className), className: entry.layer.className,
+                         tensors: own, inbound: entry.layer.inbound)
+        }
+        result += StateDictGrouping.layers(from: unmatched)
+        return result
+    }
+}
+
+extension KerasConfig {
+    /// The Keras 3 (`.keras`) spelling of a legacy model config: the model and each layer entry get the
+    /// `module` (and `registered_name`) Keras 3's loader resolves classes with. Entries that have one are kept.
+    public static func keras3ModelConfig(_ model: JSONValue) -> JSONValue {
+        guard case .object(let pairs) = model, model["module"] == nil, let className = model["class_name"]?.stringValue else { return model }
+        let module: String
+        var registered: JSONValue = .null
+        switch className {
+        case "Sequential": module = "keras"
+        case "Functional", "Model":
+            module = "keras.src.models.functional"
+            registered = .string("Functional")
+        default: module = "keras.layers"
+        }
+        var result = JSONValue.object([("module", .string(module))] + pairs)
+        result.set("registered_name", registered)
+        if var config = result["config"], let layers = config["layers"]?.arrayValue {
+            config.set("layers", .array(layers.map(keras3ModelConfig)))
+            result.set("config", config)
+        }
+        return result
+    }
+}

@@ -48,6 +48,9 @@ public enum SafetensorsReader {
             }
         }
         graph.metadata.safetensors = rest
+        if case .keras(let config)? = graph.architecture {
+            graph.layers = KerasConfig.arrange(graph.tensors, by: config.json)
+        }
     }
 
     /// Uses a `config.json` in the checkpoint's directory as the Hugging Face architecture.

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Installs the system packages wsurgery builds against (Debian): libhdf5-dev, zlib1g-dev, pkg-config.
+set -euo pipefail
+if pkg-config --exists hdf5 2>/dev/null && [ -e /usr/include/zlib.h ]; then exit 0; fi
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libhdf5-dev zlib1g-dev pkg-config >/dev/null

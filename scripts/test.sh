@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Quick start 2: the whole test suite: Swift unit and round-trip tests, then the interop tests in which
+# real Keras (jax backend), h5py, numpy and the safetensors library load what wsurgery wrote.
+# Makes its own Python venv (.venv) with the pinned versions in fixtures/requirements.txt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+swift build
+swift test
+venv=.venv
+stamp="$venv/.requirements"
+if ! cmp -s fixtures/requirements.txt "$stamp" 2>/dev/null; then
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r fixtures/requirements.txt
+  cp fixtures/requirements.txt "$stamp"
+fi
+export KERAS_BACKEND=jax WSURGERY_BIN="$PWD/.build/debug/wsurgery"
+"$venv/bin/python" -m pytest Tests/interop -q
