@@ -64,28 +64,6 @@ static inline int wsh5_object_type(hid_t loc, const char *name) {
     return (int)info.type;
 }
 
-/// The file address of an object's header, which grows with creation order in files written once
-/// (Keras writes saveables in model order); 0 when it cannot be read.
-static inline uint64_t wsh5_object_address(hid_t loc, const char *name) {
-#if H5_VERSION_GE(1, 12, 0)
-    H5O_info2_t info;
-    haddr_t addr = 0;
-    if (H5Oget_info_by_name3(loc, name, &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) return 0;
-    hid_t file = H5Iget_file_id(loc);
-    if (H5VLnative_token_to_addr(file, info.token, &addr) < 0) addr = 0;
-    H5Fclose(file);
-    return (uint64_t)addr;
-#elif H5_VERSION_GE(1, 10, 3)
-    H5O_info_t info;
-    if (H5Oget_info_by_name2(loc, name, &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) return 0;
-    return (uint64_t)info.addr;
-#else
-    H5O_info_t info;
-    if (H5Oget_info_by_name(loc, name, &info, H5P_DEFAULT) < 0) return 0;
-    return (uint64_t)info.addr;
-#endif
-}
-
 /// Frees the strings HDF5 allocated when it read variable-length string data.
 static inline herr_t wsh5_reclaim(hid_t type, hid_t space, void *buf) {
 #if H5_VERSION_GE(1, 12, 0)

@@ -1,18 +1,16 @@
 import CHDF5
 import Foundation
 
-/// libhdf5 (Debian's serial build) is not thread-safe: every call goes through this one lock.
+/// libhdf5 holds one global lock and is not safe to call from several threads at once in every build:
+/// every call goes through this one lock. Its automatic error printing is switched off on each entry,
+/// because thread-safe builds (Debian's) keep that setting per thread.
 enum HDF5Lock {
     nonisolated(unsafe) static let lock = NSRecursiveLock()
-    nonisolated(unsafe) static var initialised = false
 
     static func run<T>(_ body: () throws -> T) rethrows -> T {
         lock.lock()
         defer { lock.unlock() }
-        if !initialised {
-            _ = wsh5_init()
-            initialised = true
-        }
+        _ = wsh5_init()
         return try body()
     }
 }
@@ -126,11 +124,6 @@ final class HDF5File: @unchecked Sendable {
             default: return .other
             }
         }
-    }
-
-    /// The file address of an object's header (creation order for files written in one pass).
-    func objectAddress(_ objectPath: String) -> UInt64 {
-        HDF5Lock.run { wsh5_object_address(id, objectPath) }
     }
 
     /// Names of the links in a group, in name order; soft and external links are refused.

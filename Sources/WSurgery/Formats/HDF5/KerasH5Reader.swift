@@ -162,9 +162,9 @@ public enum KerasH5Reader {
             let order = Dictionary(configLayers.enumerated().map { ($1.layer.name, $0) }, uniquingKeysWith: { a, _ in a })
             entries.sort { (order[$0.name] ?? Int.max, $0.path) < (order[$1.name] ?? Int.max, $1.path) }
         } else {
-            // No config: creation order, which Keras follows when it writes `model.layers` in order.
-            let addresses = Dictionary(uniqueKeysWithValues: entries.map { ($0.path, h5.objectAddress($0.path)) })
-            entries.sort { (addresses[$0.path]!, $0.path) < (addresses[$1.path]!, $1.path) }
+            // No config: the file does not record model order, so sort saveable paths naturally
+            // (`conv2d`, `conv2d_1`, ..., `conv2d_10`) for a stable, reproducible order.
+            entries.sort { naturalKey($0.path).lexicographicallyPrecedes(naturalKey($1.path)) }
         }
         for entry in entries {
             let vars = entry.path + "/vars"
@@ -196,6 +196,30 @@ public enum KerasH5Reader {
             graph.optimizer = OptimizerState(flavor: .keras3, name: try h5.stringAttribute("optimizer/vars", "name"), tensors: tensors)
         }
         return graph
+    }
+
+    /// A sort key comparing digit runs by value (`conv2d_2` before `conv2d_10`).
+    static func naturalKey(_ s: String) -> [NaturalPart] {
+        var parts: [NaturalPart] = []
+        var digits = ""
+        var text = ""
+        for c in s {
+            if c.isASCII && c.isNumber {
+                if !text.isEmpty { parts.append(.text(text)); text = "" }
+                digits.append(c)
+            } else {
+                if !digits.isEmpty { parts.append(.number(Int(digits) ?? 0)); digits = "" }
+                text.append(c)
+            }
+        }
+        if !text.isEmpty { parts.append(.text(text)) }
+        if !digits.isEmpty { parts.append(.number(Int(digits) ?? 0)) }
+        return parts
+    }
+
+    enum NaturalPart: Comparable {
+        case number(Int)
+        case text(String)
     }
 
     /// The saveable path Keras 3 gives each layer of a model config: `layers/<snake_case(class)>[_N]`,

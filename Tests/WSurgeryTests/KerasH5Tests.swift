@@ -1,0 +1,101 @@
+import Foundation
+import Testing
+@testable import WSurgery
+
+@Suite("Keras HDF5 readers and writers")
+struct KerasH5Tests {
+    @Test func legacyFullModelReadsLayersInLayerNamesOrder() throws {
+        let graph = try Checkpoint.read(TestSupport.fixture("keras_cnn.h5"))
+        #expect(graph.layers.map(\.name) == ["image", "conv1", "bn1", "relu1", "pool1", "conv2", "flatten", "predictions"])
+        #expect(graph.layer(named: "bn1")?.tensors.map(\.name) == ["bn1/gamma", "bn1/beta", "bn1/moving_mean", "bn1/moving_variance"])
+        #expect(graph.layer(named: "conv1")?.kind == .conv2d)
+        #expect(graph.layer(named: "conv1")?.tensors.first?.layout == .keras)
+        #expect(graph.layer(named: "bn1")?.inbound == ["conv1"])
+        #expect(graph.optimizer?.tensors.isEmpty == false)
+        #expect(graph.metadata.kerasFlavor == .legacyFullModel)
+    }
+
+    @Test func keras2StyleFixedLengthNamesAndCompressedDatasets() throws {
+        let graph = try Checkpoint.read(TestSupport.fixture("keras2_style.h5"))
+        let conv = try #require(graph.layer(named: "conv2d_1"))
+        #expect(conv.tensors.map(\.name) == ["conv2d_1_1/kernel:0", "conv2d_1_1/bias:0"])
+        #expect(conv.tensors.map(\.dtype) == [.f32, .f16])
+        #expect(graph.layer(named: "dense_1")?.tensors.first?.dtype == .f64)
+        #expect(graph.optimizer?.tensors.first?.dtype == .i64)
+        // The gzip dataset decodes to its 108 floats.
+        #expect(try conv.tensors[0].data.readAll().count == 108 * 4)
+        #expect(graph.metadata.kerasVersion == "2.4.0")
+    }
+
+    @Test(arguments: ["keras_cnn.h5", "keras_cnn.keras", "keras_cnn.weights.h5", "keras_nested.h5", "keras_nested.keras", "keras2_style.h5"])
+    func sameFormatRoundTripKeepsEveryTensorBitForBit(_ name: String) throws {
+        let graph = try Checkpoint.read(TestSupport.fixture(name))
+        let dir = TestSupport.temporaryDirectory()
+        let suffix = name.hasSuffix(".weights.h5") ? ".weights.h5" : name.hasSuffix(".keras") ? ".keras" : ".h5"
+        try Checkpoint.write(graph, to: dir + "/out" + suffix)
+        let back = try Checkpoint.read(dir + "/out" + suffix)
+        #expect(back.layers.map(\.name) == graph.layers.map(\.name))
+        #expect(try TestSupport.tensorBytes(back) == TestSupport.tensorBytes(graph))
+        #expect(back.tensors.map(\.dtype) == graph.tensors.map(\.dtype))
+    }
+
+    @Test func softAndExternalLinksAndUnknownLayoutsGetSpecificErrors() throws {
+        let soft = TestSupport.fixture("bad/soft_link.h5")
+        #expect(throws: WSurgeryError.softLink(path: soft, object: "model_weights/dense", target: "/model_weights/real")) { try Checkpoint.read(soft) }
+        let external = TestSupport.fixture("bad/external_link.h5")
+        #expect(throws: WSurgeryError.externalLink(path: external, object: "model_weights/dense", target: "elsewhere.h5:/model_weights/dense")) {
+            try Checkpoint.read(external)
+        }
+        let other = TestSupport.fixture("bad/not_keras.h5")
+        do {
+            _ = try Checkpoint.read(other)
+            Issue.record("expected an error")
+        } catch let error as WSurgeryError {
+            guard case .unknownHDF5Layout(let path, _) = error else { Issue.record("wrong error \(error)"); return }
+            #expect(path == other)
+            #expect(error.category == .badData)
+        }
+    }
+
+    @Test func longNameListsAreSplitAsKerasDoesAndReadBack() throws {
+        // 3000 layers x 30-byte names = 90,000 bytes > 64,512: Keras writes layer_names0, layer_names1.
+        let names = (0..<3000).map { String(format: "layer_with_a_long_name_%07d", $0) }
+        let layers = names.map { Layer(name: $0, kind: .unknown) }
+        let graph = TensorGraph(layers: layers, sourceFormat: .safetensors, sourcePath: "-", sourceFiles: [])
+        let dir = TestSupport.temporaryDirectory()
+        try Checkpoint.write(graph, to: dir + "/many.h5")
+        let h5 = try HDF5File.open(dir + "/many.h5")
+        #expect(try h5.hasAttribute("/", "layer_names") == false)
+        #expect(try h5.hasAttribute("/", "layer_names0") && h5.hasAttribute("/", "layer_names1"))
+        #expect(try h5.stringsAttribute("/", "layer_names") == names)
+    }
+}
+
+@Suite("writes are atomic and never touch the input")
+struct OutputSafetyTests {
+    @Test func failedWriteLeavesNothingBehind() throws {
+        let graph = try Checkpoint.read(TestSupport.fixture("torch_resnet_tiny.safetensors"))
+        let dir = TestSupport.temporaryDirectory()
+        #expect(throws: WSurgeryError.self) { try Checkpoint.write(graph, to: dir + "/m.keras") }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).isEmpty)
+    }
+
+    @Test func refusesExistingOutputAndTheInputItself() throws {
+        let dir = TestSupport.temporaryDirectory()
+        let input = dir + "/in.safetensors"
+        try FileManager.default.copyItem(atPath: TestSupport.fixture("dtypes.safetensors"), toPath: input)
+        let before = try Data(contentsOf: URL(fileURLWithPath: input))
+        #expect(throws: WSurgeryError.outputExists(path: input)) { try Checkpoint.precheckOutput(input, inputs: [dir + "/other"], force: false) }
+        #expect(throws: WSurgeryError.outputIsInput(path: input)) { try Checkpoint.precheckOutput(input, inputs: [input], force: true) }
+        let graph = try Checkpoint.read(input)
+        #expect(throws: WSurgeryError.outputIsInput(path: input)) { try Checkpoint.write(graph, to: input, options: .init(force: true)) }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: input)) == before)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["in.safetensors"])
+    }
+
+    @Test func unknownOutputExtensionIsAUsageError() {
+        #expect(throws: WSurgeryError.self) { try Checkpoint.outputFormat(for: "model.pt", shardSize: nil) }
+        #expect((try? Checkpoint.outputFormat(for: "model.pt", shardSize: nil)) == nil)
+        #expect(WSurgeryError.unknownFormat(path: "x", reason: "").category == .usage)
+    }
+}
