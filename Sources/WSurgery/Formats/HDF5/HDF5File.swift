@@ -129,7 +129,7 @@ final class HDF5File: @unchecked Sendable {
     /// Names of the links in a group, in name order; soft and external links are refused.
     func children(of groupPath: String) throws -> [String] {
         try HDF5Lock.run {
-            let g = try openGroup(groupPath)
+            let g = try openObject(groupPath)
             var info = H5G_info_t()
             if H5Gget_info(g.id, &info) < 0 { throw WSurgeryError.hdf5(path: path, object: groupPath, operation: "list the group") }
             var names: [String] = []
@@ -146,15 +146,7 @@ final class HDF5File: @unchecked Sendable {
         }
     }
 
-    func openGroup(_ groupPath: String) throws -> H5ID {
-        try HDF5Lock.run {
-            if groupPath != "/" { guard try exists(groupPath) else { throw WSurgeryError.missingObject(path: path, object: groupPath, layer: nil) } }
-            let g = H5Gopen2(id, groupPath, wsh5_P_DEFAULT())
-            if g < 0 { throw WSurgeryError.hdf5(path: path, object: groupPath, operation: "open the group") }
-            return H5ID(g, H5Gclose)
-        }
-    }
-
+    /// Opens a group or dataset after checking every link on its path is a hard link.
     func openObject(_ objectPath: String) throws -> H5ID {
         try HDF5Lock.run {
             if objectPath != "/" { guard try exists(objectPath) else { throw WSurgeryError.missingObject(path: path, object: objectPath, layer: nil) } }
