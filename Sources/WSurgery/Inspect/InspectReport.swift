@@ -1,3 +1,5 @@
+import Foundation
+
 /// What `wsurgery inspect` shows: layers, tensors, totals, format, metadata and the detected layers,
 /// as a value that renders to a table or to JSON.
 public struct InspectReport: Sendable {
@@ -108,10 +110,6 @@ public struct InspectReport: Sendable {
 }
 
 extension String {
-    func padding(toLength length: Int, withPad pad: String, startingAt: Int) -> String {
-        count >= length ? self : self + String(repeating: pad, count: length - count)
-    }
-
     func trimmingTrailingSpaces() -> String {
         var s = self
         while s.hasSuffix(" ") { s.removeLast() }

@@ -36,12 +36,10 @@ enum HDF5ObjectType {
 final class HDF5File: @unchecked Sendable {
     let path: String
     let id: hid_t
-    let writable: Bool
 
-    private init(path: String, id: hid_t, writable: Bool) {
+    private init(path: String, id: hid_t) {
         self.path = path
         self.id = id
-        self.writable = writable
     }
 
     deinit { HDF5Lock.run { _ = H5Fclose(id) } }
@@ -52,7 +50,7 @@ final class HDF5File: @unchecked Sendable {
             if H5Fis_hdf5(path) <= 0 { throw WSurgeryError.notHDF5(path: path) }
             let id = H5Fopen(path, wsh5_F_ACC_RDONLY(), wsh5_P_DEFAULT())
             if id < 0 { throw WSurgeryError.cannotOpen(path: path, reason: "HDF5 could not open the file") }
-            return HDF5File(path: path, id: id, writable: false)
+            return HDF5File(path: path, id: id)
         }
     }
 
@@ -61,7 +59,7 @@ final class HDF5File: @unchecked Sendable {
         try HDF5Lock.run {
             let id = H5Fcreate(path, wsh5_F_ACC_TRUNC(), wsh5_P_DEFAULT(), wsh5_P_DEFAULT())
             if id < 0 { throw WSurgeryError.cannotCreateOutput(path: path, reason: "HDF5 could not create the file") }
-            return HDF5File(path: path, id: id, writable: true)
+            return HDF5File(path: path, id: id)
         }
     }
 
