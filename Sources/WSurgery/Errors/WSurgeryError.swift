@@ -52,13 +52,23 @@ public enum WSurgeryError: Error, Sendable, Equatable {
     case cannotExpress(format: String, tensor: String?, reason: String)
     case invalidOption(option: String, reason: String)
 
+    // Surgery.
+    /// `--layer NAME` names no layer of the checkpoint.
+    case unknownLayer(path: String, layer: String, candidates: [String])
+    /// Detection of the first convolution or the head found none, or more than one.
+    case detectionFailed(path: String, what: String, reason: String, candidates: [String])
+    /// A layer the pass must change cannot be changed the way asked.
+    case unsupportedLayer(path: String, layer: String, reason: String)
+    /// A tensor's values are needed in a dtype this tool does not compute with.
+    case cannotComputeDType(path: String, tensor: String, dtype: String)
+
     /// Which kind of failure this is, for exit codes.
     public var category: FailureCategory {
         switch self {
         case .cannotOpen: return .cannotOpenInput
         case .outputExists, .cannotCreateOutput: return .cannotCreateOutput
         case .io, .hdf5: return .io
-        case .outputIsInput, .unknownFormat, .invalidOption: return .usage
+        case .outputIsInput, .unknownFormat, .invalidOption, .unknownLayer: return .usage
         default: return .badData
         }
     }
@@ -125,6 +135,23 @@ extension WSurgeryError: CustomStringConvertible {
             return "cannot write \(format)\(tensor.map { " (tensor '\($0)')" } ?? ""): \(reason)"
         case let .invalidOption(option, reason):
             return "\(option): \(reason)"
+        case let .unknownLayer(path, layer, candidates):
+            return "\(path): no layer named '\(layer)'" + WSurgeryError.listing(candidates, "layers with weights")
+        case let .detectionFailed(path, what, reason, candidates):
+            return "\(path): cannot find the \(what): \(reason)" + WSurgeryError.listing(candidates, "candidates") + "; name it with --layer"
+        case let .unsupportedLayer(path, layer, reason):
+            return "\(path): layer '\(layer)': \(reason)"
+        case let .cannotComputeDType(path, tensor, dtype):
+            return "\(path): tensor '\(tensor)': cannot compute with dtype \(dtype) (float16, bfloat16, float32 and float64 can be edited)"
         }
+    }
+}
+
+extension WSurgeryError {
+    /// "; candidates: a, b, c" (at most 12 names), or nothing for an empty list.
+    static func listing(_ names: [String], _ label: String) -> String {
+        guard !names.isEmpty else { return "" }
+        let shown = names.prefix(12).joined(separator: ", ")
+        return "; \(label): \(shown)" + (names.count > 12 ? " (and \(names.count - 12) more)" : "")
     }
 }

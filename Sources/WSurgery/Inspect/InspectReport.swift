@@ -6,11 +6,19 @@ public struct InspectReport: Sendable {
     public let graph: TensorGraph
     public let firstConvolution: String?
     public let heads: [String]
+    /// Why detection found nothing, when it did not (the message the surgery commands would give).
+    public let firstConvolutionProblem: String?
+    public let headProblem: String?
 
     public init(graph: TensorGraph) {
         self.graph = graph
-        self.firstConvolution = LayerDetection.firstConvolution(in: graph)
-        self.heads = LayerDetection.classifierHeads(in: graph)
+        func attempt<T>(_ body: () throws -> T) -> (T?, String?) {
+            do { return (try body(), nil) } catch { return (nil, "\(error)") }
+        }
+        (self.firstConvolution, self.firstConvolutionProblem) = attempt { try LayerDetection.firstConvolution(in: graph) }
+        let heads: [String]?
+        (heads, self.headProblem) = attempt { try LayerDetection.classifierHeads(in: graph) }
+        self.heads = heads ?? []
     }
 
     static func shapeText(_ shape: [Int]) -> String { "(" + shape.map(String.init).joined(separator: ", ") + (shape.count == 1 ? ",)" : ")") }
@@ -65,6 +73,8 @@ public struct InspectReport: Sendable {
             ("detected", .object([
                 ("first_conv", firstConvolution.map { .string($0) } ?? .null),
                 ("heads", .array(heads.map { .string($0) })),
+                ("first_conv_problem", firstConvolutionProblem.map { .string($0) } ?? .null),
+                ("head_problem", headProblem.map { .string($0) } ?? .null),
             ])),
         ])
     }
@@ -103,8 +113,8 @@ public struct InspectReport: Sendable {
         lines.append("")
         lines.append("totals: \(graph.layers.count) layers, \(graph.tensors.count) tensors, \(graph.parameterCount) parameters, \(graph.byteCount) bytes")
         if let o = graph.optimizer { lines.append("optimizer state: \(o.tensors.count) tensors (\(o.flavor.rawValue))") }
-        lines.append("first convolution: \(firstConvolution ?? "none found")")
-        lines.append("classifier head: \(heads.isEmpty ? "none found" : heads.joined(separator: ", "))")
+        lines.append("first convolution: \(firstConvolution ?? "none found (\(firstConvolutionProblem ?? ""))")")
+        lines.append("classifier head: \(heads.isEmpty ? "none found (\(headProblem ?? ""))" : heads.joined(separator: ", "))")
         return lines.joined(separator: "\n")
     }
 }

@@ -1,0 +1,121 @@
+import Foundation
+
+/// How new weights are drawn. The names follow the frameworks users know; each computes its bound or
+/// standard deviation from the tensor's fans, which `Fans` works out with the framework's own rules.
+public enum Initializer: Equatable, Sendable, CustomStringConvertible {
+    /// What `nn.Linear` / `nn.Conv2d` give: kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    case torchDefault
+    /// PyTorch `kaiming_uniform_` (a = 0, fan_in): U(-sqrt(6/fan_in), sqrt(6/fan_in)).
+    case kaimingUniform
+    /// PyTorch `kaiming_normal_` (a = 0, fan_in): N(0, 2/fan_in).
+    case kaimingNormal
+    /// Keras `GlorotUniform` (the Dense/Conv default): U(-sqrt(6/(fan_in+fan_out)), +...).
+    case glorotUniform
+    /// Keras `HeNormal`: truncated at 2 std, std = sqrt(2/fan_in) / 0.87962566103423978.
+    case heNormal
+    /// U(-a, a).
+    case uniform(Double)
+    /// timm's `trunc_normal_(std=s)`: N(0, s^2) truncated to [-2, 2] (absolute bounds, as timm does).
+    case truncNormal(Double)
+    /// A constant (`zeros` is constant 0).
+    case constant(Double)
+
+    /// Parses the command-line spelling (`torch-default`, `uniform:0.05`, `trunc-normal:0.02`, `zeros`,
+    /// `constant:-1.5`); `option` names the flag in errors.
+    public init(parsing text: String, option: String) throws {
+        let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
+        let argument = parts.count == 2 ? Double(parts[1]) : nil
+        func needs(_ value: Double?) throws -> Double {
+            guard let value, value.isFinite else {
+                throw WSurgeryError.invalidOption(option: option, reason: "'\(text)' needs a number after ':' (e.g. \(parts[0]):0.02)")
+            }
+            return value
+        }
+        switch parts.first ?? "" {
+        case "torch-default" where parts.count == 1: self = .torchDefault
+        case "kaiming-uniform" where parts.count == 1: self = .kaimingUniform
+        case "kaiming-normal" where parts.count == 1: self = .kaimingNormal
+        case "glorot-uniform" where parts.count == 1: self = .glorotUniform
+        case "he-normal" where parts.count == 1: self = .heNormal
+        case "zeros" where parts.count == 1: self = .constant(0)
+        case "uniform":
+            let a = try needs(argument)
+            guard a > 0 else { throw WSurgeryError.invalidOption(option: option, reason: "uniform:A needs A > 0") }
+            self = .uniform(a)
+        case "trunc-normal":
+            let std = try needs(argument)
+            guard std > 0 else { throw WSurgeryError.invalidOption(option: option, reason: "trunc-normal:STD needs STD > 0") }
+            self = .truncNormal(std)
+        case "constant": self = .constant(try needs(argument))
+        default:
+            throw WSurgeryError.invalidOption(option: option, reason: "unknown initializer '\(text)'; expected torch-default, kaiming-uniform, kaiming-normal, glorot-uniform, he-normal, uniform:A, trunc-normal:STD, zeros or constant:V")
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .torchDefault: return "torch-default"
+        case .kaimingUniform: return "kaiming-uniform"
+        case .kaimingNormal: return "kaiming-normal"
+        case .glorotUniform: return "glorot-uniform"
+        case .heNormal: return "he-normal"
+        case .uniform(let a): return "uniform:\(a)"
+        case .truncNormal(let s): return "trunc-normal:\(s)"
+        case .constant(0): return "zeros"
+        case .constant(let v): return "constant:\(v)"
+        }
+    }
+
+    /// `count` values for a tensor with `fans`, drawn from `generator`.
+    public func sample(count: Int, fans: Fans, generator: inout SeededGenerator) -> [Double] {
+        let fanIn = Double(max(fans.fanIn, 1))
+        let fanOut = Double(max(fans.fanOut, 1))
+        switch self {
+        case .torchDefault: return uniformValues(count, 1 / fanIn.squareRoot(), &generator)
+        case .kaimingUniform: return uniformValues(count, (6 / fanIn).squareRoot(), &generator)
+        case .glorotUniform: return uniformValues(count, (6 / (fanIn + fanOut)).squareRoot(), &generator)
+        case .uniform(let a): return uniformValues(count, a, &generator)
+        case .kaimingNormal:
+            let std = (2 / fanIn).squareRoot()
+            return (0..<count).map { _ in std * generator.normal() }
+        case .heNormal:
+            let std = (2 / fanIn).squareRoot() / 0.87962566103423978
+            return (0..<count).map { _ in generator.truncatedNormal(std: std, low: -2 * std, high: 2 * std) }
+        case .truncNormal(let std):
+            return (0..<count).map { _ in generator.truncatedNormal(std: std, low: -2, high: 2) }
+        case .constant(let value): return [Double](repeating: value, count: count)
+        }
+    }
+
+    private func uniformValues(_ count: Int, _ bound: Double, _ generator: inout SeededGenerator) -> [Double] {
+        (0..<count).map { _ in generator.uniform(-bound, bound) }
+    }
+}
+
+/// The fan-in and fan-out of a weight tensor under its framework's rules.
+public struct Fans: Equatable, Sendable {
+    public var fanIn: Int
+    public var fanOut: Int
+
+    public init(fanIn: Int, fanOut: Int) {
+        self.fanIn = fanIn
+        self.fanOut = fanOut
+    }
+
+    /// Keras kernels (..., in, out) have their receptive field first; PyTorch weights (out, in, ...) last.
+    /// Both count fan_in = in x receptive field and fan_out = out x receptive field; a Dense/Linear
+    /// weight has a receptive field of 1.
+    public init(shape: [Int], layout: Layout) {
+        guard shape.count >= 2 else {
+            self.init(fanIn: shape.first ?? 1, fanOut: shape.first ?? 1)
+            return
+        }
+        if layout == .torch {
+            let receptive = shape.dropFirst(2).reduce(1, *)
+            self.init(fanIn: shape[1] * receptive, fanOut: shape[0] * receptive)
+        } else {
+            let receptive = shape.dropLast(2).reduce(1, *)
+            self.init(fanIn: shape[shape.count - 2] * receptive, fanOut: shape[shape.count - 1] * receptive)
+        }
+    }
+}

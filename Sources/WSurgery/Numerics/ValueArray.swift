@@ -1,0 +1,135 @@
+/// A tensor's values decoded to `Double`, in C order: what a pass computes with. Only the tensors a pass
+/// changes are decoded; every other tensor keeps its lazy bytes.
+public struct ValueArray: Equatable, Sendable {
+    public var shape: [Int]
+    public var values: [Double]
+
+    public init(shape: [Int], values: [Double]) {
+        precondition(values.count == shape.reduce(1, *), "values do not fill the shape")
+        self.shape = shape
+        self.values = values
+    }
+
+    /// An array of `shape` filled with `value`.
+    public init(shape: [Int], repeating value: Double) {
+        self.init(shape: shape, values: [Double](repeating: value, count: shape.reduce(1, *)))
+    }
+
+    /// (elements before `axis`, length of `axis`, elements after `axis`): the three loop bounds of any
+    /// operation along one axis.
+    private func split(_ axis: Int) -> (outer: Int, count: Int, inner: Int) {
+        (shape[..<axis].reduce(1, *), shape[axis], shape[(axis + 1)...].reduce(1, *))
+    }
+
+    /// A linear map along `axis`: `result[..., j, ...] = sum_i matrix[j][i] * self[..., i, ...]`. The
+    /// matrix has one row per output index and `shape[axis]` columns. Collapsing channels (one row of
+    /// ones), repeating them, weighting them and selecting them are all such maps.
+    public func mapped(along axis: Int, by matrix: [[Double]]) -> ValueArray {
+        let (outer, count, inner) = split(axis)
+        precondition(matrix.allSatisfy { $0.count == count }, "matrix columns must match the axis length")
+        var newShape = shape
+        newShape[axis] = matrix.count
+        var out = [Double](repeating: 0, count: outer * matrix.count * inner)
+        for o in 0..<outer {
+            for (j, row) in matrix.enumerated() {
+                let target = (o * matrix.count + j) * inner
+                for (i, weight) in row.enumerated() where weight != 0 {
+                    let source = (o * count + i) * inner
+                    for k in 0..<inner { out[target + k] += weight * values[source + k] }
+                }
+            }
+        }
+        return ValueArray(shape: newShape, values: out)
+    }
+
+    /// Sums over every axis except `axis`: one value per index of `axis`.
+    public func sums(keeping axis: Int) -> [Double] {
+        let (outer, count, inner) = split(axis)
+        var result = [Double](repeating: 0, count: count)
+        for o in 0..<outer {
+            for i in 0..<count {
+                let base = (o * count + i) * inner
+                for k in 0..<inner { result[i] += values[base + k] }
+            }
+        }
+        return result
+    }
+
+    /// Replaces the slices along `axis` at the given indices with `fill(index, element)` values.
+    public func replacingSlices(along axis: Int, at indices: Set<Int>, _ fill: (Int) -> Double) -> ValueArray {
+        let (outer, count, inner) = split(axis)
+        var out = values
+        for o in 0..<outer {
+            for i in 0..<count where indices.contains(i) {
+                let base = (o * count + i) * inner
+                for k in 0..<inner { out[base + k] = fill(base + k) }
+            }
+        }
+        return ValueArray(shape: shape, values: out)
+    }
+}
+
+/// Decoding a tensor's bytes to values and encoding values back in the tensor's dtype.
+public enum TensorValues {
+    /// Whether values of `dtype` can be decoded and encoded.
+    public static func canCompute(_ dtype: DType) -> Bool { [.f16, .bf16, .f32, .f64].contains(dtype) }
+
+    /// The tensor's values; `path` names the file in errors.
+    public static func decode(_ tensor: Tensor, path: String) throws -> ValueArray {
+        guard canCompute(tensor.dtype) else {
+            throw WSurgeryError.cannotComputeDType(path: path, tensor: tensor.name, dtype: tensor.dtype.numpyName)
+        }
+        let bytes = try tensor.data.readAll()
+        let count = tensor.elementCount
+        var values = [Double](repeating: 0, count: count)
+        bytes.withUnsafeBytes { raw in
+            for i in 0..<count {
+                switch tensor.dtype {
+                case .f32: values[i] = Double(Float(bitPattern: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self).littleEndian))
+                case .f64: values[i] = Double(bitPattern: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self).littleEndian)
+                case .f16: values[i] = Double(Float16(bitPattern: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian))
+                default: // bf16: the upper half of a float32
+                    let high = UInt32(raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian)
+                    values[i] = Double(Float(bitPattern: high << 16))
+                }
+            }
+        }
+        return ValueArray(shape: tensor.shape, values: values)
+    }
+
+    /// Little-endian bytes of `values` in `dtype`, rounded to nearest even.
+    public static func encode(_ values: [Double], as dtype: DType) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(values.count * (dtype == .f64 ? 8 : dtype == .f32 ? 4 : 2))
+        func append<T: FixedWidthInteger>(_ bits: T) {
+            withUnsafeBytes(of: bits.littleEndian) { out.append(contentsOf: $0) }
+        }
+        for value in values {
+            switch dtype {
+            case .f64: append(value.bitPattern)
+            case .f16: append(Float16(value).bitPattern)
+            case .bf16: append(bfloat16Bits(Float(value)))
+            default: append(Float(value).bitPattern)
+            }
+        }
+        return out
+    }
+
+    /// The bfloat16 bit pattern nearest to `value` (ties to even), NaN kept quiet.
+    static func bfloat16Bits(_ value: Float) -> UInt16 {
+        if value.isNaN { return 0x7FC0 }
+        let bits = value.bitPattern
+        let rounded = bits &+ 0x7FFF &+ ((bits >> 16) & 1)
+        return UInt16(truncatingIfNeeded: rounded >> 16)
+    }
+
+    /// `tensor` with new values (and shape): its bytes now live in memory and its HDF5 origin is gone,
+    /// so writers encode it instead of copying the input.
+    public static func replacing(_ tensor: Tensor, with array: ValueArray) -> Tensor {
+        var result = tensor
+        result.shape = array.shape
+        result.data = MemorySource(bytes: encode(array.values, as: tensor.dtype))
+        result.hdf5Origin = nil
+        return result
+    }
+}

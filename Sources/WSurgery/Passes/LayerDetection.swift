@@ -1,0 +1,218 @@
+/// Finds the layers surgery acts on: the first convolution (which reads the image) and the classifier
+/// head(s). With a Keras architecture it follows the graph; for a state dict it uses the names people's
+/// checkpoints use (timm, torchvision, Hugging Face) and the shapes. It never guesses: when it finds
+/// none or several, the error lists the candidates so the user can name one with `--layer`.
+public enum LayerDetection {
+    /// Names people's checkpoints use for the stem convolution (timm `first_conv`, torchvision, Hugging Face, Keras applications).
+    public static let firstConvNames = [
+        "conv1", "conv_stem", "stem.0", "stem.conv", "stem.conv1", "stem_conv", "stem.0.conv", "patch_embed.proj", "features.0",
+        "features.conv0", "features.0.0", "embeddings.patch_embeddings.projection", "embedder.convolution",
+        "embeddings.embedder.convolution", "conv1_conv", "block1_conv1", "Conv1", "stem_conv1", "Conv2d_1a_3x3.conv",
+    ]
+
+    /// Names of classifier layers (timm `classifier`, torchvision, Hugging Face, Keras applications), in priority order.
+    public static let headNames = [
+        "head", "head.fc", "fc", "classifier", "classifier.fc", "classifier.1", "last_linear", "logits", "predictions",
+        "head.l", "classif", "fc8", "conv_preds",
+    ]
+
+    /// Second heads that come with a main one (DeiT distillation, Inception auxiliary logits).
+    public static let partnerHeads = ["head": ["head_dist"], "fc": ["AuxLogits.fc", "aux_logits.fc"]]
+
+    /// Wrapper prefixes that do not change what a layer is (`module.` from DataParallel, `model.`).
+    static let wrapperPrefixes = ["", "module.", "model.", "_orig_mod."]
+
+    /// The convolution that reads the model input.
+    public static func firstConvolution(in graph: TensorGraph) throws -> String {
+        let convs = graph.layers.filter(isConvolutionWithKernel)
+        let fail = { (reason: String, candidates: [Layer]) in
+            WSurgeryError.detectionFailed(path: graph.sourcePath, what: "first convolution", reason: reason,
+                                          candidates: candidates.map { describe($0) })
+        }
+        if hasEdges(graph) {
+            let found = firstWeightedLayers(in: graph)
+            guard found.count == 1, let layer = graph.layer(named: found[0]) else {
+                throw fail(found.isEmpty ? "no layer with weights is reachable from the input" : "several layers read the input",
+                           found.compactMap { graph.layer(named: $0) })
+            }
+            guard isConvolutionWithKernel(layer) else {
+                throw fail("the first layer with weights after the input is '\(layer.name)' (\(layer.className ?? layer.kind.rawValue)), not a convolution", convs)
+            }
+            return layer.name
+        }
+        if hasModelOrder(graph) {
+            guard let first = graph.layers.first(where: { !$0.tensors.isEmpty }) else { throw fail("the checkpoint has no weights", []) }
+            guard isConvolutionWithKernel(first) else {
+                throw fail("the first layer with weights is '\(first.name)' (\(first.kind.rawValue)), not a convolution", convs)
+            }
+            return first.name
+        }
+        for name in firstConvNames {
+            let matches = convs.filter { layer in wrapperPrefixes.contains { layer.name == $0 + name } }
+            if matches.count == 1 { return matches[0].name }
+        }
+        let rgb = convs.filter { layer in
+            guard let roles = WeightRoles(layer) else { return false }
+            return layer.tensors[roles.kernel].shape[roles.inputAxis] == 3
+        }
+        if rgb.count == 1 { return rgb[0].name }
+        throw fail(rgb.isEmpty ? "no convolution has a known stem name or 3 input channels" : "several convolutions have 3 input channels",
+                   rgb.isEmpty ? convs : rgb)
+    }
+
+    /// The layer(s) producing the logits: a Dense/Linear, or a convolution followed by global pooling.
+    public static func classifierHeads(in graph: TensorGraph) throws -> [String] {
+        let fail = { (reason: String, candidates: [Layer]) in
+            WSurgeryError.detectionFailed(path: graph.sourcePath, what: "classifier head", reason: reason,
+                                          candidates: candidates.map { describe($0) })
+        }
+        let dense = graph.layers.filter { $0.kind == .dense && WeightRoles($0) != nil }
+        if hasEdges(graph) {
+            var heads: [String] = []
+            for output in outputLayers(of: graph) {
+                heads.append(try headBehind(output, in: graph, fail: fail))
+            }
+            guard !heads.isEmpty else { throw fail("the architecture names no output layer", dense) }
+            return heads
+        }
+        if hasModelOrder(graph) {
+            guard let last = graph.layers.last(where: { !$0.tensors.isEmpty }) else { throw fail("the checkpoint has no weights", []) }
+            guard (last.kind == .dense || isConvolutionWithKernel(last)) && WeightRoles(last) != nil else {
+                throw fail("the last layer with weights is '\(last.name)' (\(last.kind.rawValue)), not a Dense layer or a convolution", dense)
+            }
+            return [last.name]
+        }
+        let weighted = graph.layers.filter { ($0.kind == .dense || isConvolutionWithKernel($0)) && WeightRoles($0) != nil }
+        func find(_ name: String) -> Layer? {
+            let matches = weighted.filter { layer in wrapperPrefixes.contains { layer.name == $0 + name } }
+            return matches.count == 1 ? matches[0] : nil
+        }
+        // `classifier.0`, `classifier.3`, `classifier.6` (VGG): the last Linear of the Sequential.
+        for stem in ["classifier", "head", "fc"] {
+            let numbered = dense.compactMap { layer -> (Int, Layer)? in
+                for prefix in wrapperPrefixes where layer.name.hasPrefix(prefix + stem + ".") {
+                    if let index = Int(layer.name.dropFirst(prefix.count + stem.count + 1)) { return (index, layer) }
+                }
+                return nil
+            }
+            if numbered.count > 1, find(stem) == nil, let last = numbered.max(by: { $0.0 < $1.0 }) { return [last.1.name] }
+        }
+        for name in headNames {
+            guard let layer = find(name) else { continue }
+            return [layer.name] + (partnerHeads[name] ?? []).compactMap { find($0)?.name }
+        }
+        if dense.count == 1 { return [dense[0].name] }
+        throw fail(dense.isEmpty ? "no Dense/Linear layer and no known head name" : "several Dense/Linear layers and none has a known head name", dense)
+    }
+
+    /// Walks back from an output layer past layers without weights to the layer that produces the logits.
+    static func headBehind(_ output: String, in graph: TensorGraph, fail: (String, [Layer]) -> WSurgeryError) throws -> String {
+        var name = output
+        var pooled = false
+        var visited = Set<String>()
+        while let layer = graph.layer(named: name), visited.insert(name).inserted {
+            if layer.kind == .dense, WeightRoles(layer) != nil { return layer.name }
+            if isConvolutionWithKernel(layer) {
+                guard pooled else {
+                    throw fail("'\(layer.name)' feeds the output without global pooling, so it is not a classifier", [layer])
+                }
+                return layer.name
+            }
+            if !layer.tensors.isEmpty {
+                throw fail("the layer before output '\(output)' is '\(layer.name)' (\(layer.className ?? layer.kind.rawValue)), not a Dense layer or a convolution", [layer])
+            }
+            if let className = layer.className, className.hasPrefix("Global") { pooled = true }
+            if layer.kind == .model, let inner = nestedOutputs(of: layer.name, in: graph).first {
+                name = inner
+                continue
+            }
+            guard layer.inbound.count == 1 else {
+                throw fail("output '\(output)' is reached through '\(layer.name)', which has \(layer.inbound.count) inputs", [])
+            }
+            name = layer.inbound[0]
+        }
+        throw fail("no layer with weights feeds output '\(output)'", [])
+    }
+
+    /// The first layers with weights on every path from the inputs (not walking past them). A nested
+    /// model's own input layers are starting points too, so its first convolution is found inside it.
+    static func firstWeightedLayers(in graph: TensorGraph) -> [String] {
+        var consumers: [String: [String]] = [:]
+        for layer in graph.layers { for source in layer.inbound { consumers[source, default: []].append(layer.name) } }
+        // Input layers, and layers fed only by names that are not layers (a Keras 2 Sequential's first
+        // layer refers to an implicit `input_1`).
+        let names = Set(graph.layers.map(\.name))
+        var queue = graph.layers.filter { $0.kind == .input }.map(\.name)
+        if queue.isEmpty {
+            queue = graph.layers.filter { $0.kind != .model && $0.inbound.allSatisfy { !names.contains($0) } }.prefix(1).map(\.name)
+        }
+        var seen = Set(queue)
+        var found: [String] = []
+        while !queue.isEmpty {
+            let name = queue.removeFirst()
+            guard let layer = graph.layer(named: name) else { continue }
+            if !layer.tensors.isEmpty {
+                if !found.contains(name) { found.append(name) }
+                continue
+            }
+            if layer.kind == .model { continue }
+            for next in consumers[name, default: []] where seen.insert(next).inserted { queue.append(next) }
+        }
+        return found
+    }
+
+    /// The model's output layers from its Keras config (`output_layers`), or the last layer of a Sequential.
+    static func outputLayers(of graph: TensorGraph) -> [String] {
+        guard case .keras(let config)? = graph.architecture else {
+            let consumed = Set(graph.layers.flatMap(\.inbound))
+            return graph.layers.filter { !consumed.contains($0.name) && $0.kind != .input }.suffix(1).map(\.name)
+        }
+        return modelOutputs(config.json)
+    }
+
+    /// The output layers of a nested model layer.
+    static func nestedOutputs(of model: String, in graph: TensorGraph) -> [String] {
+        guard case .keras(let config)? = graph.architecture else { return [] }
+        func search(_ entry: JSONValue) -> [String]? {
+            if entry["config"]?["name"]?.stringValue == model || entry["name"]?.stringValue == model, entry["config"]?["layers"] != nil {
+                return modelOutputs(entry)
+            }
+            for child in entry["config"]?["layers"]?.arrayValue ?? [] {
+                if let found = search(child) { return found }
+            }
+            return nil
+        }
+        return search(config.json) ?? []
+    }
+
+    /// `output_layers` of a Functional entry (`["name", 0, 0]` or a list of those); a Sequential's last layer.
+    static func modelOutputs(_ entry: JSONValue) -> [String] {
+        if let outputs = entry["config"]?["output_layers"]?.arrayValue {
+            if let single = outputs.first?.stringValue { return [single] }
+            return outputs.compactMap { $0.arrayValue?.first?.stringValue }
+        }
+        return KerasConfig.layers(of: entry).last.map { [$0.name] } ?? []
+    }
+
+    /// What the layer is, for candidate lists: `conv1 (conv2d, weight (64, 3, 7, 7))`.
+    static func describe(_ layer: Layer) -> String {
+        guard let roles = WeightRoles(layer) else { return "\(layer.name) (\(layer.kind.rawValue))" }
+        let kernel = layer.tensors[roles.kernel]
+        return "\(layer.name) (\(layer.kind.rawValue) \(InspectReport.shapeText(kernel.shape)))"
+    }
+
+    static func isConvolutionWithKernel(_ layer: Layer) -> Bool {
+        [.conv1d, .conv2d, .conv3d].contains(layer.kind) && WeightRoles(layer) != nil
+    }
+
+    /// Whether the format recorded the edges between layers.
+    static func hasEdges(_ graph: TensorGraph) -> Bool { graph.layers.contains { !$0.inbound.isEmpty } }
+
+    /// Whether the layer order is the model's order (Keras files list layers in model order; a state
+    /// dict's order is whatever its writer chose: safetensors sorts by dtype and name).
+    static func hasModelOrder(_ graph: TensorGraph) -> Bool {
+        if case .keras? = graph.architecture { return true }
+        // A Keras 3 .weights.h5 without a config lists saveables in name order, not model order.
+        return [.kerasLegacyH5, .kerasArchive].contains(graph.sourceFormat)
+    }
+}
