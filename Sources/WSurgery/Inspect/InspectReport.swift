@@ -92,7 +92,6 @@ public struct InspectReport: Sendable {
                              t.dtype.safetensorsName, i == 0 ? String(layer.parameterCount) : ""])
             }
         }
-        let widths = (0..<6).map { c in rows.map { $0[c].count }.max() ?? 0 }
         var lines: [String] = []
         lines.append("\(graph.sourcePath): \(graph.sourceFormat.rawValue)\(graph.metadata.kerasFlavor.map { " (\($0.rawValue))" } ?? "")")
         switch graph.architecture {
@@ -105,24 +104,12 @@ public struct InspectReport: Sendable {
             lines.append("metadata: " + s.map { "\($0.0)=\($0.1.count > 60 ? String($0.1.prefix(57)) + "..." : $0.1)" }.joined(separator: ", "))
         }
         lines.append("")
-        for (r, row) in rows.enumerated() {
-            let cells = row.enumerated().map { c, cell in c == 5 ? String(repeating: " ", count: widths[c] - cell.count) + cell : cell.padding(toLength: widths[c], withPad: " ", startingAt: 0) }
-            lines.append(cells.joined(separator: "  ").trimmingTrailingSpaces())
-            if r == 0 { lines.append(widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")) }
-        }
+        lines += TextTable.render(rows, rightAligned: [5])
         lines.append("")
         lines.append("totals: \(graph.layers.count) layers, \(graph.tensors.count) tensors, \(graph.parameterCount) parameters, \(graph.byteCount) bytes")
         if let o = graph.optimizer { lines.append("optimizer state: \(o.tensors.count) tensors (\(o.flavor.rawValue))") }
         lines.append("first convolution: \(firstConvolution ?? "none found (\(firstConvolutionProblem ?? ""))")")
         lines.append("classifier head: \(heads.isEmpty ? "none found (\(headProblem ?? ""))" : heads.joined(separator: ", "))")
         return lines.joined(separator: "\n")
-    }
-}
-
-extension String {
-    func trimmingTrailingSpaces() -> String {
-        var s = self
-        while s.hasSuffix(" ") { s.removeLast() }
-        return s
     }
 }

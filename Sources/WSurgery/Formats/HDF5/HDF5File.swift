@@ -5,7 +5,7 @@ import Foundation
 /// every call goes through this one lock. Its automatic error printing is switched off on each entry,
 /// because thread-safe builds (Debian's) keep that setting per thread.
 enum HDF5Lock {
-    nonisolated(unsafe) static let lock = NSRecursiveLock()
+    static let lock = NSRecursiveLock()
 
     static func run<T>(_ body: () throws -> T) rethrows -> T {
         lock.lock()

@@ -1,0 +1,291 @@
+import Foundation
+
+/// Changes the number of input channels of the first convolution (`collapse-channels`, `adapt-channels`).
+///
+/// Every rule is a linear map along the kernel's input-channel axis (`ValueArray.mapped`): new channel j
+/// is a weighted sum of the old channels. timm's `adapt_input_conv` is the reference for the defaults.
+public struct ChannelAdaptation: GraphPass {
+    /// How RGB becomes one channel.
+    public enum CollapseMode: String, Sendable, CaseIterable {
+        /// Sum over channels (timm): model(gray) == original(gray copied to every channel).
+        case sum
+        /// Average over channels.
+        case mean
+        /// 3 x (0.299 R + 0.587 G + 0.114 B): luminance weights at the scale of `sum`.
+        case luma
+    }
+
+    /// How channels beyond the source ones are filled when growing.
+    public enum ExtraFill: Equatable, Sendable, CustomStringConvertible {
+        case `repeat`, zeros, mean
+        case copy(Int)
+
+        public init(parsing text: String) throws {
+            switch text {
+            case "repeat": self = .repeat
+            case "zeros": self = .zeros
+            case "mean": self = .mean
+            default:
+                guard text.hasPrefix("copy:"), let k = Int(text.dropFirst(5)), k >= 0 else {
+                    throw WSurgeryError.invalidOption(option: "--extra", reason: "'\(text)': expected repeat, zeros, mean or copy:K")
+                }
+                self = .copy(k)
+            }
+        }
+
+        public var description: String {
+            switch self {
+            case .repeat: return "repeat"
+            case .zeros: return "zeros"
+            case .mean: return "mean"
+            case .copy(let k): return "copy:\(k)"
+            }
+        }
+    }
+
+    /// A per-channel input normalisation `(x - mean_c) / std_c` to fold into the collapsed kernel.
+    public struct Normalization: Equatable, Sendable {
+        public var mean: [Double]
+        public var std: [Double]
+
+        public static let imagenet = Normalization(mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225])
+
+        public init(mean: [Double], std: [Double]) {
+            self.mean = mean
+            self.std = std
+        }
+
+        /// `imagenet` or `M,M,M/S,S,S`.
+        public init(parsing text: String) throws {
+            if text == "imagenet" {
+                self = .imagenet
+                return
+            }
+            let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+            let numbers = parts.map { $0.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) } }
+            guard parts.count == 2, numbers.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0 != nil } }), numbers[0].count == numbers[1].count else {
+                throw WSurgeryError.invalidOption(option: "--fold-normalization", reason: "'\(text)': expected imagenet or MEAN,MEAN,MEAN/STD,STD,STD")
+            }
+            let std = numbers[1].map { $0! }
+            guard std.allSatisfy({ $0 > 0 }) else {
+                throw WSurgeryError.invalidOption(option: "--fold-normalization", reason: "every std must be > 0")
+            }
+            self.init(mean: numbers[0].map { $0! }, std: std)
+        }
+    }
+
+    public enum Rule: Equatable, Sendable {
+        /// To one channel (`collapse-channels`).
+        case collapse(CollapseMode)
+        /// To `channels` channels (`adapt-channels`); `extra` nil follows timm.
+        case adapt(channels: Int, extra: ExtraFill?, rescale: Bool)
+    }
+
+    public var rule: Rule
+    /// `--layer` overrides; empty means detect.
+    public var layers: [String]
+    public var foldNormalization: Normalization?
+
+    public init(rule: Rule, layers: [String] = [], foldNormalization: Normalization? = nil) {
+        self.rule = rule
+        self.layers = layers
+        self.foldNormalization = foldNormalization
+    }
+
+    public var name: String {
+        if case .collapse = rule { return "collapse-channels" }
+        return "adapt-channels"
+    }
+
+    public var options: [(String, String)] {
+        var result: [(String, String)] = []
+        switch rule {
+        case .collapse(let mode): result.append(("mode", mode.rawValue))
+        case let .adapt(channels, extra, rescale):
+            result.append(("channels", String(channels)))
+            result.append(("extra", extra?.description ?? "timm"))
+            if !rescale { result.append(("rescale", "false")) }
+        }
+        if let f = foldNormalization {
+            result.append(("fold-normalization", f.mean.map { "\($0)" }.joined(separator: ",") + "/" + f.std.map { "\($0)" }.joined(separator: ",")))
+        }
+        if !layers.isEmpty { result.append(("layer", layers.joined(separator: ","))) }
+        return result
+    }
+
+    /// The matrix mapping `source` channels to the new ones (one row per new channel).
+    public func matrix(source: Int) throws -> [[Double]] {
+        func unit(_ i: Int) -> [Double] { (0..<source).map { $0 == i ? 1 : 0 } }
+        switch rule {
+        case .collapse(.sum): return [[Double](repeating: 1, count: source)]
+        case .collapse(.mean): return [[Double](repeating: 1 / Double(source), count: source)]
+        case .collapse(.luma): return [[0.299, 0.587, 0.114].map { 3 * $0 }]
+        case let .adapt(target, extra, rescale):
+            guard let extra else {
+                // timm: sum for one channel; else repeat cyclically, keep `target`, scale by source/target.
+                if target == 1 { return [[Double](repeating: 1, count: source)] }
+                let scale = rescale ? Double(source) / Double(target) : 1
+                return (0..<target).map { unit($0 % source).map { $0 * scale } }
+            }
+            let rows: [[Double]] = (0..<target).map { j in
+                if j < source { return unit(j) }
+                switch extra {
+                case .repeat: return unit(j % source)
+                case .zeros: return [Double](repeating: 0, count: source)
+                case .mean: return [Double](repeating: 1 / Double(source), count: source)
+                case .copy(let k): return unit(k)
+                }
+            }
+            // Zero-filled extra channels leave the response to the source channels exactly as it was.
+            let scale = rescale && extra != .zeros ? Double(source) / Double(target) : 1
+            return rows.map { $0.map { $0 * scale } }
+        }
+    }
+
+    public func apply(to input: TensorGraph) throws -> (TensorGraph, PassReport) {
+        var graph = input
+        var report = PassReport(pass: name, options: options)
+        let targets = layers.isEmpty ? [try LayerDetection.firstConvolution(in: graph)] : layers
+        var newChannels = 0
+        for target in targets {
+            let layer = try graph.requireLayer(target)
+            guard layer.kind.isConvolution || layer.kind == .unknown, let roles = WeightRoles(layer), layer.kind != .depthwiseConv2d, layer.kind != .separableConv2d else {
+                throw WSurgeryError.unsupportedLayer(path: graph.sourcePath, layer: target, reason: "not a convolution with a kernel of known layout (\(layer.kind.rawValue))")
+            }
+            let kernelTensor = layer.tensors[roles.kernel]
+            let source = kernelTensor.shape[roles.inputAxis]
+            try check(source: source, layer: target, path: graph.sourcePath)
+            let kernel = try TensorValues.decode(kernelTensor, path: graph.sourcePath)
+            var weights = try matrix(source: source)
+            var action = describeAction(source: source, channels: weights.count)
+            var offset: [Double]?
+            if let fold = foldNormalization {
+                // y_c = (x - m_c) / s_c: the kernel on raw x is sum_c w_c W_c / s_c, and the constant
+                // sum_c w_c W_c m_c / s_c (summed over the window) moves into the bias.
+                let row = weights[0]
+                weights = [row.enumerated().map { $0.element / fold.std[$0.offset] }]
+                let shift = kernel.mapped(along: roles.inputAxis, by: [row.enumerated().map { $0.element * fold.mean[$0.offset] / fold.std[$0.offset] }])
+                offset = shift.sums(keeping: roles.outputAxis)
+                action += ", normalisation folded in"
+            }
+            let newKernel = kernel.mapped(along: roles.inputAxis, by: weights)
+            newChannels = newKernel.shape[roles.inputAxis]
+            graph.replaceTensor(layer: target, index: roles.kernel, with: newKernel, action: action, in: &report)
+            if let offset {
+                try foldOffset(offset, conv: layer, roles: roles, into: &graph, report: &report)
+            }
+            if let padding = convPadding(target, graph), padding != "valid" {
+                if foldNormalization != nil {
+                    report.notes.append("'\(target)' pads with zeros (\(padding)): with the normalisation folded in, outputs near the border differ from the original's (the padded zeros were normalised values there)")
+                }
+            }
+        }
+        try updateArchitecture(&graph, convs: targets, channels: newChannels, report: &report)
+        graph.dropOptimizerState(in: &report)
+        return (graph, report)
+    }
+
+    func check(source: Int, layer: String, path: String) throws {
+        switch rule {
+        case .collapse(let mode):
+            if mode == .luma, source != 3 {
+                throw WSurgeryError.unsupportedLayer(path: path, layer: layer, reason: "has \(source) input channels; --mode luma needs 3 (RGB)")
+            }
+            if source < 2 {
+                throw WSurgeryError.unsupportedLayer(path: path, layer: layer, reason: "has \(source) input channel; collapse-channels needs 3 (RGB)")
+            }
+        case let .adapt(channels, extra, _):
+            if case .copy(let k)? = extra, k >= source {
+                throw WSurgeryError.invalidOption(option: "--extra", reason: "copy:\(k) names a channel that '\(layer)' does not have (it has \(source))")
+            }
+            if channels == source {
+                throw WSurgeryError.invalidOption(option: "--channels", reason: "'\(layer)' already has \(source) input channels")
+            }
+        }
+        if let fold = foldNormalization, fold.mean.count != source {
+            throw WSurgeryError.invalidOption(option: "--fold-normalization", reason: "gives \(fold.mean.count) channels but '\(layer)' has \(source)")
+        }
+    }
+
+    func describeAction(source: Int, channels: Int) -> String {
+        switch rule {
+        case .collapse(let mode): return "\(mode.rawValue) of \(source) input channels -> 1"
+        case let .adapt(_, extra, rescale):
+            let how = extra.map { "extra channels: \($0)" } ?? (channels == 1 ? "summed" : "repeated cyclically")
+            let scaled = rescale && extra != .zeros && channels != 1 ? ", scaled by \(source)/\(channels)" : ""
+            return "\(source) -> \(channels) input channels (\(how)\(scaled))"
+        }
+    }
+
+    /// Moves the normalisation offset into the conv's bias, or into the moving mean of the BatchNorm the
+    /// conv feeds when it has no bias (so the architecture stays the same).
+    func foldOffset(_ offset: [Double], conv: Layer, roles: WeightRoles, into graph: inout TensorGraph, report: inout PassReport) throws {
+        if let b = roles.bias {
+            let bias = try TensorValues.decode(conv.tensors[b], path: graph.sourcePath)
+            let values = zip(bias.values, offset).map { $0 - $1 }
+            graph.replaceTensor(layer: conv.name, index: b, with: ValueArray(shape: bias.shape, values: values), action: "normalisation offset folded into the bias", in: &report)
+            return
+        }
+        guard let bn = followingBatchNorm(conv, graph: graph, channels: offset.count),
+              let m = WeightRoles.tensorIndex(in: bn, named: ["moving_mean", "running_mean"]) else {
+            throw WSurgeryError.unsupportedLayer(path: graph.sourcePath, layer: conv.name, reason: "has no bias and feeds no BatchNorm, so the normalisation offset has nowhere to go; drop --fold-normalization or normalise the input")
+        }
+        // BN(z) uses z - mean; the collapsed conv on raw input gives z + offset, so mean += offset.
+        let mean = try TensorValues.decode(bn.tensors[m], path: graph.sourcePath)
+        let values = zip(mean.values, offset).map { $0 + $1 }
+        graph.replaceTensor(layer: bn.name, index: m, with: ValueArray(shape: mean.shape, values: values), action: "normalisation offset of '\(conv.name)' folded into the moving mean", in: &report)
+    }
+
+    /// The BatchNorm layer the conv feeds: from the recorded edges, the model order, or the usual names
+    /// (`conv1` -> `bn1`, `stem.conv` -> `stem.bn`, `features.0.0` -> `features.0.1`).
+    func followingBatchNorm(_ conv: Layer, graph: TensorGraph, channels: Int) -> Layer? {
+        func fits(_ layer: Layer?) -> Layer? {
+            guard let layer, layer.kind == .batchNorm,
+                  let m = WeightRoles.tensorIndex(in: layer, named: ["moving_mean", "running_mean"]),
+                  layer.tensors[m].shape == [channels] else { return nil }
+            return layer
+        }
+        if LayerDetection.hasEdges(graph) {
+            let consumers = graph.layers.filter { $0.inbound.contains(conv.name) }
+            return consumers.count == 1 ? fits(consumers[0]) : nil
+        }
+        if LayerDetection.hasModelOrder(graph), let i = graph.layers.firstIndex(where: { $0.name == conv.name }) {
+            return fits(graph.layers.dropFirst(i + 1).first(where: { !$0.tensors.isEmpty }))
+        }
+        var parts = conv.name.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        guard let last = parts.popLast() else { return nil }
+        var names: [String] = []
+        if let index = Int(last) { names.append(String(index + 1)) }
+        if last.hasPrefix("conv") { names.append("bn" + last.dropFirst(4)); names.append("norm" + last.dropFirst(4)) }
+        if last == "conv_stem" { names.append("bn1") }
+        for candidate in names {
+            if let layer = fits(graph.layer(named: (parts + [candidate]).joined(separator: "."))) { return layer }
+        }
+        return nil
+    }
+
+    func convPadding(_ name: String, _ graph: TensorGraph) -> String? {
+        guard case .keras(let config)? = graph.architecture else { return nil }
+        return KerasArchitectureEdit.layerConfig(config.json, named: name)?["padding"]?.stringValue
+    }
+
+    /// Keeps the architecture in step: Keras input shapes, Hugging Face / timm channel fields.
+    func updateArchitecture(_ graph: inout TensorGraph, convs: [String], channels: Int, report: inout PassReport) throws {
+        switch graph.architecture {
+        case .keras(let document)?:
+            var document = document
+            for conv in convs {
+                let (edited, fields) = try KerasArchitectureEdit.settingInputChannels(document, graph: graph, conv: conv, channels: channels)
+                document = edited
+                if !fields.isEmpty { report.notes.append("Keras config: input channels set to \(channels) in " + fields.joined(separator: ", ")) }
+            }
+            graph.architecture = .keras(document)
+        case .huggingFace(let document)?:
+            let (edited, fields) = HuggingFaceConfigEdit.settingChannels(document, channels: channels)
+            graph.architecture = .huggingFace(edited)
+            if !fields.isEmpty { report.notes.append("config.json: " + fields.joined(separator: ", ") + " set to \(channels)") }
+        case nil:
+            break
+        }
+    }
+}

@@ -1,0 +1,119 @@
+/// Gives the classifier head(s) a new number of classes (`replace-head`): new kernel and bias drawn from
+/// a seeded initializer, optionally keeping some of the old classes' rows.
+public struct HeadReplacement: GraphPass {
+    public var classes: Int
+    /// `--layer` overrides; empty means detect.
+    public var layers: [String]
+    /// nil: the checkpoint framework's default (torch-default for PyTorch layouts, glorot-uniform for Keras).
+    public var initializer: Initializer?
+    /// nil: torch-default with torch-default weights, else zeros (what Keras and timm use).
+    public var bias: Initializer?
+    /// Old class indices whose rows become new classes 0, 1, ... in this order.
+    public var keepClasses: [Int]
+    public var seed: UInt64
+
+    public init(classes: Int, layers: [String] = [], initializer: Initializer? = nil, bias: Initializer? = nil, keepClasses: [Int] = [], seed: UInt64 = 0) {
+        self.classes = classes
+        self.layers = layers
+        self.initializer = initializer
+        self.bias = bias
+        self.keepClasses = keepClasses
+        self.seed = seed
+    }
+
+    public var name: String { "replace-head" }
+
+    public var options: [(String, String)] {
+        var result: [(String, String)] = [("classes", String(classes))]
+        if let initializer { result.append(("init", initializer.description)) }
+        if let bias { result.append(("bias", bias.description)) }
+        if !keepClasses.isEmpty { result.append(("keep-classes", keepClasses.map(String.init).joined(separator: ","))) }
+        result.append(("seed", String(seed)))
+        if !layers.isEmpty { result.append(("layer", layers.joined(separator: ","))) }
+        return result
+    }
+
+    /// Rejects impossible options before any file is read.
+    public func validate() throws {
+        guard classes >= 1 else { throw WSurgeryError.invalidOption(option: "--classes", reason: "must be at least 1 (got \(classes))") }
+        if keepClasses.count > classes {
+            throw WSurgeryError.invalidOption(option: "--keep-classes", reason: "keeps \(keepClasses.count) classes but --classes is \(classes)")
+        }
+        if let negative = keepClasses.first(where: { $0 < 0 }) {
+            throw WSurgeryError.invalidOption(option: "--keep-classes", reason: "class \(negative) is negative")
+        }
+        if Set(keepClasses).count != keepClasses.count {
+            throw WSurgeryError.invalidOption(option: "--keep-classes", reason: "lists a class twice")
+        }
+    }
+
+    public func apply(to input: TensorGraph) throws -> (TensorGraph, PassReport) {
+        try validate()
+        var graph = input
+        var report = PassReport(pass: name, options: options)
+        let heads = layers.isEmpty ? try LayerDetection.classifierHeads(in: graph) : layers
+        var oldClasses: [String: Int] = [:]
+        for head in heads {
+            let layer = try graph.requireLayer(head)
+            guard layer.kind == .dense || layer.kind.isConvolution || layer.kind == .unknown, let roles = WeightRoles(layer),
+                  layer.kind != .depthwiseConv2d, layer.kind != .separableConv2d else {
+                throw WSurgeryError.unsupportedLayer(path: graph.sourcePath, layer: head, reason: "not a Dense/Linear layer or a convolution with a kernel of known layout (\(layer.kind.rawValue))")
+            }
+            let kernelTensor = layer.tensors[roles.kernel]
+            let old = kernelTensor.shape[roles.outputAxis]
+            oldClasses[head] = old
+            if let beyond = keepClasses.first(where: { $0 >= old }) {
+                throw WSurgeryError.invalidOption(option: "--keep-classes", reason: "class \(beyond) does not exist: '\(head)' has \(old) classes (0...\(old - 1))")
+            }
+            let weightInit = initializer ?? (roles.layout == .torch ? .torchDefault : .glorotUniform)
+            let biasInit = bias ?? (weightInit == .torchDefault ? .torchDefault : .constant(0))
+            var newShape = kernelTensor.shape
+            newShape[roles.outputAxis] = classes
+            let fans = Fans(shape: newShape, layout: roles.layout)
+            let kept = keepClasses.isEmpty ? "" : ", rows \(keepClasses.map(String.init).joined(separator: ",")) kept"
+            let kernel = try newValues(kernelTensor, shape: newShape, axis: roles.outputAxis, initializer: weightInit, fans: fans, path: graph.sourcePath)
+            graph.replaceTensor(layer: head, index: roles.kernel, with: kernel, action: "new \(weightInit) (seed \(seed))\(kept)", in: &report)
+            if let b = roles.bias {
+                let values = try newValues(layer.tensors[b], shape: [classes], axis: 0, initializer: biasInit, fans: fans, path: graph.sourcePath)
+                graph.replaceTensor(layer: head, index: b, with: values, action: "new \(biasInit) (seed \(seed))\(kept)", in: &report)
+            }
+        }
+        try updateArchitecture(&graph, heads: heads, oldClasses: oldClasses, report: &report)
+        graph.dropOptimizerState(in: &report)
+        return (graph, report)
+    }
+
+    /// Values of `shape`: kept classes' slices copied from the old tensor, the rest drawn from the
+    /// initializer with this tensor's own seeded stream.
+    func newValues(_ tensor: Tensor, shape: [Int], axis: Int, initializer: Initializer, fans: Fans, path: String) throws -> ValueArray {
+        guard TensorValues.canCompute(tensor.dtype) else {
+            throw WSurgeryError.cannotComputeDType(path: path, tensor: tensor.name, dtype: tensor.dtype.numpyName)
+        }
+        var generator = SeededGenerator(seed: seed, stream: tensor.name)
+        let drawn = initializer.sample(count: shape.reduce(1, *), fans: fans, generator: &generator)
+        guard !keepClasses.isEmpty else { return ValueArray(shape: shape, values: drawn) }
+        let old = try TensorValues.decode(tensor, path: path)
+        let width = old.shape[axis]
+        let select = (0..<shape[axis]).map { j in (0..<width).map { j < keepClasses.count && keepClasses[j] == $0 ? 1.0 : 0.0 } }
+        return old.mapped(along: axis, by: select).replacingSlices(along: axis, at: Set(keepClasses.count..<shape[axis])) { drawn[$0] }
+    }
+
+    func updateArchitecture(_ graph: inout TensorGraph, heads: [String], oldClasses: [String: Int], report: inout PassReport) throws {
+        switch graph.architecture {
+        case .keras(let document)?:
+            var document = document
+            for head in heads {
+                let (edited, fields) = try KerasArchitectureEdit.settingClasses(document, graph: graph, head: head, oldClasses: oldClasses[head] ?? 0, classes: classes)
+                document = edited
+                if !fields.isEmpty { report.notes.append("Keras config: \(classes) classes set in " + fields.joined(separator: ", ")) }
+            }
+            graph.architecture = .keras(document)
+        case .huggingFace(let document)?:
+            let (edited, fields) = HuggingFaceConfigEdit.settingClasses(document, classes: classes, keep: keepClasses)
+            graph.architecture = .huggingFace(edited)
+            if !fields.isEmpty { report.notes.append("config.json: " + fields.joined(separator: ", ") + " updated for \(classes) classes") }
+        case nil:
+            break
+        }
+    }
+}

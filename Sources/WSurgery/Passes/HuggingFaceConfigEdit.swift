@@ -1,0 +1,53 @@
+/// Keeps a Hugging Face (or timm hub) `config.json` in step with edited tensors.
+enum HuggingFaceConfigEdit {
+    /// `num_channels` (transformers), `in_chans` and `pretrained_cfg.input_size[0]` (timm), where present.
+    static func settingChannels(_ document: ConfigDocument, channels: Int) -> (ConfigDocument, [String]) {
+        var json = document.json
+        var fields: [String] = []
+        for key in ["num_channels", "in_chans"] where json[key]?.intValue != nil {
+            json.set(key, .int(channels))
+            fields.append(key)
+        }
+        if var pretrained = json["pretrained_cfg"], var size = pretrained["input_size"]?.arrayValue, size.count == 3 {
+            size[0] = .int(channels)
+            pretrained.set("input_size", .array(size))
+            json.set("pretrained_cfg", pretrained)
+            fields.append("pretrained_cfg.input_size")
+        }
+        return (ConfigDocument(json: json, originalText: document.originalText), fields)
+    }
+
+    /// The label fields for `classes` classes, where old class `keep[i]` becomes class i: `id2label` /
+    /// `label2id` (kept labels carried, new ones `LABEL_i` as transformers names them), `num_labels`,
+    /// timm's `num_classes` and `label_names`.
+    static func settingClasses(_ document: ConfigDocument, classes: Int, keep: [Int]) -> (ConfigDocument, [String]) {
+        var json = document.json
+        var fields: [String] = []
+        let oldLabels = json["id2label"]?.objectValue ?? []
+        func oldLabel(_ i: Int) -> String? { oldLabels.first(where: { $0.0 == String(i) })?.1.stringValue }
+        let labels = (0..<classes).map { i in i < keep.count ? oldLabel(keep[i]) ?? "LABEL_\(i)" : "LABEL_\(i)" }
+        // transformers derives num_labels from id2label, so it is written whenever the file is a
+        // transformers config (it has model_type or architectures) or already had labels.
+        if json["id2label"] != nil || json["model_type"] != nil || json["architectures"] != nil {
+            json.set("id2label", .object(labels.enumerated().map { (String($0.offset), .string($0.element)) }))
+            json.set("label2id", .object(labels.enumerated().map { ($0.element, .int($0.offset)) }))
+            fields += ["id2label", "label2id"]
+        }
+        for key in ["num_labels", "num_classes"] where json[key]?.intValue != nil {
+            json.set(key, .int(classes))
+            fields.append(key)
+        }
+        if var pretrained = json["pretrained_cfg"], pretrained["num_classes"]?.intValue != nil {
+            pretrained.set("num_classes", .int(classes))
+            json.set("pretrained_cfg", pretrained)
+            fields.append("pretrained_cfg.num_classes")
+        }
+        if let names = json["label_names"]?.arrayValue {
+            json.set("label_names", .array((0..<classes).map { i in
+                i < keep.count && keep[i] < names.count ? names[keep[i]] : .string("LABEL_\(i)")
+            }))
+            fields.append("label_names")
+        }
+        return (ConfigDocument(json: json, originalText: document.originalText), fields)
+    }
+}

@@ -1,0 +1,211 @@
+/// Rewrites a Keras model config so it describes the edited tensors: input shapes when the first
+/// convolution takes another number of channels, `units` / `filters` and the shapes downstream when the
+/// head has another number of classes. Edits touch only the fields that change, so the rest of the
+/// config comes out as it was.
+enum KerasArchitectureEdit {
+    /// Layer classes that leave the channel count as it is, so they may sit between the input and the
+    /// first convolution, or after the head.
+    static let channelPreserving: Set<String> = [
+        "InputLayer", "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D",
+        "Rescaling", "Resizing", "CenterCrop", "Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax", "Dropout",
+        "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "Identity", "RandomFlip", "RandomRotation",
+        "RandomZoom", "RandomTranslation", "RandomCrop", "RandomContrast", "RandomBrightness", "UpSampling2D",
+        "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
+        "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalMaxPooling1D",
+        "GlobalMaxPooling2D", "GlobalMaxPooling3D", "ActivityRegularization",
+    ]
+
+    /// The config of a graph whose first convolution `conv` now takes `channels` input channels: input
+    /// layer shapes, `build_config` input shapes and the recorded tensor shapes on the way from the inputs
+    /// to `conv` get the new channel count.
+    static func settingInputChannels(_ document: ConfigDocument, graph: TensorGraph, conv: String, channels: Int) throws -> (ConfigDocument, [String]) {
+        let model = document.json
+        let scopes = parentModels(model)
+        // Walk back from the convolution over weightless layers to the inputs, leaving nested models
+        // through their input layers.
+        var upstream = Set<String>()
+        var containing = Set<String>()
+        var parent = scopes[conv]
+        while let p = parent { containing.insert(p); parent = scopes[p] }
+        var stack = graph.layer(named: conv)?.inbound ?? []
+        while let name = stack.popLast() {
+            guard upstream.insert(name).inserted, let layer = graph.layer(named: name) else { continue }
+            guard layer.tensors.isEmpty else {
+                throw WSurgeryError.unsupportedLayer(path: graph.sourcePath, layer: name, reason: "it has weights and lies between the input and the first convolution '\(conv)'; its per-channel weights would need adapting too")
+            }
+            let className = layer.className ?? ""
+            if layer.kind == .input, let model = scopes[name] {
+                containing.insert(model)
+                stack += graph.layer(named: model)?.inbound ?? []
+            } else if !channelPreserving.contains(className) {
+                throw WSurgeryError.unsupportedLayer(path: graph.sourcePath, layer: name, reason: "\(className) lies between the input and the first convolution '\(conv)'; cannot tell how it uses the channels")
+            }
+            stack += layer.inbound
+        }
+        let channelsFirst = layerConfig(model, named: conv)?["data_format"]?.stringValue == "channels_first"
+        var edited: [String] = []
+        func shape(_ value: JSONValue) -> JSONValue { setChannel(value, channels, channelsFirst: channelsFirst) }
+        var result = transformLayers(model) { entry in
+            var entry = entry
+            let name = entryName(entry)
+            if upstream.contains(name) || name == conv || containing.contains(name) {
+                var config = entry["config"] ?? .null
+                for key in ["batch_shape", "batch_input_shape", "build_input_shape"] where config[key]?.arrayValue != nil {
+                    config.set(key, shape(config[key]!))
+                    edited.append("\(name).\(key)")
+                }
+                entry.set("config", config)
+                if let input = entry["build_config"]?["input_shape"], input.arrayValue != nil {
+                    var build = entry["build_config"]!
+                    build.set("input_shape", shape(input))
+                    entry.set("build_config", build)
+                    edited.append("\(name).build_config.input_shape")
+                }
+            }
+            if let nodes = entry["inbound_nodes"] {
+                entry.set("inbound_nodes", rewritingTensorShapes(nodes, from: upstream, shape))
+            }
+            return entry
+        }
+        // The model's own recorded input shape.
+        if let input = result["build_config"]?["input_shape"], input.arrayValue != nil {
+            var build = result["build_config"]!
+            build.set("input_shape", shape(input))
+            result.set("build_config", build)
+            edited.append("model build_config.input_shape")
+        }
+        if var config = result["config"], let input = config["build_input_shape"], input.arrayValue != nil {
+            config.set("build_input_shape", shape(input))
+            result.set("config", config)
+            edited.append("model build_input_shape")
+        }
+        return (ConfigDocument(json: result, originalText: document.originalText), edited)
+    }
+
+    /// The config of a graph whose head `head` now has `classes` outputs: its `units` / `filters`, and the
+    /// shapes recorded downstream of it.
+    static func settingClasses(_ document: ConfigDocument, graph: TensorGraph, head: String, oldClasses: Int, classes: Int) throws -> (ConfigDocument, [String]) {
+        let model = document.json
+        let scopes = parentModels(model)
+        var consumers: [String: [String]] = [:]
+        for layer in graph.layers { for source in layer.inbound { consumers[source, default: []].append(layer.name) } }
+        var downstream: Set<String> = [head]
+        var stack = consumers[head] ?? []
+        if let owner = scopes[head], nestedOutputs(model, owner).contains(head) { downstream.insert(owner); stack += consumers[owner] ?? [] }
+        while let name = stack.popLast() {
+            guard downstream.insert(name).inserted, let layer = graph.layer(named: name) else { continue }
+            let className = layer.className ?? ""
+            guard layer.tensors.isEmpty, channelPreserving.contains(className) || ["Flatten", "Reshape"].contains(className) else {
+                throw WSurgeryError.unsupportedLayer(path: graph.sourcePath, layer: name, reason: "\(className.isEmpty ? layer.kind.rawValue : className) follows the head '\(head)'; cannot carry the new class count through it")
+            }
+            stack += consumers[name] ?? []
+            if let owner = scopes[name], nestedOutputs(model, owner).contains(name) { downstream.insert(owner); stack += consumers[owner] ?? [] }
+        }
+        let channelsFirst = layerConfig(model, named: head)?["data_format"]?.stringValue == "channels_first"
+        var edited: [String] = []
+        func shape(_ value: JSONValue) -> JSONValue { setChannel(value, classes, channelsFirst: channelsFirst) }
+        let result = transformLayers(model) { entry in
+            var entry = entry
+            let name = entryName(entry)
+            var config = entry["config"] ?? .null
+            if name == head {
+                for key in ["units", "filters"] where config[key]?.intValue != nil {
+                    config.set(key, .int(classes))
+                    edited.append("\(name).\(key)")
+                }
+            } else if downstream.contains(name), config["target_shape"]?.arrayValue?.last?.intValue == oldClasses {
+                config.set("target_shape", setChannel(config["target_shape"]!, classes, channelsFirst: false))
+                edited.append("\(name).target_shape")
+            }
+            entry.set("config", config)
+            if downstream.contains(name), name != head, let input = entry["build_config"]?["input_shape"], input.arrayValue != nil {
+                var build = entry["build_config"]!
+                build.set("input_shape", shape(input))
+                entry.set("build_config", build)
+                edited.append("\(name).build_config.input_shape")
+            }
+            if let nodes = entry["inbound_nodes"] {
+                entry.set("inbound_nodes", rewritingTensorShapes(nodes, from: downstream, shape))
+            }
+            return entry
+        }
+        return (ConfigDocument(json: result, originalText: document.originalText), edited)
+    }
+
+    /// `shape` with its channel axis set: axis 1 for channels-first feature maps, else the last axis.
+    static func setChannel(_ shape: JSONValue, _ value: Int, channelsFirst: Bool) -> JSONValue {
+        guard var dims = shape.arrayValue, !dims.isEmpty else { return shape }
+        dims[channelsFirst && dims.count > 2 ? 1 : dims.count - 1] = .int(value)
+        return .array(dims)
+    }
+
+    /// Applies `body` to every layer entry, nested models' layers first, and returns the new model.
+    static func transformLayers(_ model: JSONValue, _ body: (JSONValue) -> JSONValue) -> JSONValue {
+        guard var config = model["config"] else { return model }
+        var result = model
+        if let list = config.arrayValue { // Keras 2.0 Sequential: the config is the list of layers
+            result.set("config", .array(list.map { body(transformLayers($0, body)) }))
+            return result
+        }
+        guard let layers = config["layers"]?.arrayValue else { return model }
+        config.set("layers", .array(layers.map { body(transformLayers($0, body)) }))
+        result.set("config", config)
+        return result
+    }
+
+    /// Keras 3 records each inbound tensor's shape (`__keras_tensor__` with `keras_history`); those made by
+    /// `layers` get `shape` applied.
+    static func rewritingTensorShapes(_ value: JSONValue, from layers: Set<String>, _ shape: (JSONValue) -> JSONValue) -> JSONValue {
+        switch value {
+        case .array(let items): return .array(items.map { rewritingTensorShapes($0, from: layers, shape) })
+        case .object(let pairs):
+            if var config = value["config"], let source = config["keras_history"]?.arrayValue?.first?.stringValue, let old = config["shape"] {
+                guard layers.contains(source) else { return value }
+                config.set("shape", shape(old))
+                var result = value
+                result.set("config", config)
+                return result
+            }
+            return .object(pairs.map { ($0.0, rewritingTensorShapes($0.1, from: layers, shape)) })
+        default: return value
+        }
+    }
+
+    static func entryName(_ entry: JSONValue) -> String {
+        entry["name"]?.stringValue ?? entry["config"]?["name"]?.stringValue ?? ""
+    }
+
+    /// For every layer of a nested model, the name of the model holding it (top-level layers have none).
+    static func parentModels(_ model: JSONValue) -> [String: String] {
+        var result: [String: String] = [:]
+        func visit(_ entry: JSONValue, owner: String?) {
+            for layer in entry["config"]?["layers"]?.arrayValue ?? entry["config"]?.arrayValue ?? [] {
+                let name = entryName(layer)
+                if let owner { result[name] = owner }
+                visit(layer, owner: name)
+            }
+        }
+        visit(model, owner: nil)
+        return result
+    }
+
+    /// The output layer names of the nested model `name`.
+    static func nestedOutputs(_ model: JSONValue, _ name: String) -> [String] {
+        var found: [String] = []
+        _ = transformLayers(model) { entry in
+            if entryName(entry) == name { found = LayerDetection.modelOutputs(entry) }
+            return entry
+        }
+        return found
+    }
+
+    /// The `config` object of the layer `name`, at any depth.
+    static func layerConfig(_ model: JSONValue, named name: String) -> JSONValue? {
+        var found: JSONValue?
+        _ = transformLayers(model) { entry in
+            if entryName(entry) == name { found = entry["config"] }
+            return entry
+        }
+        return found
+    }
+}

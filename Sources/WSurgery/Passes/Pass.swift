@@ -1,0 +1,87 @@
+/// A graph-to-graph transformation. Passes know nothing of files: a reader makes the graph, passes edit
+/// it, a writer emits it.
+public protocol GraphPass: Sendable {
+    /// The command name (`collapse-channels`).
+    var name: String { get }
+    /// The options as the user gave them (or as defaults resolved them), for reports.
+    var options: [(String, String)] { get }
+    /// The edited graph and what changed.
+    func apply(to graph: TensorGraph) throws -> (TensorGraph, PassReport)
+}
+
+/// One tensor whose shape or values a pass changed.
+public struct TensorChange: Sendable, Equatable {
+    public var layer: String
+    public var tensor: String
+    public var oldShape: [Int]
+    public var newShape: [Int]
+    /// What was done (`summed over input channels`, `new (glorot-uniform, seed 0)`).
+    public var action: String
+}
+
+/// What a pass did: every tensor whose shape or values changed, and notes (architecture edits, dropped
+/// optimizer state). Rendered as a table or as JSON.
+public struct PassReport: Sendable {
+    public var pass: String
+    public var options: [(String, String)]
+    public var changes: [TensorChange] = []
+    public var notes: [String] = []
+
+    public init(pass: String, options: [(String, String)]) {
+        self.pass = pass
+        self.options = options
+    }
+
+    public var json: JSONValue {
+        .object([
+            ("pass", .string(pass)),
+            ("options", .object(options.map { ($0.0, .string($0.1)) })),
+            ("changes", .array(changes.map { c in
+                .object([
+                    ("layer", .string(c.layer)),
+                    ("tensor", .string(c.tensor)),
+                    ("old_shape", .array(c.oldShape.map { .int($0) })),
+                    ("new_shape", .array(c.newShape.map { .int($0) })),
+                    ("action", .string(c.action)),
+                ])
+            })),
+            ("notes", .array(notes.map { .string($0) })),
+        ])
+    }
+
+    public var table: String {
+        var rows: [[String]] = [["layer", "tensor", "old shape", "new shape", "action"]]
+        for c in changes {
+            rows.append([c.layer, c.tensor, InspectReport.shapeText(c.oldShape), InspectReport.shapeText(c.newShape), c.action])
+        }
+        var lines = ["\(pass)" + (options.isEmpty ? "" : " (" + options.map { "\($0.0)=\($0.1)" }.joined(separator: ", ") + ")")]
+        lines += TextTable.render(rows)
+        lines += notes.map { "note: \($0)" }
+        return lines.joined(separator: "\n")
+    }
+}
+
+extension TensorGraph {
+    /// Replaces tensor `index` of `layer` with new values and records the change.
+    mutating func replaceTensor(layer: String, index: Int, with array: ValueArray, action: String, in report: inout PassReport) {
+        guard let l = layers.firstIndex(where: { $0.name == layer }) else { return }
+        let old = layers[l].tensors[index]
+        layers[l].tensors[index] = TensorValues.replacing(old, with: array)
+        report.changes.append(TensorChange(layer: layer, tensor: old.name, oldShape: old.shape, newShape: array.shape, action: action))
+    }
+
+    /// Drops optimizer state, which any change to the weights makes stale, and says so.
+    mutating func dropOptimizerState(in report: inout PassReport) {
+        guard let optimizer else { return }
+        report.notes.append("dropped the optimizer state (\(optimizer.tensors.count) tensors): it no longer matches the weights")
+        self.optimizer = nil
+    }
+
+    /// The named layer or an error listing the layers with weights.
+    func requireLayer(_ name: String) throws -> Layer {
+        guard let layer = layer(named: name) else {
+            throw WSurgeryError.unknownLayer(path: sourcePath, layer: name, candidates: layers.filter { !$0.tensors.isEmpty }.map(\.name))
+        }
+        return layer
+    }
+}

@@ -1,0 +1,27 @@
+/// Read, apply passes in order, write: what every surgery command does.
+public enum Pipeline {
+    /// The reports of each pass and the writer's notes.
+    public struct Result: Sendable {
+        public var reports: [PassReport]
+        public var writerNotes: [String]
+        public var graph: TensorGraph
+    }
+
+    /// Runs `passes` on the checkpoint at `input` and writes the result to `output` (nothing is written
+    /// when `output` is nil: a dry run). The output is checked before any work, and appears whole or not at all.
+    public static func run(_ passes: [any GraphPass], input: String, output: String?, options: Checkpoint.WriteOptions = .init()) throws -> Result {
+        if let output {
+            _ = try Checkpoint.outputFormat(for: output, shardSize: options.shardSize)
+            try Checkpoint.precheckOutput(output, inputs: [input], force: options.force)
+        }
+        var graph = try Checkpoint.read(input)
+        var reports: [PassReport] = []
+        for pass in passes {
+            let (next, report) = try pass.apply(to: graph)
+            graph = next
+            reports.append(report)
+        }
+        let notes = try output.map { try Checkpoint.write(graph, to: $0, options: options) } ?? []
+        return Result(reports: reports, writerNotes: notes, graph: graph)
+    }
+}

@@ -1,0 +1,154 @@
+import ArgumentParser
+import WSurgery
+
+/// Arguments every surgery command shares.
+struct SurgeryOptions: ParsableArguments {
+    @Argument(help: "The input checkpoint.")
+    var input: String
+
+    @Argument(help: "The output path (its name picks the format); not needed with --dry-run.")
+    var output: String?
+
+    @Flag(help: "Write nothing; print what would change.")
+    var dryRun = false
+
+    @Flag(help: "Print the report as JSON.")
+    var json = false
+
+    @Flag(help: "Replace OUT if it exists.")
+    var force = false
+
+    @Option(help: "Write sharded safetensors with shards of at most this size (e.g. 5GB).")
+    var shardSize: String?
+
+    /// Runs `passes` and prints their reports (stdout) and the writer's notes (stderr).
+    func run(_ passes: [any GraphPass]) throws {
+        try reportingFailures {
+            guard dryRun || output != nil else {
+                throw WSurgeryError.invalidOption(option: "OUT", reason: "an output path is needed (or --dry-run)")
+            }
+            let shard = try shardSize.map(ShardedSafetensors.parseSize)
+            let result = try Pipeline.run(passes, input: input, output: dryRun ? nil : output, options: .init(force: force, shardSize: shard))
+            if json {
+                let object: JSONValue = .object([
+                    ("input", .string(input)),
+                    ("output", dryRun ? .null : .string(output ?? "")),
+                    ("dry_run", .bool(dryRun)),
+                    ("passes", .array(result.reports.map(\.json))),
+                    ("writer_notes", .array(result.writerNotes.map { .string($0) })),
+                ])
+                print(object.serialized(.pretty))
+            } else {
+                for report in result.reports { print(report.table) }
+                print(dryRun ? "dry run: nothing written" : "wrote \(output ?? "")")
+            }
+            for note in result.writerNotes { FileHandleOutput.standardError("note: \(note)\n") }
+        }
+    }
+}
+
+/// `--layer a --layer b` and `--layer a,b` alike.
+func parseLayers(_ layers: [String]) -> [String] {
+    layers.flatMap { $0.split(separator: ",").map(String.init) }
+}
+
+struct CollapseChannels: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Make the first convolution take one channel (RGB -> gray).",
+        discussion: "--mode sum (default, timm) keeps model(gray) == original(gray copied to RGB). --fold-normalization folds a per-channel input normalisation into the kernel and bias so the new model takes the raw gray image."
+    )
+
+    @OptionGroup var common: SurgeryOptions
+
+    @Option(help: "The convolution to change (default: detected).")
+    var layer: [String] = []
+
+    @Option(help: "sum, mean or luma.")
+    var mode: String = "sum"
+
+    @Option(help: "imagenet, or MEAN,MEAN,MEAN/STD,STD,STD.")
+    var foldNormalization: String?
+
+    func run() throws {
+        try reportingFailures {
+            guard let mode = ChannelAdaptation.CollapseMode(rawValue: mode) else {
+                throw WSurgeryError.invalidOption(option: "--mode", reason: "'\(mode)': expected sum, mean or luma")
+            }
+            let fold = try foldNormalization.map(ChannelAdaptation.Normalization.init(parsing:))
+            try common.run([ChannelAdaptation(rule: .collapse(mode), layers: parseLayers(layer), foldNormalization: fold)])
+        }
+    }
+}
+
+struct AdaptChannels: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Make the first convolution take N input channels.",
+        discussion: "Default (timm): repeat the source channels cyclically and scale by source/N (sum for N = 1). --extra fills channels beyond the source ones: repeat, zeros, mean or copy:K; the source channels keep their weights and, unless --extra zeros or --no-rescale, everything is scaled by source/N."
+    )
+
+    @OptionGroup var common: SurgeryOptions
+
+    @Option(help: "The new number of input channels.")
+    var channels: Int
+
+    @Option(help: "The convolution to change (default: detected).")
+    var layer: [String] = []
+
+    @Option(help: "repeat, zeros, mean or copy:K.")
+    var extra: String?
+
+    @Flag(help: "Do not scale the kernel by source/N.")
+    var noRescale = false
+
+    func run() throws {
+        try reportingFailures {
+            guard channels >= 1 else { throw WSurgeryError.invalidOption(option: "--channels", reason: "must be at least 1 (got \(channels))") }
+            let fill = try extra.map(ChannelAdaptation.ExtraFill.init(parsing:))
+            try common.run([ChannelAdaptation(rule: .adapt(channels: channels, extra: fill, rescale: !noRescale), layers: parseLayers(layer))])
+        }
+    }
+}
+
+struct ReplaceHead: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Give the classifier head a new number of classes.",
+        discussion: "--init: torch-default, kaiming-uniform, kaiming-normal, glorot-uniform, he-normal, uniform:A, trunc-normal:STD, zeros (default: torch-default for PyTorch layouts, glorot-uniform for Keras). --bias takes the same names plus constant:V (default: torch-default after torch-default, else zeros)."
+    )
+
+    @OptionGroup var common: SurgeryOptions
+
+    @Option(help: "The new number of classes.")
+    var classes: Int
+
+    @Option(help: "A head layer (repeatable; default: detected).")
+    var layer: [String] = []
+
+    @Option(name: .customLong("init"), help: "How to initialise the new kernel.")
+    var initKind: String?
+
+    @Option(help: "How to initialise the new bias.")
+    var bias: String?
+
+    @Option(help: "Old classes to keep, in order, as new classes 0, 1, ... (e.g. 3,7,9).")
+    var keepClasses: String?
+
+    @Option(help: "Seed of the initialisation (same seed and input give identical bytes).")
+    var seed: UInt64 = 0
+
+    func run() throws {
+        try reportingFailures {
+            let keep = try (keepClasses ?? "").split(separator: ",").map { text -> Int in
+                guard let value = Int(text.trimmingCharacters(in: .whitespaces)) else {
+                    throw WSurgeryError.invalidOption(option: "--keep-classes", reason: "'\(text)' is not a class index")
+                }
+                return value
+            }
+            let pass = HeadReplacement(classes: classes, layers: parseLayers(layer),
+                                       initializer: try initKind.map { try Initializer(parsing: $0, option: "--init") },
+                                       bias: try bias.map { try Initializer(parsing: $0, option: "--bias") },
+                                       keepClasses: keep, seed: seed)
+            try pass.validate()
+            try common.run([pass])
+        }
+    }
+}
