@@ -55,12 +55,7 @@ enum KerasArchitectureEdit {
                     edited.append("\(name).\(key)")
                 }
                 entry.set("config", config)
-                if let input = entry["build_config"]?["input_shape"], input.arrayValue != nil {
-                    var build = entry["build_config"]!
-                    build.set("input_shape", shape(input))
-                    entry.set("build_config", build)
-                    edited.append("\(name).build_config.input_shape")
-                }
+                if rewriteBuildInputShape(&entry, shape) { edited.append("\(name).build_config.input_shape") }
             }
             if let nodes = entry["inbound_nodes"] {
                 entry.set("inbound_nodes", rewritingTensorShapes(nodes, from: upstream, shape))
@@ -68,12 +63,7 @@ enum KerasArchitectureEdit {
             return entry
         }
         // The model's own recorded input shape.
-        if let input = result["build_config"]?["input_shape"], input.arrayValue != nil {
-            var build = result["build_config"]!
-            build.set("input_shape", shape(input))
-            result.set("build_config", build)
-            edited.append("model build_config.input_shape")
-        }
+        if rewriteBuildInputShape(&result, shape) { edited.append("model build_config.input_shape") }
         if var config = result["config"], let input = config["build_input_shape"], input.arrayValue != nil {
             config.set("build_input_shape", shape(input))
             result.set("config", config)
@@ -118,10 +108,7 @@ enum KerasArchitectureEdit {
                 edited.append("\(name).target_shape")
             }
             entry.set("config", config)
-            if downstream.contains(name), name != head, let input = entry["build_config"]?["input_shape"], input.arrayValue != nil {
-                var build = entry["build_config"]!
-                build.set("input_shape", shape(input))
-                entry.set("build_config", build)
+            if downstream.contains(name), name != head, rewriteBuildInputShape(&entry, shape) {
                 edited.append("\(name).build_config.input_shape")
             }
             if let nodes = entry["inbound_nodes"] {
@@ -130,6 +117,14 @@ enum KerasArchitectureEdit {
             return entry
         }
         return (ConfigDocument(json: result, originalText: document.originalText), edited)
+    }
+
+    /// Applies `shape` to `build_config.input_shape` of a layer or model entry; false when it has none.
+    static func rewriteBuildInputShape(_ entry: inout JSONValue, _ shape: (JSONValue) -> JSONValue) -> Bool {
+        guard var build = entry["build_config"], let input = build["input_shape"], input.arrayValue != nil else { return false }
+        build.set("input_shape", shape(input))
+        entry.set("build_config", build)
+        return true
     }
 
     /// `shape` with its channel axis set: axis 1 for channels-first feature maps, else the last axis.
