@@ -52,7 +52,10 @@ extension HDF5File {
             let space = H5ID(shape.isEmpty ? H5Screate(H5S_SCALAR) : H5Screate_simple(Int32(shape.count), &dims, nil), H5Sclose)
             let lcpl = H5ID(H5Pcreate(wsh5_P_LINK_CREATE()), H5Pclose)
             H5Pset_create_intermediate_group(lcpl.id, 1)
-            let d = H5Dcreate2(id, datasetPath, ftype.id, space.id, lcpl.id, wsh5_P_DEFAULT(), wsh5_P_DEFAULT())
+            // No modification times in the object header: the same input and options give the same bytes.
+            let dcpl = H5ID(H5Pcreate(wsh5_P_DATASET_CREATE()), H5Pclose)
+            H5Pset_obj_track_times(dcpl.id, false)
+            let d = H5Dcreate2(id, datasetPath, ftype.id, space.id, lcpl.id, dcpl.id, wsh5_P_DEFAULT())
             if d < 0 { throw WSurgeryError.hdf5(path: path, object: datasetPath, operation: "create the dataset") }
             let dataset = H5ID(d, H5Dclose)
             if let attribute = HDF5Types.dtypeAttribute(for: dtype) {
