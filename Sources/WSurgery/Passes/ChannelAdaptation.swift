@@ -149,7 +149,8 @@ public struct ChannelAdaptation: GraphPass {
         var newChannels = 0
         for target in targets {
             let layer = try graph.requireLayer(target)
-            guard layer.kind.isConvolution || layer.kind == .unknown, let roles = WeightRoles(layer), layer.kind != .depthwiseConv2d, layer.kind != .separableConv2d else {
+            // Depthwise, separable and transposed kernels put their channel axes elsewhere.
+            guard [.conv1d, .conv2d, .conv3d, .unknown].contains(layer.kind), let roles = WeightRoles(layer) else {
                 throw WSurgeryError.unsupportedLayer(path: graph.sourcePath, layer: target, reason: "not a convolution with a kernel of known layout (\(layer.kind.rawValue))")
             }
             let kernelTensor = layer.tensors[roles.kernel]
@@ -174,10 +175,8 @@ public struct ChannelAdaptation: GraphPass {
             if let offset {
                 try foldOffset(offset, conv: layer, roles: roles, into: &graph, report: &report)
             }
-            if let padding = convPadding(target, graph), padding != "valid" {
-                if foldNormalization != nil {
-                    report.notes.append("'\(target)' pads with zeros (\(padding)): with the normalisation folded in, outputs near the border differ from the original's (the padded zeros were normalised values there)")
-                }
+            if foldNormalization != nil, let padding = convPadding(target, graph), padding != "valid" {
+                report.notes.append("'\(target)' pads with zeros (\(padding)): with the normalisation folded in, outputs near the border differ from the original's (the padded zeros were normalised values there)")
             }
         }
         try updateArchitecture(&graph, convs: targets, channels: newChannels, report: &report)

@@ -55,8 +55,8 @@ public struct HeadReplacement: GraphPass {
         var oldClasses: [String: Int] = [:]
         for head in heads {
             let layer = try graph.requireLayer(head)
-            guard layer.kind == .dense || layer.kind.isConvolution || layer.kind == .unknown, let roles = WeightRoles(layer),
-                  layer.kind != .depthwiseConv2d, layer.kind != .separableConv2d else {
+            // Depthwise, separable and transposed kernels put their channel axes elsewhere.
+            guard [.dense, .conv1d, .conv2d, .conv3d, .unknown].contains(layer.kind), let roles = WeightRoles(layer) else {
                 throw WSurgeryError.unsupportedLayer(path: graph.sourcePath, layer: head, reason: "not a Dense/Linear layer or a convolution with a kernel of known layout (\(layer.kind.rawValue))")
             }
             let kernelTensor = layer.tensors[roles.kernel]
