@@ -84,6 +84,21 @@ struct SafetensorsValidationTests {
 
 @Suite("safetensors writer follows the reference writer")
 struct SafetensorsWriterTests {
+    @Test("adjacent input regions go out as one copy; an unchanged file comes out byte-identical")
+    func coalescesAdjacentRegions() throws {
+        let input = TestSupport.fixture("torch_resnet_tiny.safetensors")
+        let graph = try Checkpoint.read(input)
+        let ordered = SafetensorsWriter.sortedForWriting(graph.tensors)
+        let runs = SafetensorsWriter.coalesced(ordered.map(\.data))
+        #expect(runs.count == 1)
+        #expect(runs[0].byteCount == graph.byteCount)
+        let mixed = SafetensorsWriter.coalesced([ordered[0].data, MemorySource(bytes: [1, 2]), ordered[1].data, ordered[2].data])
+        #expect(mixed.count == 3)
+        let dir = TestSupport.temporaryDirectory()
+        try Checkpoint.write(graph, to: dir + "/same.safetensors")
+        #expect(FileManager.default.contents(atPath: dir + "/same.safetensors") == FileManager.default.contents(atPath: input))
+    }
+
     @Test func sortsByAlignmentThenNameAndPadsHeaderToEightBytes() throws {
         let graph = try SafetensorsReader.read(path: TestSupport.fixture("dtypes.safetensors"))
         let dir = TestSupport.temporaryDirectory()

@@ -73,7 +73,7 @@ public enum SafetensorsWriter {
         var prefix = [UInt8](repeating: 0, count: 8)
         for i in 0..<8 { prefix[i] = UInt8((UInt64(header.count) >> (8 * UInt64(i))) & 0xFF) }
         var sources = coalesced(ordered.map(\.data))
-        if let whole = try unchangedFile(prefix + header, sources) {
+        if let whole = unchangedFile(prefix + header, sources) {
             sources = [whole]
         } else {
             try output.write(prefix + header)
@@ -84,9 +84,9 @@ public enum SafetensorsWriter {
     /// When the new header equals the input's and the data is the input's data region in one piece, the
     /// output is the input byte for byte: copy it from offset 0. The kernel's page-cache copy is markedly
     /// faster from folio-aligned offsets than from the data start (8 + header length); see the README, Benchmark.
-    static func unchangedFile(_ head: [UInt8], _ sources: [any TensorSource]) throws -> (any TensorSource)? {
+    static func unchangedFile(_ head: [UInt8], _ sources: [any TensorSource]) -> (any TensorSource)? {
         guard sources.count == 1, let region = sources[0].fileRegion, region.offset == UInt64(head.count),
-              try region.file.read(count: head.count, at: 0) == head else { return nil }
+              (try? region.file.read(count: head.count, at: 0)) == head else { return nil }
         return FileRegionSource(region: FileRegion(file: region.file, offset: 0, length: region.offset + region.length))
     }
 
