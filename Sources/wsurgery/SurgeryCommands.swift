@@ -21,9 +21,10 @@ struct SurgeryOptions: ParsableArguments {
     @Option(help: "Write sharded safetensors with shards of at most this size (e.g. 5GB).")
     var shardSize: String?
 
-    /// Runs `passes` and prints their reports (stdout) and the writer's notes (stderr).
-    func run(_ passes: [any GraphPass]) throws {
+    /// Builds the passes, runs them and prints their reports (stdout) and the writer's notes (stderr).
+    func run(_ makePasses: () throws -> [any GraphPass]) throws {
         try reportingFailures {
+            let passes = try makePasses()
             guard dryRun || output != nil else {
                 throw WSurgeryError.invalidOption(option: "OUT", reason: "an output path is needed (or --dry-run)")
             }
@@ -70,12 +71,12 @@ struct CollapseChannels: ParsableCommand {
     var foldNormalization: String?
 
     func run() throws {
-        try reportingFailures {
+        try common.run {
             guard let mode = ChannelAdaptation.CollapseMode(rawValue: mode) else {
                 throw WSurgeryError.invalidOption(option: "--mode", reason: "'\(mode)': expected sum, mean or luma")
             }
             let fold = try foldNormalization.map(ChannelAdaptation.Normalization.init(parsing:))
-            try common.run([ChannelAdaptation(rule: .collapse(mode), layers: parseLayers(layer), foldNormalization: fold)])
+            return [ChannelAdaptation(rule: .collapse(mode), layers: parseLayers(layer), foldNormalization: fold)]
         }
     }
 }
@@ -101,10 +102,9 @@ struct AdaptChannels: ParsableCommand {
     var noRescale = false
 
     func run() throws {
-        try reportingFailures {
-            guard channels >= 1 else { throw WSurgeryError.invalidOption(option: "--channels", reason: "must be at least 1 (got \(channels))") }
+        try common.run {
             let fill = try extra.map(ChannelAdaptation.ExtraFill.init(parsing:))
-            try common.run([ChannelAdaptation(rule: .adapt(channels: channels, extra: fill, rescale: !noRescale), layers: parseLayers(layer))])
+            return [ChannelAdaptation(rule: .adapt(channels: channels, extra: fill, rescale: !noRescale), layers: parseLayers(layer))]
         }
     }
 }
@@ -136,19 +136,17 @@ struct ReplaceHead: ParsableCommand {
     var seed: UInt64 = 0
 
     func run() throws {
-        try reportingFailures {
+        try common.run {
             let keep = try (keepClasses ?? "").split(separator: ",").map { text -> Int in
                 guard let value = Int(text.trimmingCharacters(in: .whitespaces)) else {
                     throw WSurgeryError.invalidOption(option: "--keep-classes", reason: "'\(text)' is not a class index")
                 }
                 return value
             }
-            let pass = HeadReplacement(classes: classes, layers: parseLayers(layer),
-                                       initializer: try initKind.map { try Initializer(parsing: $0, option: "--init") },
-                                       bias: try bias.map { try Initializer(parsing: $0, option: "--bias") },
-                                       keepClasses: keep, seed: seed)
-            try pass.validate()
-            try common.run([pass])
+            return [HeadReplacement(classes: classes, layers: parseLayers(layer),
+                                    initializer: try initKind.map { try Initializer(parsing: $0, option: "--init") },
+                                    bias: try bias.map { try Initializer(parsing: $0, option: "--bias") },
+                                    keepClasses: keep, seed: seed)]
         }
     }
 }

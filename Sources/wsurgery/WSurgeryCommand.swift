@@ -65,12 +65,9 @@ struct Convert: ParsableCommand {
     func run() throws {
         try reportingFailures {
             let shard = try shardSize.map(ShardedSafetensors.parseSize)
-            _ = try Checkpoint.outputFormat(for: output, shardSize: shard)
-            try Checkpoint.precheckOutput(output, inputs: [input], force: force)
-            let graph = try Checkpoint.read(input)
-            let notes = try Checkpoint.write(graph, to: output, options: .init(force: force, shardSize: shard))
-            print("converted \(input) (\(graph.sourceFormat.rawValue)) -> \(output): \(graph.tensors.count) tensors, \(graph.byteCount) bytes")
-            for note in notes { FileHandleOutput.standardError("note: \(note)\n") }
+            let result = try Pipeline.run([], input: input, output: output, options: .init(force: force, shardSize: shard))
+            print("converted \(input) (\(result.sourceFormat.rawValue)) -> \(output): \(result.tensorCount) tensors, \(result.byteCount) bytes")
+            for note in result.writerNotes { FileHandleOutput.standardError("note: \(note)\n") }
         }
     }
 }

@@ -54,6 +54,15 @@ struct SurgeryMathTests {
         #expect(throws: WSurgeryError.self) { try HeadReplacement(classes: 0).validate() }
         #expect(throws: WSurgeryError.self) { try HeadReplacement(classes: 2, keepClasses: [1, 2, 3]).validate() }
         #expect(throws: WSurgeryError.self) { try HeadReplacement(classes: 5, keepClasses: [1, 1]).validate() }
+        // The pipeline rejects bad options before it opens the input (which here does not exist).
+        for pass in [HeadReplacement(classes: 0) as any GraphPass, ChannelAdaptation(rule: .adapt(channels: 0, extra: nil, rescale: true))] {
+            #expect {
+                try Pipeline.run([pass], input: "/nonexistent/model.h5", output: nil)
+            } throws: { error in
+                if case WSurgeryError.invalidOption = error { return true }
+                return false
+            }
+        }
     }
 
     @Test("fans follow each framework's layout")
@@ -151,7 +160,7 @@ struct SurgeryRoundTripTests {
             let result = try Pipeline.run([ChannelAdaptation(rule: .collapse(.sum))], input: input, output: dir + "/" + name)
             #expect(result.reports[0].changes.map(\.tensor) == ["conv1/kernel"])
             let back = try Checkpoint.read(dir + "/" + name)
-            let kernel = try #require(back.tensors.first { WeightRoles.localName($0.name) == "kernel" && $0.shape.count == 4 && $0.shape[3] == 8 && $0.shape[0] == 3 && $0.shape[2] == 1 })
+            let kernel = try #require(back.tensors.first { StateDictGrouping.localName($0.name) == "kernel" && $0.shape.count == 4 && $0.shape[3] == 8 && $0.shape[0] == 3 && $0.shape[2] == 1 })
             #expect(kernel.shape == [3, 3, 1, 8])
             let after = try TestSupport.tensorBytes(back)
             var unchanged = 0

@@ -14,14 +14,20 @@ public enum StateDictGrouping {
         return (name, name)
     }
 
+    /// The last component of a tensor name without `:0` (`conv1/kernel:0` -> `kernel`,
+    /// `transfer/classifier/kernel` -> `kernel`, `fc.weight` -> `weight`).
+    public static func localName(_ name: String) -> String {
+        var local = Substring(name)
+        if local.hasSuffix(":0") { local = local.dropLast(2) }
+        if let cut = local.lastIndex(where: { $0 == "/" || $0 == "." }) { local = local[local.index(after: cut)...] }
+        return String(local)
+    }
+
     /// The axis convention a tensor name implies.
     public static func layout(name: String, shape: [Int]) -> Layout {
-        let local = split(name).local
-        let bare = local.hasSuffix(":0") ? String(local.dropLast(2)) : local
-        if ["kernel", "depthwise_kernel", "pointwise_kernel", "embeddings"].contains(bare.split(separator: "/").last.map(String.init) ?? bare) {
-            return .keras
-        }
-        if bare == "weight", shape.count >= 2 { return .torch }
+        let local = localName(name)
+        if ["kernel", "depthwise_kernel", "pointwise_kernel", "embeddings"].contains(local) { return .keras }
+        if local == "weight", shape.count >= 2 { return .torch }
         return .unknown
     }
 
@@ -43,11 +49,7 @@ public enum StateDictGrouping {
     /// Infers a layer's kind from its tensors' local names and shapes.
     public static func inferKind(layer: String, tensors: [Tensor]) -> LayerKind {
         var locals: [String: [Int]] = [:]
-        for t in tensors {
-            var local = split(t.name).local
-            if local.hasSuffix(":0") { local = String(local.dropLast(2)) }
-            locals[local] = t.shape
-        }
+        for t in tensors { locals[localName(t.name)] = t.shape }
         let lowered = layer.lowercased()
         if locals["running_mean"] != nil || locals["moving_mean"] != nil { return .batchNorm }
         if let kernel = locals["depthwise_kernel"], kernel.count == 4 {

@@ -186,6 +186,13 @@ public struct TensorGraph: Sendable {
     /// The layer with this name.
     public func layer(named name: String) -> Layer? { layers.first(where: { $0.name == name }) }
 
+    /// For each layer name, the layers its output feeds (the recorded edges read forwards).
+    public var consumers: [String: [String]] {
+        var result: [String: [String]] = [:]
+        for layer in layers { for source in layer.inbound { result[source, default: []].append(layer.name) } }
+        return result
+    }
+
     public var parameterCount: Int { layers.reduce(0) { $0 + $1.parameterCount } }
     public var byteCount: UInt64 { tensors.reduce(0) { $0 + $1.data.byteCount } }
 }

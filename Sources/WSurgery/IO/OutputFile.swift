@@ -80,8 +80,6 @@ public final class OutputFile {
         var inOffset = Int64(region.offset)
         var remaining = region.length
         var first = true
-        // Doubles the kernel's read-ahead on the input, as cp does.
-        _ = posix_fadvise(region.file.descriptor, off_t(region.offset), off_t(region.length), POSIX_FADV_SEQUENTIAL)
         while remaining > 0 {
             let n = wsurgery_copy_file_range(region.file.descriptor, &inOffset, descriptor, Int(min(remaining, 1 << 30)))
             if n < 0 {

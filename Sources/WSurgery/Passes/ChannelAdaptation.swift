@@ -142,6 +142,15 @@ public struct ChannelAdaptation: GraphPass {
         }
     }
 
+    public func validate() throws {
+        if case .adapt(let channels, _, _) = rule, channels < 1 {
+            throw WSurgeryError.invalidOption(option: "--channels", reason: "must be at least 1 (got \(channels))")
+        }
+        if foldNormalization != nil, case .adapt = rule {
+            throw WSurgeryError.invalidOption(option: "--fold-normalization", reason: "only applies to collapse-channels")
+        }
+    }
+
     public func apply(to input: TensorGraph) throws -> (TensorGraph, PassReport) {
         var graph = input
         var report = PassReport(pass: name, options: options)
@@ -245,8 +254,8 @@ public struct ChannelAdaptation: GraphPass {
             return layer
         }
         if LayerDetection.hasEdges(graph) {
-            let consumers = graph.layers.filter { $0.inbound.contains(conv.name) }
-            return consumers.count == 1 ? fits(consumers[0]) : nil
+            let consumers = graph.consumers[conv.name] ?? []
+            return consumers.count == 1 ? fits(graph.layer(named: consumers[0])) : nil
         }
         if LayerDetection.hasModelOrder(graph), let i = graph.layers.firstIndex(where: { $0.name == conv.name }) {
             return fits(graph.layers.dropFirst(i + 1).first(where: { !$0.tensors.isEmpty }))
@@ -265,7 +274,7 @@ public struct ChannelAdaptation: GraphPass {
 
     func convPadding(_ name: String, _ graph: TensorGraph) -> String? {
         guard case .keras(let config)? = graph.architecture else { return nil }
-        return KerasArchitectureEdit.layerConfig(config.json, named: name)?["padding"]?.stringValue
+        return KerasConfig.layer(named: name, in: config.json)?.config["padding"]?.stringValue
     }
 
     /// Keeps the architecture in step: Keras input shapes, Hugging Face / timm channel fields.

@@ -33,7 +33,6 @@ public struct HeadReplacement: GraphPass {
         return result
     }
 
-    /// Rejects impossible options before any file is read.
     public func validate() throws {
         guard classes >= 1 else { throw WSurgeryError.invalidOption(option: "--classes", reason: "must be at least 1 (got \(classes))") }
         if keepClasses.count > classes {
@@ -48,7 +47,6 @@ public struct HeadReplacement: GraphPass {
     }
 
     public func apply(to input: TensorGraph) throws -> (TensorGraph, PassReport) {
-        try validate()
         var graph = input
         var report = PassReport(pass: name, options: options)
         let heads = layers.isEmpty ? try LayerDetection.classifierHeads(in: graph) : layers

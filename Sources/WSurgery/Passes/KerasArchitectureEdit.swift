@@ -20,7 +20,7 @@ enum KerasArchitectureEdit {
     /// to `conv` get the new channel count.
     static func settingInputChannels(_ document: ConfigDocument, graph: TensorGraph, conv: String, channels: Int) throws -> (ConfigDocument, [String]) {
         let model = document.json
-        let scopes = parentModels(model)
+        let scopes = KerasConfig.parentModels(KerasConfig.layers(of: model))
         // Walk back from the convolution over weightless layers to the inputs, leaving nested models
         // through their input layers.
         var upstream = Set<String>()
@@ -42,33 +42,30 @@ enum KerasArchitectureEdit {
             }
             stack += layer.inbound
         }
-        let channelsFirst = layerConfig(model, named: conv)?["data_format"]?.stringValue == "channels_first"
+        let channelsFirst = KerasConfig.layer(named: conv, in: model)?.config["data_format"]?.stringValue == "channels_first"
         var edited: [String] = []
         func shape(_ value: JSONValue) -> JSONValue { setChannel(value, channels, channelsFirst: channelsFirst) }
+        // Input shapes recorded on a layer or model entry: InputLayer `batch_shape` (Keras 3) /
+        // `batch_input_shape` (Keras 2), a Sequential's `build_input_shape`, `build_config.input_shape`.
+        func rewriteInputShapes(_ entry: inout JSONValue, _ label: String) {
+            var config = entry["config"] ?? .null
+            for key in ["batch_shape", "batch_input_shape", "build_input_shape"] where config[key]?.arrayValue != nil {
+                config.set(key, shape(config[key]!))
+                edited.append("\(label).\(key)")
+            }
+            if entry["config"] != nil { entry.set("config", config) }
+            if rewriteBuildInputShape(&entry, shape) { edited.append("\(label).build_config.input_shape") }
+        }
         var result = transformLayers(model) { entry in
             var entry = entry
-            let name = entryName(entry)
-            if upstream.contains(name) || name == conv || containing.contains(name) {
-                var config = entry["config"] ?? .null
-                for key in ["batch_shape", "batch_input_shape", "build_input_shape"] where config[key]?.arrayValue != nil {
-                    config.set(key, shape(config[key]!))
-                    edited.append("\(name).\(key)")
-                }
-                entry.set("config", config)
-                if rewriteBuildInputShape(&entry, shape) { edited.append("\(name).build_config.input_shape") }
-            }
+            let name = KerasConfig.entryName(entry) ?? ""
+            if upstream.contains(name) || name == conv || containing.contains(name) { rewriteInputShapes(&entry, name) }
             if let nodes = entry["inbound_nodes"] {
                 entry.set("inbound_nodes", rewritingTensorShapes(nodes, from: upstream, shape))
             }
             return entry
         }
-        // The model's own recorded input shape.
-        if rewriteBuildInputShape(&result, shape) { edited.append("model build_config.input_shape") }
-        if var config = result["config"], let input = config["build_input_shape"], input.arrayValue != nil {
-            config.set("build_input_shape", shape(input))
-            result.set("config", config)
-            edited.append("model build_input_shape")
-        }
+        rewriteInputShapes(&result, "model")
         return (ConfigDocument(json: result, originalText: document.originalText), edited)
     }
 
@@ -76,12 +73,11 @@ enum KerasArchitectureEdit {
     /// shapes recorded downstream of it.
     static func settingClasses(_ document: ConfigDocument, graph: TensorGraph, head: String, oldClasses: Int, classes: Int) throws -> (ConfigDocument, [String]) {
         let model = document.json
-        let scopes = parentModels(model)
-        var consumers: [String: [String]] = [:]
-        for layer in graph.layers { for source in layer.inbound { consumers[source, default: []].append(layer.name) } }
+        let scopes = KerasConfig.parentModels(KerasConfig.layers(of: model))
+        let consumers = graph.consumers
         var downstream: Set<String> = [head]
         var stack = consumers[head] ?? []
-        if let owner = scopes[head], nestedOutputs(model, owner).contains(head) { downstream.insert(owner); stack += consumers[owner] ?? [] }
+        if let owner = scopes[head], KerasConfig.outputs(of: model, nested: owner).contains(head) { downstream.insert(owner); stack += consumers[owner] ?? [] }
         while let name = stack.popLast() {
             guard downstream.insert(name).inserted, let layer = graph.layer(named: name) else { continue }
             let className = layer.className ?? ""
@@ -89,14 +85,14 @@ enum KerasArchitectureEdit {
                 throw WSurgeryError.unsupportedLayer(path: graph.sourcePath, layer: name, reason: "\(className.isEmpty ? layer.kind.rawValue : className) follows the head '\(head)'; cannot carry the new class count through it")
             }
             stack += consumers[name] ?? []
-            if let owner = scopes[name], nestedOutputs(model, owner).contains(name) { downstream.insert(owner); stack += consumers[owner] ?? [] }
+            if let owner = scopes[name], KerasConfig.outputs(of: model, nested: owner).contains(name) { downstream.insert(owner); stack += consumers[owner] ?? [] }
         }
-        let channelsFirst = layerConfig(model, named: head)?["data_format"]?.stringValue == "channels_first"
+        let channelsFirst = KerasConfig.layer(named: head, in: model)?.config["data_format"]?.stringValue == "channels_first"
         var edited: [String] = []
         func shape(_ value: JSONValue) -> JSONValue { setChannel(value, classes, channelsFirst: channelsFirst) }
         let result = transformLayers(model) { entry in
             var entry = entry
-            let name = entryName(entry)
+            let name = KerasConfig.entryName(entry) ?? ""
             var config = entry["config"] ?? .null
             if name == head {
                 for key in ["units", "filters"] where config[key]?.intValue != nil {
@@ -166,41 +162,4 @@ enum KerasArchitectureEdit {
         }
     }
 
-    static func entryName(_ entry: JSONValue) -> String {
-        entry["name"]?.stringValue ?? entry["config"]?["name"]?.stringValue ?? ""
-    }
-
-    /// For every layer of a nested model, the name of the model holding it (top-level layers have none).
-    static func parentModels(_ model: JSONValue) -> [String: String] {
-        var result: [String: String] = [:]
-        func visit(_ entry: JSONValue, owner: String?) {
-            for layer in entry["config"]?["layers"]?.arrayValue ?? entry["config"]?.arrayValue ?? [] {
-                let name = entryName(layer)
-                if let owner { result[name] = owner }
-                visit(layer, owner: name)
-            }
-        }
-        visit(model, owner: nil)
-        return result
-    }
-
-    /// The output layer names of the nested model `name`.
-    static func nestedOutputs(_ model: JSONValue, _ name: String) -> [String] {
-        var found: [String] = []
-        _ = transformLayers(model) { entry in
-            if entryName(entry) == name { found = LayerDetection.modelOutputs(entry) }
-            return entry
-        }
-        return found
-    }
-
-    /// The `config` object of the layer `name`, at any depth.
-    static func layerConfig(_ model: JSONValue, named name: String) -> JSONValue? {
-        var found: JSONValue?
-        _ = transformLayers(model) { entry in
-            if entryName(entry) == name { found = entry["config"] }
-            return entry
-        }
-        return found
-    }
 }

@@ -122,7 +122,8 @@ public enum LayerDetection {
                 throw fail("the layer before output '\(output)' is '\(layer.name)' (\(layer.className ?? layer.kind.rawValue)), not a Dense layer or a convolution", [layer])
             }
             if let className = layer.className, className.hasPrefix("Global") { pooled = true }
-            if layer.kind == .model, let inner = nestedOutputs(of: layer.name, in: graph).first {
+            if layer.kind == .model, case .keras(let config)? = graph.architecture,
+               let inner = KerasConfig.outputs(of: config.json, nested: layer.name).first {
                 name = inner
                 continue
             }
@@ -137,8 +138,7 @@ public enum LayerDetection {
     /// The first layers with weights on every path from the inputs (not walking past them). A nested
     /// model's own input layers are starting points too, so its first convolution is found inside it.
     static func firstWeightedLayers(in graph: TensorGraph) -> [String] {
-        var consumers: [String: [String]] = [:]
-        for layer in graph.layers { for source in layer.inbound { consumers[source, default: []].append(layer.name) } }
+        let consumers = graph.consumers
         // Input layers, and layers fed only by names that are not layers (a Keras 2 Sequential's first
         // layer refers to an implicit `input_1`).
         let names = Set(graph.layers.map(\.name))
@@ -161,37 +161,13 @@ public enum LayerDetection {
         return found
     }
 
-    /// The model's output layers from its Keras config (`output_layers`), or the last layer of a Sequential.
+    /// The model's output layers from its Keras config, or the one layer nothing consumes.
     static func outputLayers(of graph: TensorGraph) -> [String] {
         guard case .keras(let config)? = graph.architecture else {
             let consumed = Set(graph.layers.flatMap(\.inbound))
             return graph.layers.filter { !consumed.contains($0.name) && $0.kind != .input }.suffix(1).map(\.name)
         }
-        return modelOutputs(config.json)
-    }
-
-    /// The output layers of a nested model layer.
-    static func nestedOutputs(of model: String, in graph: TensorGraph) -> [String] {
-        guard case .keras(let config)? = graph.architecture else { return [] }
-        func search(_ entry: JSONValue) -> [String]? {
-            if entry["config"]?["name"]?.stringValue == model || entry["name"]?.stringValue == model, entry["config"]?["layers"] != nil {
-                return modelOutputs(entry)
-            }
-            for child in entry["config"]?["layers"]?.arrayValue ?? [] {
-                if let found = search(child) { return found }
-            }
-            return nil
-        }
-        return search(config.json) ?? []
-    }
-
-    /// `output_layers` of a Functional entry (`["name", 0, 0]` or a list of those); a Sequential's last layer.
-    static func modelOutputs(_ entry: JSONValue) -> [String] {
-        if let outputs = entry["config"]?["output_layers"]?.arrayValue {
-            if let single = outputs.first?.stringValue { return [single] }
-            return outputs.compactMap { $0.arrayValue?.first?.stringValue }
-        }
-        return KerasConfig.layers(of: entry).last.map { [$0.name] } ?? []
+        return KerasConfig.outputs(of: config.json)
     }
 
     /// What the layer is, for candidate lists: `conv1 (conv2d, weight (64, 3, 7, 7))`.

@@ -5,7 +5,9 @@ public protocol GraphPass: Sendable {
     var name: String { get }
     /// The options as the user gave them (or as defaults resolved them), for reports.
     var options: [(String, String)] { get }
-    /// The edited graph and what changed.
+    /// Rejects options that cannot work whatever the input; `Pipeline` calls it before reading any file.
+    func validate() throws
+    /// The edited graph and what changed. Expects options that passed `validate()`.
     func apply(to graph: TensorGraph) throws -> (TensorGraph, PassReport)
 }
 

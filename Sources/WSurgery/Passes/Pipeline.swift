@@ -4,12 +4,17 @@ public enum Pipeline {
     public struct Result: Sendable {
         public var reports: [PassReport]
         public var writerNotes: [String]
-        public var graph: TensorGraph
+        /// Tensors and bytes of the graph that was (or would be) written.
+        public var tensorCount: Int
+        public var byteCount: UInt64
+        public var sourceFormat: CheckpointFormat
     }
 
     /// Runs `passes` on the checkpoint at `input` and writes the result to `output` (nothing is written
-    /// when `output` is nil: a dry run). The output is checked before any work, and appears whole or not at all.
+    /// when `output` is nil: a dry run). Options and the output are checked before any file is read; the
+    /// output appears whole or not at all. With no passes this is a conversion.
     public static func run(_ passes: [any GraphPass], input: String, output: String?, options: Checkpoint.WriteOptions = .init()) throws -> Result {
+        for pass in passes { try pass.validate() }
         if let output {
             _ = try Checkpoint.outputFormat(for: output, shardSize: options.shardSize)
             try Checkpoint.precheckOutput(output, inputs: [input], force: options.force)
@@ -22,6 +27,6 @@ public enum Pipeline {
             reports.append(report)
         }
         let notes = try output.map { try Checkpoint.write(graph, to: $0, options: options) } ?? []
-        return Result(reports: reports, writerNotes: notes, graph: graph)
+        return Result(reports: reports, writerNotes: notes, tensorCount: graph.tensors.count, byteCount: graph.byteCount, sourceFormat: graph.sourceFormat)
     }
 }

@@ -13,27 +13,19 @@ public struct WeightRoles: Sendable {
 
     /// The roles in `layer`, or nil when it has no kernel of rank >= 2 with a known layout.
     public init?(_ layer: Layer) {
-        guard let k = layer.tensors.firstIndex(where: { ["kernel", "weight"].contains(WeightRoles.localName($0.name)) && $0.shape.count >= 2 && $0.layout != .unknown })
+        guard let k = layer.tensors.firstIndex(where: { ["kernel", "weight"].contains(StateDictGrouping.localName($0.name)) && $0.shape.count >= 2 && $0.layout != .unknown })
         else { return nil }
         let kernel = layer.tensors[k]
         self.kernel = k
-        self.bias = layer.tensors.firstIndex(where: { WeightRoles.localName($0.name) == "bias" && $0.shape.count == 1 })
+        self.bias = layer.tensors.firstIndex(where: { StateDictGrouping.localName($0.name) == "bias" && $0.shape.count == 1 })
         self.layout = kernel.layout
         let rank = kernel.shape.count
         self.inputAxis = kernel.layout == .torch ? 1 : rank - 2
         self.outputAxis = kernel.layout == .torch ? 0 : rank - 1
     }
 
-    /// The last component of a tensor name without `:0` (`conv1/kernel:0` -> `kernel`, `fc.weight` -> `weight`).
-    public static func localName(_ name: String) -> String {
-        var local = Substring(name)
-        if local.hasSuffix(":0") { local = local.dropLast(2) }
-        if let cut = local.lastIndex(where: { $0 == "/" || $0 == "." }) { local = local[local.index(after: cut)...] }
-        return String(local)
-    }
-
     /// The tensor of `layer` with one of `names` as its local name (`moving_mean` / `running_mean`).
     public static func tensorIndex(in layer: Layer, named names: [String]) -> Int? {
-        layer.tensors.firstIndex(where: { names.contains(localName($0.name)) })
+        layer.tensors.firstIndex(where: { names.contains(StateDictGrouping.localName($0.name)) })
     }
 }

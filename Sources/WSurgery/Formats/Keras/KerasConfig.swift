@@ -31,13 +31,18 @@ public enum KerasConfig {
         for entry in entries {
             let layerClass = entry["class_name"]?.stringValue ?? "?"
             let layerConfig = entry["config"] ?? .null
-            let name = entry["name"]?.stringValue ?? layerConfig["name"]?.stringValue ?? "?"
+            let name = entryName(entry) ?? "?"
             var inbound = inboundNames(entry["inbound_nodes"])
             if className == "Sequential", inbound.isEmpty, let previous = result.last { inbound = [previous.name] }
             let nested = layerConfig["layers"] != nil ? layers(of: entry) : []
             result.append(KerasLayerConfig(name: name, className: layerClass, inbound: inbound, config: layerConfig, sublayers: nested))
         }
         return result
+    }
+
+    /// A layer entry's name (Keras 3 puts it beside `config`, Keras 2 inside it).
+    public static func entryName(_ entry: JSONValue) -> String? {
+        entry["name"]?.stringValue ?? entry["config"]?["name"]?.stringValue
     }
 
     /// Every layer, nested models expanded after the model that holds them, each with its top-level owner.
@@ -186,6 +191,40 @@ extension KerasConfig {
         if var config = result["config"], let layers = config["layers"]?.arrayValue {
             config.set("layers", .array(layers.map(keras3ModelConfig)))
             result.set("config", config)
+        }
+        return result
+    }
+}
+
+extension KerasConfig {
+    /// The layer `name` at any depth of the model config.
+    public static func layer(named name: String, in model: JSONValue) -> KerasLayerConfig? {
+        flattened(layers(of: model)).first { $0.layer.name == name }?.layer
+    }
+
+    /// A model's output layers: `output_layers` of its config (`["name", 0, 0]` or a list of those),
+    /// else its last layer (a Sequential).
+    public static func outputs(config: JSONValue, layers: [KerasLayerConfig]) -> [String] {
+        if let outputs = config["output_layers"]?.arrayValue {
+            if let single = outputs.first?.stringValue { return [single] }
+            return outputs.compactMap { $0.arrayValue?.first?.stringValue }
+        }
+        return layers.last.map { [$0.name] } ?? []
+    }
+
+    /// The output layers of the model config `model`, or of its nested model `nested`.
+    public static func outputs(of model: JSONValue, nested: String? = nil) -> [String] {
+        guard let nested else { return outputs(config: model["config"] ?? .null, layers: layers(of: model)) }
+        guard let inner = layer(named: nested, in: model), !inner.sublayers.isEmpty else { return [] }
+        return outputs(config: inner.config, layers: inner.sublayers)
+    }
+
+    /// For every layer of a nested model, the name of the model holding it directly.
+    public static func parentModels(_ layers: [KerasLayerConfig]) -> [String: String] {
+        var result: [String: String] = [:]
+        for model in layers where !model.sublayers.isEmpty {
+            for inner in model.sublayers { result[inner.name] = model.name }
+            result.merge(parentModels(model.sublayers)) { first, _ in first }
         }
         return result
     }
