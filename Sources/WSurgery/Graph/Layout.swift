@@ -48,9 +48,4 @@ public enum LayerKind: String, Sendable, Codable, CaseIterable {
             self = name.hasSuffix("Pooling1D") || name.hasSuffix("Pooling2D") || name.hasSuffix("Pooling3D") ? .pooling : .unknown
         }
     }
-
-    /// Whether the layer is a convolution whose kernel has an input-channel axis.
-    public var isConvolution: Bool {
-        [.conv1d, .conv2d, .conv3d, .depthwiseConv2d, .separableConv2d, .conv2dTranspose].contains(self)
-    }
 }

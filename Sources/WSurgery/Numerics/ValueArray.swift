@@ -10,11 +10,6 @@ public struct ValueArray: Equatable, Sendable {
         self.values = values
     }
 
-    /// An array of `shape` filled with `value`.
-    public init(shape: [Int], repeating value: Double) {
-        self.init(shape: shape, values: [Double](repeating: value, count: shape.reduce(1, *)))
-    }
-
     /// (elements before `axis`, length of `axis`, elements after `axis`): the three loop bounds of any
     /// operation along one axis.
     private func split(_ axis: Int) -> (outer: Int, count: Int, inner: Int) {
