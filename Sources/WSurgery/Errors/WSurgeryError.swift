@@ -61,6 +61,14 @@ public enum WSurgeryError: Error, Sendable, Equatable {
     case unsupportedLayer(path: String, layer: String, reason: String)
     /// A tensor's values are needed in a dtype this tool does not compute with.
     case cannotComputeDType(path: String, tensor: String, dtype: String)
+    /// Shape inference has no rule for a layer's class, and `needed` lies past it.
+    case unknownLayerClass(path: String, layer: String, className: String, needed: String)
+    /// A layer's input shapes do not fit it (after an edit, or in the config as read).
+    case shapeMismatch(path: String, layer: String, reason: String)
+    /// The input size makes a layer's spatial output empty.
+    case inputTooSmall(path: String, layer: String, shape: [Int?])
+    /// Weights that no longer fit the new shapes, when the policy says to stop (`--dense-policy error`).
+    case weightsDoNotFit(path: String, layers: [String], hint: String)
 
     /// Which kind of failure this is, for exit codes.
     public var category: FailureCategory {
@@ -68,7 +76,7 @@ public enum WSurgeryError: Error, Sendable, Equatable {
         case .cannotOpen: return .cannotOpenInput
         case .outputExists, .cannotCreateOutput: return .cannotCreateOutput
         case .io, .hdf5: return .io
-        case .outputIsInput, .unknownFormat, .invalidOption, .unknownLayer: return .usage
+        case .outputIsInput, .unknownFormat, .invalidOption, .unknownLayer, .inputTooSmall: return .usage
         default: return .badData
         }
     }
@@ -141,6 +149,15 @@ extension WSurgeryError: CustomStringConvertible {
             return "\(path): cannot find the \(what): \(reason)" + WSurgeryError.listing(candidates, "candidates") + "; name it with --layer"
         case let .unsupportedLayer(path, layer, reason):
             return "\(path): layer '\(layer)': \(reason)"
+        case let .unknownLayerClass(path, layer, className, needed):
+            let past = needed == layer ? "" : " (needed for '\(needed)')"
+            return "\(path): layer '\(layer)' is a \(className), a class whose output shape wsurgery cannot compute; shapes past it are unknown\(past)"
+        case let .shapeMismatch(path, layer, reason):
+            return "\(path): layer '\(layer)': shapes do not compose: \(reason)"
+        case let .inputTooSmall(path, layer, shape):
+            return "\(path): the input is too small: layer '\(layer)' would output \(InspectReport.shapeText(shape)), a spatial size below 1"
+        case let .weightsDoNotFit(path, layers, hint):
+            return "\(path): the weights of \(layers.count) layer(s) no longer fit: \(layers.joined(separator: "; ")); \(hint)"
         case let .cannotComputeDType(path, tensor, dtype):
             return "\(path): tensor '\(tensor)': cannot compute with dtype \(dtype) (float16, bfloat16, float32 and float64 can be edited)"
         }

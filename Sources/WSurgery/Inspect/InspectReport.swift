@@ -9,6 +9,9 @@ public struct InspectReport: Sendable {
     /// Why detection found nothing, when it did not (the message the surgery commands would give).
     public let firstConvolutionProblem: String?
     public let headProblem: String?
+    /// Every layer's output shape, inferred from the Keras config at its recorded input shape.
+    public let shapes: ShapeInference.Result?
+    public let shapeProblem: String?
 
     public init(graph: TensorGraph) {
         self.graph = graph
@@ -19,9 +22,37 @@ public struct InspectReport: Sendable {
         let heads: [String]?
         (heads, self.headProblem) = attempt { try LayerDetection.classifierHeads(in: graph) }
         self.heads = heads ?? []
+        if case .keras(let config)? = graph.architecture {
+            (self.shapes, self.shapeProblem) = attempt { try ShapeInference.infer(model: config.json, path: graph.sourcePath) }
+        } else {
+            (self.shapes, self.shapeProblem) = (nil, nil)
+        }
     }
 
-    static func shapeText(_ shape: [Int]) -> String { "(" + shape.map(String.init).joined(separator: ", ") + (shape.count == 1 ? ",)" : ")") }
+    /// The output shape of `layer` as text, or what blocks it.
+    func outputShapeText(_ layer: String) -> String? {
+        guard let shapes else { return nil }
+        if let blocker = shapes.blockedBy[layer] { return "? (after \(blocker))" }
+        return shapes.outputs[layer].map { $0.map(InspectReport.shapeText).joined(separator: ", ") }
+    }
+
+    static func shapeText(_ shape: [Int]) -> String { shapeText(shape.map(Optional.some)) }
+
+    /// `(None, 32, 32, 3)`: a Keras shape as Python prints it.
+    static func shapeText(_ shape: [Int?]) -> String {
+        "(" + shape.map { $0.map(String.init) ?? "None" }.joined(separator: ", ") + (shape.count == 1 ? ",)" : ")")
+    }
+
+    /// Each layer's output shapes (null past a layer whose class blocks inference).
+    var outputShapesJSON: JSONValue {
+        guard let shapes else { return .null }
+        var pairs: [(String, JSONValue)] = []
+        for name in shapes.order {
+            let outputs: [JSONValue] = (shapes.outputs[name] ?? []).map(ShapeInference.json)
+            pairs.append((name, shapes.blockedBy[name] != nil ? .null : .array(outputs)))
+        }
+        return .object(pairs)
+    }
 
     /// The report as one JSON object.
     public var json: JSONValue {
@@ -70,6 +101,8 @@ public struct InspectReport: Sendable {
                 ("bytes", .number(String(graph.byteCount))),
             ])),
             ("optimizer", graph.optimizer.map { o in .object([("flavor", .string(o.flavor.rawValue)), ("tensors", .int(o.tensors.count))]) } ?? .null),
+            ("output_shapes", outputShapesJSON),
+            ("shape_problem", shapeProblem.map { .string($0) } ?? .null),
             ("detected", .object([
                 ("first_conv", firstConvolution.map { .string($0) } ?? .null),
                 ("heads", .array(heads.map { .string($0) })),
@@ -81,15 +114,17 @@ public struct InspectReport: Sendable {
 
     /// The report as an aligned text table.
     public var table: String {
-        var rows: [[String]] = [["layer", "kind", "tensor", "shape", "dtype", "params"]]
+        let withShapes = shapes != nil
+        var rows: [[String]] = [["layer", "kind", "tensor", "shape", "dtype", "params"] + (withShapes ? ["output shape"] : [])]
         for layer in graph.layers {
+            let output = withShapes ? [outputShapeText(layer.name) ?? ""] : []
             if layer.tensors.isEmpty {
-                rows.append([layer.name, layer.kind.rawValue, "-", "", "", "0"])
+                rows.append([layer.name, layer.kind.rawValue, "-", "", "", "0"] + output)
                 continue
             }
             for (i, t) in layer.tensors.enumerated() {
                 rows.append([i == 0 ? layer.name : "", i == 0 ? layer.kind.rawValue : "", t.name, InspectReport.shapeText(t.shape),
-                             t.dtype.safetensorsName, i == 0 ? String(layer.parameterCount) : ""])
+                             t.dtype.safetensorsName, i == 0 ? String(layer.parameterCount) : ""] + (i == 0 ? output : output.map { _ in "" }))
             }
         }
         var lines: [String] = []
@@ -110,6 +145,10 @@ public struct InspectReport: Sendable {
         if let o = graph.optimizer { lines.append("optimizer state: \(o.tensors.count) tensors (\(o.flavor.rawValue))") }
         lines.append("first convolution: \(firstConvolution ?? "none found (\(firstConvolutionProblem ?? ""))")")
         lines.append("classifier head: \(heads.isEmpty ? "none found (\(headProblem ?? ""))" : heads.joined(separator: ", "))")
+        if let shapeProblem { lines.append("shapes: cannot infer (\(shapeProblem))") }
+        if let shapes, !shapes.modelOutputs.isEmpty {
+            lines.append("model output: " + shapes.modelOutputs.map(InspectReport.shapeText).joined(separator: ", "))
+        }
         return lines.joined(separator: "\n")
     }
 }
