@@ -150,3 +150,38 @@ struct ReplaceHead: ParsableCommand {
         }
     }
 }
+
+struct SetInputShape: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Move a model to a new input size; fix the Dense layers that no longer fit.",
+        discussion: "For a Keras model every layer's shapes are inferred at the new size and the report says, per layer, whether its weights transfer unchanged (convolutions always do; a Dense after global pooling does). A Dense fed by Flatten gets a new fan-in: --dense-policy reinit (default) draws a new kernel with --init (default glorot-uniform), resample resizes the kernel viewed as (H, W, C, units) bilinearly and scales it by HW/H'W', error stops and lists the layers. For a state dict, ViT position embeddings (pos_embed, embeddings.position_embeddings) are resampled like timm (bicubic, antialiased), prefix tokens kept. --channels chains adapt-channels."
+    )
+
+    @OptionGroup var common: SurgeryOptions
+
+    @Option(help: "The new input size, HxW (e.g. 256x256).")
+    var size: String
+
+    @Option(help: "Also adapt the first convolution to this many input channels.")
+    var channels: Int?
+
+    @Option(help: "reinit, resample or error.")
+    var densePolicy: String = "reinit"
+
+    @Option(name: .customLong("init"), help: "Initializer of re-initialised kernels (as for replace-head).")
+    var initKind: String?
+
+    @Option(help: "Seed of the initialisation.")
+    var seed: UInt64 = 0
+
+    func run() throws {
+        try common.run {
+            let (height, width) = try InputShapeChange.parseSize(size)
+            guard let policy = InputShapeChange.DensePolicy(rawValue: densePolicy) else {
+                throw WSurgeryError.invalidOption(option: "--dense-policy", reason: "'\(densePolicy)': expected reinit, resample or error")
+            }
+            return [InputShapeChange(height: height, width: width, channels: channels, densePolicy: policy,
+                                     initializer: try initKind.map { try Initializer(parsing: $0, option: "--init") }, seed: seed)]
+        }
+    }
+}

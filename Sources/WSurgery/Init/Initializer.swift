@@ -119,3 +119,12 @@ public struct Fans: Equatable, Sendable {
         }
     }
 }
+
+extension Initializer {
+    /// New values of `shape` for the tensor named `tensor`, drawn from that tensor's own seeded stream,
+    /// with the fans of `shape` under `layout`.
+    public func values(shape: [Int], layout: Layout, seed: UInt64, tensor: String) -> ValueArray {
+        var generator = SeededGenerator(seed: seed, stream: tensor)
+        return ValueArray(shape: shape, values: sample(count: shape.reduce(1, *), fans: Fans(shape: shape, layout: layout), generator: &generator))
+    }
+}

@@ -50,4 +50,23 @@ enum HuggingFaceConfigEdit {
         }
         return (ConfigDocument(json: json, originalText: document.originalText), fields)
     }
+
+    /// `image_size` (transformers; an int when square and it was one), timm's `img_size` and
+    /// `pretrained_cfg.input_size[1...]`, where present.
+    static func settingImageSize(_ document: ConfigDocument, height: Int, width: Int) -> (ConfigDocument, [String]) {
+        var json = document.json
+        var fields: [String] = []
+        for key in ["image_size", "img_size"] where json[key] != nil {
+            json.set(key, json[key]?.intValue != nil && height == width ? .int(height) : .array([.int(height), .int(width)]))
+            fields.append(key)
+        }
+        if var pretrained = json["pretrained_cfg"], var size = pretrained["input_size"]?.arrayValue, size.count == 3 {
+            size[1] = .int(height)
+            size[2] = .int(width)
+            pretrained.set("input_size", .array(size))
+            json.set("pretrained_cfg", pretrained)
+            fields.append("pretrained_cfg.input_size")
+        }
+        return (ConfigDocument(json: json, originalText: document.originalText), fields)
+    }
 }

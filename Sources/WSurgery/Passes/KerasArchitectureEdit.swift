@@ -147,19 +147,76 @@ enum KerasArchitectureEdit {
     /// Keras 3 records each inbound tensor's shape (`__keras_tensor__` with `keras_history`); those made by
     /// `layers` get `shape` applied.
     static func rewritingTensorShapes(_ value: JSONValue, from layers: Set<String>, _ shape: (JSONValue) -> JSONValue) -> JSONValue {
+        rewritingTensorShapes(value) { source, _, old in layers.contains(source) ? shape(old) : nil }
+    }
+
+    /// Applies `shape(source layer, tensor index, old shape)` to every recorded keras tensor shape; nil keeps it.
+    static func rewritingTensorShapes(_ value: JSONValue, _ shape: (String, Int, JSONValue) -> JSONValue?) -> JSONValue {
         switch value {
-        case .array(let items): return .array(items.map { rewritingTensorShapes($0, from: layers, shape) })
+        case .array(let items): return .array(items.map { rewritingTensorShapes($0, shape) })
         case .object(let pairs):
-            if var config = value["config"], let source = config["keras_history"]?.arrayValue?.first?.stringValue, let old = config["shape"] {
-                guard layers.contains(source) else { return value }
-                config.set("shape", shape(old))
+            if var config = value["config"], let history = config["keras_history"]?.arrayValue, let source = history.first?.stringValue, let old = config["shape"] {
+                guard let new = shape(source, history.count > 2 ? history[2].intValue ?? 0 : 0, old) else { return value }
+                config.set("shape", new)
                 var result = value
                 result.set("config", config)
                 return result
             }
-            return .object(pairs.map { ($0.0, rewritingTensorShapes($0.1, from: layers, shape)) })
+            return .object(pairs.map { ($0.0, rewritingTensorShapes($0.1, shape)) })
         default: return value
         }
     }
 
+    /// The config with every shape it records set to the inferred ones: input layers' `batch_shape` /
+    /// `batch_input_shape`, each layer's and model's `build_config.input_shape`, a Sequential's
+    /// `build_input_shape` and the shapes of the keras tensors between layers. Returns the fields changed.
+    static func refreshingShapes(_ document: ConfigDocument, with shapes: ShapeInference.Result) -> (ConfigDocument, [String]) {
+        var edited: [String] = []
+        func inputValue(_ name: String) -> JSONValue? {
+            guard let inputs = shapes.inputs[name], !inputs.isEmpty else { return nil }
+            return inputs.count == 1 ? ShapeInference.json(inputs[0]) : .array(inputs.map(ShapeInference.json))
+        }
+        func set(_ object: inout JSONValue, _ key: String, _ value: JSONValue?, _ label: String) {
+            guard let value, let old = object[key], !old.isNull, old != value else { return }
+            object.set(key, value)
+            edited.append("\(label).\(key)")
+        }
+        func refresh(_ entry: JSONValue, name: String, modelInputs: [KerasShape]?) -> JSONValue {
+            var entry = entry
+            var config = entry["config"] ?? .null
+            let className = entry["class_name"]?.stringValue
+            let input = modelInputs.map { $0.count == 1 ? ShapeInference.json($0[0]) : .array($0.map(ShapeInference.json)) } ?? inputValue(name)
+            if className == "InputLayer" {
+                let output = shapes.outputs[name]?.first.map(ShapeInference.json)
+                set(&config, "batch_shape", output, name)
+                set(&config, "batch_input_shape", output, name)
+            } else {
+                set(&config, "batch_input_shape", input, name)
+                set(&config, "build_input_shape", input, name)
+            }
+            if entry["config"] != nil { entry.set("config", config) }
+            if var build = entry["build_config"] {
+                set(&build, "input_shape", input, "\(name).build_config")
+                entry.set("build_config", build)
+            }
+            if let nodes = entry["inbound_nodes"] {
+                let rewritten = rewritingTensorShapes(nodes) { source, index, old in
+                    guard let outputs = shapes.outputs[source], index < outputs.count else { return nil }
+                    let new = ShapeInference.json(outputs[index])
+                    return new == old ? nil : new
+                }
+                if rewritten != nodes { edited.append("\(name).inbound_nodes") }
+                entry.set("inbound_nodes", rewritten)
+            }
+            return entry
+        }
+        var result = transformLayers(document.json) { entry in
+            refresh(entry, name: KerasConfig.entryName(entry) ?? "", modelInputs: nil)
+        }
+        // The model's inputs: a Sequential's are its first layer's; a Functional's are its input layers'.
+        let first = (result["config"]?["layers"]?.arrayValue ?? result["config"]?.arrayValue)?.first.flatMap(KerasConfig.entryName)
+        let modelInputs = result["class_name"]?.stringValue == "Sequential" ? first.flatMap { shapes.inputs[$0] } : ShapeInference.recordedInputShapes(of: result)
+        result = refresh(result, name: "model", modelInputs: modelInputs)
+        return (ConfigDocument(json: result, originalText: document.originalText), edited)
+    }
 }

@@ -28,6 +28,9 @@ public struct PassReport: Sendable {
     public var options: [(String, String)]
     public var changes: [TensorChange] = []
     public var notes: [String] = []
+    /// Per layer, its output shape before and after and what happened to its weights (passes that
+    /// change shapes).
+    public var layerShapes: [LayerShapeChange] = []
 
     public init(pass: String, options: [(String, String)]) {
         self.pass = pass
@@ -48,6 +51,14 @@ public struct PassReport: Sendable {
                 ])
             })),
             ("notes", .array(notes.map { .string($0) })),
+            ("layers", .array(layerShapes.map { l in
+                .object([
+                    ("layer", .string(l.layer)),
+                    ("old_output", l.oldOutput.map(ShapeInference.json) ?? .null),
+                    ("new_output", l.newOutput.map(ShapeInference.json) ?? .null),
+                    ("weights", .string(l.weights)),
+                ])
+            })),
         ])
     }
 
@@ -57,7 +68,15 @@ public struct PassReport: Sendable {
             rows.append([c.layer, c.tensor, InspectReport.shapeText(c.oldShape), InspectReport.shapeText(c.newShape), c.action])
         }
         var lines = ["\(pass)" + (options.isEmpty ? "" : " (" + options.map { "\($0.0)=\($0.1)" }.joined(separator: ", ") + ")")]
-        lines += TextTable.render(rows)
+        if changes.isEmpty { lines.append("no tensor changed") } else { lines += TextTable.render(rows) }
+        if !layerShapes.isEmpty {
+            var shapeRows: [[String]] = [["layer", "output before", "output after", "weights"]]
+            for l in layerShapes {
+                shapeRows.append([l.layer, l.oldOutput.map(InspectReport.shapeText) ?? "-", l.newOutput.map(InspectReport.shapeText) ?? "-", l.weights])
+            }
+            lines.append("")
+            lines += TextTable.render(shapeRows)
+        }
         lines += notes.map { "note: \($0)" }
         return lines.joined(separator: "\n")
     }
