@@ -46,7 +46,7 @@ struct Inspect: ParsableCommand {
 
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Re-container a checkpoint without changing names, layouts or values.",
+        abstract: "Re-container a checkpoint; with --layout, move it between Keras and PyTorch layouts.",
         discussion: "The output format follows OUT's name: .safetensors, .safetensors.index.json or a directory (sharded), .h5/.hdf5 (legacy Keras), .weights.h5 (Keras 3), .keras."
     )
 
@@ -62,11 +62,33 @@ struct Convert: ParsableCommand {
     @Flag(help: "Replace OUT if it exists.")
     var force = false
 
+    @Option(help: "Also move the tensors to another layout: torch (PyTorch names and axes, written as safetensors) or keras.")
+    var layout: String?
+
+    @Flag(help: "Print the report as JSON (with --layout).")
+    var json = false
+
     func run() throws {
         try reportingFailures {
             let shard = try shardSize.map(ShardedSafetensors.parseSize)
-            let result = try Pipeline.run([], input: input, output: output, options: .init(force: force, shardSize: shard))
-            print("converted \(input) (\(result.sourceFormat.rawValue)) -> \(output): \(result.tensorCount) tensors, \(result.byteCount) bytes")
+            var passes: [any GraphPass] = []
+            if let layout {
+                guard let target = Layout(rawValue: layout), target != .unknown else {
+                    throw WSurgeryError.invalidOption(option: "--layout", reason: "'\(layout)': expected torch or keras")
+                }
+                let format = try Checkpoint.outputFormat(for: output, shardSize: shard)
+                if target == .torch, ![.safetensors, .shardedSafetensors].contains(format) {
+                    throw WSurgeryError.invalidOption(option: "--layout", reason: "a PyTorch-layout state dict is written as .safetensors (Keras files need Keras layout); got \(output)")
+                }
+                passes.append(LayoutConversion(target: target))
+            }
+            let result = try Pipeline.run(passes, input: input, output: output, options: .init(force: force, shardSize: shard))
+            if json {
+                print(JSONValue.object([("input", .string(input)), ("output", .string(output)), ("passes", .array(result.reports.map(\.json)))]).serialized(.pretty))
+            } else {
+                for report in result.reports { print(report.table) }
+                print("converted \(input) (\(result.sourceFormat.rawValue)) -> \(output): \(result.tensorCount) tensors, \(result.byteCount) bytes")
+            }
             for note in result.writerNotes { FileHandleOutput.standardError("note: \(note)\n") }
         }
     }

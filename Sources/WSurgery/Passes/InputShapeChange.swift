@@ -152,15 +152,7 @@ public struct InputShapeChange: GraphPass {
     /// A Dense kernel fed by Flatten of an (H, W, C) map, resized bilinearly to (H', W', C) and scaled by
     /// HW / H'W', so a feature map constant over space keeps its expected activation.
     func resampled(_ tensor: Tensor, layer: String, old: ShapeInference.Result, new: ShapeInference.Result, layers: [String: KerasLayerConfig], channelsFirst: Bool, path: String) throws -> (ValueArray, String) {
-        // Walk back over layers that keep the shape to the Flatten.
-        var current = layer
-        var flatten: String?
-        while let config = layers[current], let source = config.inbound.first, config.inbound.count == 1 {
-            let className = layers[source]?.className ?? ""
-            if className == "Flatten" { flatten = source; break }
-            guard LayerShapes.shapePreserving.contains(className), isWeightless(layers[source]) else { break }
-            current = source
-        }
+        let flatten = ShapeInference.flatten(before: layer, in: layers)
         guard let flatten, let before = old.inputs[flatten]?.first, let after = new.inputs[flatten]?.first, before.count == 4,
               let h = before[1], let w = before[2], let c = before[3], let h2 = after[1], let w2 = after[2], after[3] == c else {
             throw WSurgeryError.unsupportedLayer(path: path, layer: layer, reason: "--dense-policy resample needs a Flatten of a (height, width, channels) feature map right before the layer")
@@ -175,12 +167,6 @@ public struct InputShapeChange: GraphPass {
         let scale = Double(h * w) / Double(h2 * w2)
         let values = ValueArray(shape: [h2 * w2 * c, units], values: resized.values.map { $0 * scale })
         return (values, "resampled bilinearly (\(h)x\(w) -> \(h2)x\(w2) positions of \(c) channels) and scaled by \(h * w)/\(h2 * w2)")
-    }
-
-    /// Whether the layer has no variables (resampling walks back only over those).
-    private func isWeightless(_ layer: KerasLayerConfig?) -> Bool {
-        guard let layer else { return false }
-        return KerasConfig.variableNames(className: layer.className, config: layer.config) == nil
     }
 
     // MARK: State dicts

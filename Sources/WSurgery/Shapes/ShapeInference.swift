@@ -88,6 +88,22 @@ public enum ShapeInference {
         return shapes.map { $0! }
     }
 
+    /// The Flatten whose output reaches `layer` directly or through weightless layers that keep the
+    /// shape (Dropout, Activation): the case where `layer`'s fan-in is a flattened (H, W, C) map.
+    public static func flatten(before layer: String, in layers: [String: KerasLayerConfig]) -> String? {
+        var current = layer
+        var seen = Set<String>()
+        while let config = layers[current], config.inbound.count == 1, seen.insert(current).inserted {
+            let source = config.inbound[0]
+            guard let sourceConfig = layers[source] else { return nil }
+            if sourceConfig.className == "Flatten" { return source }
+            let weightless = KerasConfig.variableNames(className: sourceConfig.className, config: sourceConfig.config) == nil
+            guard weightless, LayerShapes.shapePreserving.contains(sourceConfig.className) else { return nil }
+            current = source
+        }
+        return nil
+    }
+
     // MARK: Models
 
     static func inferModel(_ model: JSONValue, name: String, inputs: [KerasShape]?, into result: inout Result) throws(WSurgeryError) -> [KerasShape] {

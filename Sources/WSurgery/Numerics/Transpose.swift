@@ -1,0 +1,43 @@
+/// Axis permutations on a tensor's raw bytes: elements are moved, never decoded, so any dtype goes through
+/// bit for bit (what layout conversion needs to be exactly reversible).
+public enum Transpose {
+    /// The shape after permuting `shape` by `axes` (`result[i] = shape[axes[i]]`, as numpy's `transpose`).
+    public static func shape(_ shape: [Int], _ axes: [Int]) -> [Int] { axes.map { shape[$0] } }
+
+    /// `bytes` (C order, `shape`, elements of `elementSize` bytes) permuted by `axes`.
+    public static func bytes(_ bytes: [UInt8], shape: [Int], elementSize: Int, axes: [Int]) -> [UInt8] {
+        precondition(axes.count == shape.count && Set(axes) == Set(shape.indices), "axes must permute the shape's axes")
+        let count = shape.reduce(1, *)
+        guard count > 1, axes != Array(shape.indices) else { return bytes }
+        // Source strides (in elements), read in output-axis order.
+        var strides = [Int](repeating: 1, count: shape.count)
+        for i in stride(from: shape.count - 2, through: 0, by: -1) { strides[i] = strides[i + 1] * shape[i + 1] }
+        let outShape = Transpose.shape(shape, axes)
+        let outStrides = axes.map { strides[$0] }
+        var out = [UInt8](repeating: 0, count: bytes.count)
+        var index = [Int](repeating: 0, count: shape.count)
+        let last = shape.count - 1
+        bytes.withUnsafeBytes { source in
+            out.withUnsafeMutableBytes { target in
+                var sourceElement = 0
+                var targetOffset = 0
+                for _ in 0..<count {
+                    let from = sourceElement * elementSize
+                    for b in 0..<elementSize { target[targetOffset + b] = source[from + b] }
+                    targetOffset += elementSize
+                    // Advance the output index like an odometer, keeping the source position in step.
+                    var axis = last
+                    while axis >= 0 {
+                        index[axis] += 1
+                        sourceElement += outStrides[axis]
+                        if index[axis] < outShape[axis] { break }
+                        sourceElement -= outStrides[axis] * outShape[axis]
+                        index[axis] = 0
+                        axis -= 1
+                    }
+                }
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,273 @@
+import Foundation
+
+/// `convert --layout torch|keras`: moves every tensor between Keras's and PyTorch's axis conventions and
+/// names. Keras kernels (kh, kw, in, out) become PyTorch weights (out, in, kh, kw); depthwise kernels
+/// (kh, kw, in, m) become (in*m, 1, kh, kw); transposed-conv kernels (kh, kw, out, in) become
+/// (in, out, kh, kw); Dense kernels are transposed, and the first Dense after a Flatten also has its rows
+/// reordered (Keras flattens H, W, C; PyTorch C, H, W). BatchNormalization's gamma/beta/moving_mean/
+/// moving_variance become weight/bias/running_mean/running_var plus `num_batches_tracked`. Elements are
+/// moved, never decoded, so converting back gives the original bytes. The Keras model config travels in
+/// the PyTorch file's metadata, so the way back restores a loadable Keras model.
+public struct LayoutConversion: GraphPass {
+    public var target: Layout
+
+    public init(target: Layout) { self.target = target }
+
+    public var name: String { "convert" }
+    public var options: [(String, String)] { [("layout", target.rawValue)] }
+
+    /// The `__metadata__` key holding the Keras config of a PyTorch-layout file made from a Keras model.
+    public static let sourceConfigKey = "source_keras_model_config"
+
+    public func validate() throws {
+        guard target != .unknown else { throw WSurgeryError.invalidOption(option: "--layout", reason: "expected torch or keras") }
+    }
+
+    public func apply(to input: TensorGraph) throws -> (TensorGraph, PassReport) {
+        var report = PassReport(pass: name, options: options)
+        let present = Set(input.tensors.map(\.layout)).subtracting([.unknown])
+        if present == [target] || present.isEmpty {
+            throw WSurgeryError.unsupportedLayer(path: input.sourcePath, layer: input.layers.first?.name ?? "?", reason: "the checkpoint's tensors are already in \(target.rawValue) layout")
+        }
+        var graph = target == .torch ? try toTorch(input, &report) : try toKeras(input, &report)
+        graph.dropOptimizerState(in: &report)
+        return (graph, report)
+    }
+
+    /// One tensor's move: its new name, the axis permutation and the shape to read the result as.
+    struct Move {
+        var name: String
+        var axes: [Int]? = nil
+        /// Shape to view the source as before permuting (the Flatten rows split into (H, W, C)).
+        var viewAs: [Int]? = nil
+        /// Shape of the result after permuting.
+        var shape: [Int]? = nil
+        var note: String
+    }
+
+    // MARK: Keras -> PyTorch
+
+    func toTorch(_ input: TensorGraph, _ report: inout PassReport) throws -> TensorGraph {
+        let path = input.sourcePath
+        var configs: [String: KerasLayerConfig] = [:]
+        var parents: [String: String] = [:]
+        var shapes: ShapeInference.Result?
+        var configText: String?
+        if case .keras(let document)? = input.architecture {
+            let top = KerasConfig.layers(of: document.json)
+            configs = Dictionary(KerasConfig.flattened(top).map { ($0.layer.name, $0.layer) }, uniquingKeysWith: { a, _ in a })
+            parents = KerasConfig.parentModels(top)
+            shapes = try ShapeInference.infer(model: document.json, path: path)
+            configText = document.text(style: .python)
+        }
+        func module(_ layer: String) -> String {
+            var names = [layer]
+            var p = parents[layer]
+            while let parent = p { names.insert(parent, at: 0); p = parents[parent] }
+            return names.joined(separator: ".")
+        }
+        var graph = input
+        graph.layers = []
+        for layer in input.layers {
+            let className = layer.className ?? configs[layer.name]?.className ?? Self.className(for: layer.kind)
+            let prefix = module(layer.name)
+            var tensors: [Tensor] = []
+            for tensor in layer.tensors {
+                let local = StateDictGrouping.localName(tensor.name)
+                let rank = tensor.shape.count
+                var move: Move
+                switch (local, className) {
+                case ("kernel", "Dense"):
+                    move = Move(name: "\(prefix).weight", axes: [1, 0], note: "transposed")
+                    if let flatten = ShapeInference.flatten(before: layer.name, in: configs) {
+                        guard let map = try shapes?.input(of: flatten), map.count == 4, let h = map[1], let w = map[2], let c = map[3], h * w * c == tensor.shape[0] else {
+                            throw WSurgeryError.unsupportedLayer(path: path, layer: layer.name, reason: "follows Flatten '\(flatten)' whose input is not a known (H, W, C) map of \(tensor.shape[0]) values")
+                        }
+                        move = Move(name: "\(prefix).weight", axes: [3, 2, 0, 1], viewAs: [h, w, c, tensor.shape[1]], shape: [tensor.shape[1], c * h * w],
+                                    note: "transposed, rows reordered from Flatten's (H, W, C) = (\(h), \(w), \(c)) to PyTorch's (C, H, W)")
+                    }
+                case ("kernel", _) where rank >= 3:
+                    move = Move(name: "\(prefix).weight", axes: [rank - 1, rank - 2] + Array(0..<(rank - 2)), note: "permuted \(Self.axesText([rank - 1, rank - 2] + Array(0..<(rank - 2))))")
+                case ("kernel", _) where rank == 2:
+                    move = Move(name: "\(prefix).weight", axes: [1, 0], note: "transposed")
+                case ("depthwise_kernel", _) where rank >= 3:
+                    let spatial = Array(0..<(rank - 2))
+                    let permuted = Transpose.shape(tensor.shape, [rank - 2, rank - 1] + spatial)
+                    let name = className.hasPrefix("Separable") ? "\(prefix).depthwise.weight" : "\(prefix).weight"
+                    move = Move(name: name, axes: [rank - 2, rank - 1] + spatial, shape: [permuted[0] * permuted[1], 1] + Array(permuted[2...]),
+                                note: "permuted \(Self.axesText([rank - 2, rank - 1] + spatial)), reshaped to (in*multiplier, 1, ...)")
+                case ("pointwise_kernel", _) where rank >= 3:
+                    move = Move(name: "\(prefix).pointwise.weight", axes: [rank - 1, rank - 2] + Array(0..<(rank - 2)), note: "permuted \(Self.axesText([rank - 1, rank - 2] + Array(0..<(rank - 2))))")
+                case ("bias", _):
+                    move = Move(name: className.hasPrefix("Separable") ? "\(prefix).pointwise.bias" : "\(prefix).bias", note: "renamed")
+                case ("gamma", _): move = Move(name: "\(prefix).weight", note: "renamed")
+                case ("beta", _): move = Move(name: "\(prefix).bias", note: "renamed")
+                case ("moving_mean", _): move = Move(name: "\(prefix).running_mean", note: "renamed")
+                case ("moving_variance", _): move = Move(name: "\(prefix).running_var", note: "renamed")
+                case ("embeddings", _): move = Move(name: "\(prefix).weight", note: "renamed")
+                default:
+                    throw WSurgeryError.unsupportedLayer(path: path, layer: layer.name, reason: "no PyTorch equivalent known for variable '\(local)' of \(className) (shape \(InspectReport.shapeText(tensor.shape)))")
+                }
+                tensors.append(try apply(move, to: tensor, layer: prefix, layout: rank >= 2 ? .torch : .unknown, report: &report))
+            }
+            if layer.kind == .batchNorm || className == "BatchNormalization" {
+                let counter = Tensor(name: "\(prefix).num_batches_tracked", dtype: .i64, shape: [], layout: .unknown, data: MemorySource(bytes: [UInt8](repeating: 0, count: 8)))
+                tensors.append(counter)
+                report.changes.append(TensorChange(layer: prefix, tensor: counter.name, oldShape: [], newShape: [], action: "added (int64 0, as a fresh PyTorch BatchNorm)"))
+            }
+            graph.layers.append(Layer(name: prefix, kind: layer.kind, className: layer.className, tensors: tensors))
+        }
+        graph.architecture = nil
+        var metadata = (input.metadata.safetensors ?? []).filter { $0.0 != "format" && $0.0 != Self.sourceConfigKey }
+        metadata.insert(("format", "pt"), at: 0)
+        if let configText {
+            metadata.append((Self.sourceConfigKey, configText))
+            report.notes.append("the Keras model config is kept in __metadata__['\(Self.sourceConfigKey)'], so convert --layout keras restores the Keras model")
+        }
+        graph.metadata = FileMetadata()
+        graph.metadata.safetensors = metadata
+        return graph
+    }
+
+    // MARK: PyTorch -> Keras
+
+    func toKeras(_ input: TensorGraph, _ report: inout PassReport) throws -> TensorGraph {
+        let path = input.sourcePath
+        let metadata = input.metadata.safetensors ?? []
+        var document: ConfigDocument?
+        if let text = metadata.first(where: { $0.0 == Self.sourceConfigKey })?.1 {
+            do { document = try ConfigDocument(text: text) } catch {
+                throw WSurgeryError.invalidConfig(path: path, reason: "__metadata__ \(Self.sourceConfigKey): \(error)")
+            }
+        }
+        // Keras layers by PyTorch module path, when the config is known.
+        var byModule: [String: KerasLayerConfig] = [:]
+        var configs: [String: KerasLayerConfig] = [:]
+        var shapes: ShapeInference.Result?
+        if let document {
+            let top = KerasConfig.layers(of: document.json)
+            let parents = KerasConfig.parentModels(top)
+            for (layer, _) in KerasConfig.flattened(top) {
+                var names = [layer.name]
+                var p = parents[layer.name]
+                while let parent = p { names.insert(parent, at: 0); p = parents[parent] }
+                byModule[names.joined(separator: ".")] = layer
+                configs[layer.name] = layer
+            }
+            shapes = try ShapeInference.infer(model: document.json, path: path)
+        } else {
+            report.notes.append("no Keras config in the file: names and axes follow each tensor's own shape; a Linear after a flatten keeps PyTorch's (C, H, W) row order, and a depthwise convolution cannot be told from one with a single input channel")
+        }
+        var converted: [Tensor] = []
+        for layer in input.layers {
+            for tensor in layer.tensors {
+                let (moduleName, local) = StateDictGrouping.split(tensor.name)
+                var prefix = moduleName
+                var keras = byModule[moduleName]
+                var part = ""
+                if keras == nil, let dot = moduleName.lastIndex(of: "."), let owner = byModule[String(moduleName[..<dot])] {
+                    keras = owner
+                    prefix = String(moduleName[..<dot])
+                    part = String(moduleName[moduleName.index(after: dot)...])
+                }
+                if document != nil, keras == nil {
+                    throw WSurgeryError.unsupportedLayer(path: path, layer: moduleName, reason: "the Keras config in the file has no layer for PyTorch module '\(moduleName)'")
+                }
+                let kerasName = keras?.name ?? prefix
+                let className = keras?.className ?? Self.className(for: layer.kind)
+                let rank = tensor.shape.count
+                if local == "num_batches_tracked" {
+                    report.changes.append(TensorChange(layer: kerasName, tensor: tensor.name, oldShape: tensor.shape, newShape: [], action: "dropped (Keras keeps no batch counter)"))
+                    continue
+                }
+                let isNorm = ["BatchNormalization", "LayerNormalization", "GroupNormalization"].contains(className) || [.batchNorm, .layerNorm, .groupNorm].contains(layer.kind) || (rank == 1 && local == "weight")
+                var move: Move
+                switch local {
+                case "weight" where className == "Dense" || (keras == nil && rank == 2 && layer.kind != .embedding):
+                    move = Move(name: "\(kerasName)/kernel", axes: [1, 0], note: "transposed")
+                    if let flatten = ShapeInference.flatten(before: kerasName, in: configs) {
+                        guard let map = try shapes?.input(of: flatten), map.count == 4, let h = map[1], let w = map[2], let c = map[3], h * w * c == tensor.shape[1] else {
+                            throw WSurgeryError.unsupportedLayer(path: path, layer: kerasName, reason: "follows Flatten '\(flatten)' whose input is not a known (H, W, C) map of \(tensor.shape[1]) values")
+                        }
+                        move = Move(name: "\(kerasName)/kernel", axes: [2, 3, 1, 0], viewAs: [tensor.shape[0], c, h, w], shape: [h * w * c, tensor.shape[0]],
+                                    note: "transposed, rows reordered from PyTorch's (C, H, W) to Flatten's (H, W, C) = (\(h), \(w), \(c))")
+                    }
+                case "weight" where className.hasPrefix("Depthwise") || part == "depthwise":
+                    let multiplier = keras?.config["depth_multiplier"]?.intValue ?? 1
+                    guard multiplier > 0, tensor.shape[0] % multiplier == 0 else {
+                        throw WSurgeryError.unsupportedLayer(path: path, layer: kerasName, reason: "depthwise weight \(InspectReport.shapeText(tensor.shape)) does not split into channels x multiplier")
+                    }
+                    let view = [tensor.shape[0] / multiplier, multiplier] + Array(tensor.shape[2...])
+                    let axes = Array(2..<rank) + [0, 1]
+                    move = Move(name: "\(kerasName)/depthwise_kernel", axes: axes, viewAs: view, note: "reshaped to (in, multiplier, ...), permuted \(Self.axesText(axes))")
+                case "weight" where part == "pointwise" && rank >= 3:
+                    move = Move(name: "\(kerasName)/pointwise_kernel", axes: Array(2..<rank) + [1, 0], note: "permuted \(Self.axesText(Array(2..<rank) + [1, 0]))")
+                case "weight" where rank >= 3:
+                    move = Move(name: "\(kerasName)/kernel", axes: Array(2..<rank) + [1, 0], note: "permuted \(Self.axesText(Array(2..<rank) + [1, 0]))")
+                case "weight" where layer.kind == .embedding || className == "Embedding":
+                    move = Move(name: "\(kerasName)/embeddings", note: "renamed")
+                case "weight" where isNorm: move = Move(name: "\(kerasName)/gamma", note: "renamed")
+                case "bias" where isNorm && !className.hasPrefix("Conv") && className != "Dense": move = Move(name: "\(kerasName)/beta", note: "renamed")
+                case "bias": move = Move(name: "\(kerasName)/bias", note: "renamed")
+                case "running_mean": move = Move(name: "\(kerasName)/moving_mean", note: "renamed")
+                case "running_var": move = Move(name: "\(kerasName)/moving_variance", note: "renamed")
+                default:
+                    throw WSurgeryError.unsupportedLayer(path: path, layer: moduleName, reason: "no Keras equivalent known for '\(tensor.name)' (shape \(InspectReport.shapeText(tensor.shape)))")
+                }
+                converted.append(try apply(move, to: tensor, layer: kerasName, layout: move.name.hasSuffix("kernel") || move.name.hasSuffix("embeddings") ? .keras : .unknown, report: &report))
+            }
+        }
+        var graph = input
+        graph.metadata.safetensors = metadata.filter { $0.0 != Self.sourceConfigKey && $0.0 != "format" }
+        if let document {
+            graph.architecture = .keras(document)
+            graph.layers = KerasConfig.arrange(converted, by: document.json)
+        } else {
+            graph.architecture = nil
+            graph.layers = StateDictGrouping.layers(from: converted)
+        }
+        return graph
+    }
+
+    // MARK: Helpers
+
+    /// The tensor moved: renamed, its elements permuted (bytes moved as they are), reshaped.
+    func apply(_ move: Move, to tensor: Tensor, layer: String, layout: Layout, report: inout PassReport) throws -> Tensor {
+        var result = tensor
+        result.name = move.name
+        result.layout = layout
+        result.legacyIndex = nil
+        if let axes = move.axes {
+            guard let bits = tensor.dtype.bitsPerElement, bits % 8 == 0 else {
+                throw WSurgeryError.cannotComputeDType(path: "", tensor: tensor.name, dtype: tensor.dtype.numpyName)
+            }
+            let view = move.viewAs ?? tensor.shape
+            let bytes = Transpose.bytes(try tensor.data.readAll(), shape: view, elementSize: bits / 8, axes: axes)
+            result.data = MemorySource(bytes: bytes)
+            result.hdf5Origin = nil
+            result.shape = move.shape ?? Transpose.shape(view, axes)
+        }
+        report.changes.append(TensorChange(layer: layer, tensor: "\(tensor.name) -> \(move.name)", oldShape: tensor.shape, newShape: result.shape, action: move.note))
+        return result
+    }
+
+    static func axesText(_ axes: [Int]) -> String { "(" + axes.map(String.init).joined(separator: ", ") + ")" }
+
+    /// The Keras class a layer kind stands for, for files without a config.
+    static func className(for kind: LayerKind) -> String {
+        switch kind {
+        case .dense: return "Dense"
+        case .conv1d: return "Conv1D"
+        case .conv2d: return "Conv2D"
+        case .conv3d: return "Conv3D"
+        case .depthwiseConv2d: return "DepthwiseConv2D"
+        case .separableConv2d: return "SeparableConv2D"
+        case .conv2dTranspose: return "Conv2DTranspose"
+        case .batchNorm: return "BatchNormalization"
+        case .layerNorm: return "LayerNormalization"
+        case .groupNorm: return "GroupNormalization"
+        case .embedding: return "Embedding"
+        default: return kind.rawValue
+        }
+    }
+}
