@@ -185,3 +185,65 @@ struct SetInputShape: ParsableCommand {
         }
     }
 }
+
+struct DropLayer: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Remove layers; the Keras graph is reconnected and its shapes checked.",
+        discussion: "Each removed layer's readers read what it read. When a later layer's weights no longer fit (a Dense between two Dense layers of other sizes), the command stops unless --reinit-next gives that layer new weights (--init, default glorot-uniform / torch-default). --top removes the classifier stack after the last layer with a spatial output, like include_top=False. Without a Keras architecture (a state dict) the layers' tensors are removed and nothing is checked."
+    )
+
+    @OptionGroup var common: SurgeryOptions
+
+    @Option(help: "A layer to remove (repeatable, or comma-separated).")
+    var layer: [String] = []
+
+    @Flag(help: "Remove the classifier stack (include_top=False).")
+    var top = false
+
+    @Flag(help: "Re-initialise later layers whose weights no longer fit.")
+    var reinitNext = false
+
+    @Option(name: .customLong("init"), help: "Initializer of re-initialised kernels.")
+    var initKind: String?
+
+    @Option(help: "Seed of the initialisation.")
+    var seed: UInt64 = 0
+
+    func run() throws {
+        try common.run {
+            [LayerRemoval(layers: parseLayers(layer), top: top, reinitNext: reinitNext,
+                          initializer: try initKind.map { try Initializer(parsing: $0, option: "--init") }, seed: seed)]
+        }
+    }
+}
+
+struct ResizeDense: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Give a Dense/Linear layer another number of units; the next layer's fan-in follows.",
+        discussion: "The first min(old, N) units keep their weights; new units get --init (default glorot-uniform for Keras, torch-default for PyTorch layouts) and zero biases (torch-default for PyTorch). Normalisation layers in between get scale 1, shift 0, mean 0, variance 1 for new units; the next Dense/Linear layers keep their existing rows and get new ones drawn the same way. A state dict records no edges: name the reading layers with --next."
+    )
+
+    @OptionGroup var common: SurgeryOptions
+
+    @Option(help: "The Dense/Linear layer to resize.")
+    var layer: String
+
+    @Option(help: "The new number of units.")
+    var units: Int
+
+    @Option(name: .customLong("init"), help: "Initializer of the new units' weights.")
+    var initKind: String?
+
+    @Option(help: "Layers reading it (state dicts only; repeatable).")
+    var next: [String] = []
+
+    @Option(help: "Seed of the initialisation.")
+    var seed: UInt64 = 0
+
+    func run() throws {
+        try common.run {
+            [DenseResize(layer: layer, units: units, initializer: try initKind.map { try Initializer(parsing: $0, option: "--init") },
+                         next: parseLayers(next), seed: seed)]
+        }
+    }
+}

@@ -13,7 +13,7 @@ struct WSurgeryCommand: ParsableCommand {
         commandName: "wsurgery",
         abstract: "Weight surgery on pretrained checkpoints (Keras HDF5, .keras, safetensors).",
         version: "0.1.0",
-        subcommands: [Inspect.self, Convert.self, CollapseChannels.self, AdaptChannels.self, ReplaceHead.self, SetInputShape.self]
+        subcommands: [Inspect.self, Convert.self, CollapseChannels.self, AdaptChannels.self, ReplaceHead.self, SetInputShape.self, DropLayer.self, ResizeDense.self]
     )
 }
 

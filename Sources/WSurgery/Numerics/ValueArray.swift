@@ -50,17 +50,27 @@ public struct ValueArray: Equatable, Sendable {
         return result
     }
 
-    /// Replaces the slices along `axis` at the given indices with `fill(index, element)` values.
-    public func replacingSlices(along axis: Int, at indices: Set<Int>, _ fill: (Int) -> Double) -> ValueArray {
+    /// Slices along `axis` taken from this array: slice `j` of the result is slice `sources[j]` of this
+    /// one, or, where `sources[j]` is nil, `fill(flat index in the result)`. Keeping, reordering and
+    /// growing along one axis.
+    public func picking(along axis: Int, sources: [Int?], fill: (Int) -> Double) -> ValueArray {
         let (outer, count, inner) = split(axis)
-        var out = values
+        var newShape = shape
+        newShape[axis] = sources.count
+        var out = [Double](repeating: 0, count: outer * sources.count * inner)
         for o in 0..<outer {
-            for i in 0..<count where indices.contains(i) {
-                let base = (o * count + i) * inner
-                for k in 0..<inner { out[base + k] = fill(base + k) }
+            for (j, source) in sources.enumerated() {
+                let target = (o * sources.count + j) * inner
+                if let source {
+                    precondition(source < count, "source slice out of range")
+                    let from = (o * count + source) * inner
+                    for k in 0..<inner { out[target + k] = values[from + k] }
+                } else {
+                    for k in 0..<inner { out[target + k] = fill(target + k) }
+                }
             }
         }
-        return ValueArray(shape: shape, values: out)
+        return ValueArray(shape: newShape, values: out)
     }
 }
 

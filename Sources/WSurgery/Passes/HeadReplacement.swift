@@ -91,9 +91,7 @@ public struct HeadReplacement: GraphPass {
         let drawn = initializer.sample(count: shape.reduce(1, *), fans: fans, generator: &generator)
         guard !keepClasses.isEmpty else { return ValueArray(shape: shape, values: drawn) }
         let old = try TensorValues.decode(tensor, path: path)
-        let width = old.shape[axis]
-        let select = (0..<shape[axis]).map { j in (0..<width).map { j < keepClasses.count && keepClasses[j] == $0 ? 1.0 : 0.0 } }
-        return old.mapped(along: axis, by: select).replacingSlices(along: axis, at: Set(keepClasses.count..<shape[axis])) { drawn[$0] }
+        return old.picking(along: axis, sources: (0..<shape[axis]).map { $0 < keepClasses.count ? keepClasses[$0] : nil }) { drawn[$0] }
     }
 
     func updateArchitecture(_ graph: inout TensorGraph, heads: [String], oldClasses: [String: Int], report: inout PassReport) throws {

@@ -1,0 +1,148 @@
+/// Gives a Dense/Linear layer another number of units (`resize-dense`): the first min(old, new) units keep
+/// their weights, the rest are initialised; the layers reading it follow: normalisation layers in between
+/// get entries for the new units (scale 1, shift 0, mean 0, variance 1) and the next Dense/Linear layers'
+/// fan-in rows are resized the same way (existing rows kept).
+public struct DenseResize: GraphPass {
+    public var layer: String
+    public var units: Int
+    /// nil: glorot-uniform for Keras kernels, torch-default for PyTorch layouts.
+    public var initializer: Initializer?
+    /// The layers reading it, for a state dict (which records no edges).
+    public var next: [String]
+    public var seed: UInt64
+
+    public init(layer: String, units: Int, initializer: Initializer? = nil, next: [String] = [], seed: UInt64 = 0) {
+        self.layer = layer
+        self.units = units
+        self.initializer = initializer
+        self.next = next
+        self.seed = seed
+    }
+
+    public var name: String { "resize-dense" }
+
+    public var options: [(String, String)] {
+        var result: [(String, String)] = [("layer", layer), ("units", String(units))]
+        if let initializer { result.append(("init", initializer.description)) }
+        if !next.isEmpty { result.append(("next", next.joined(separator: ","))) }
+        result.append(("seed", String(seed)))
+        return result
+    }
+
+    public func validate() throws {
+        guard units >= 1 else { throw WSurgeryError.invalidOption(option: "--units", reason: "must be at least 1 (got \(units))") }
+    }
+
+    public func apply(to input: TensorGraph) throws -> (TensorGraph, PassReport) {
+        var graph = input
+        var report = PassReport(pass: name, options: options)
+        let path = graph.sourcePath
+        let dense = try graph.requireLayer(layer)
+        guard dense.kind == .dense, let roles = WeightRoles(dense), dense.tensors[roles.kernel].shape.count == 2 else {
+            throw WSurgeryError.unsupportedLayer(path: path, layer: layer, reason: "is not a Dense/Linear layer (\(dense.className ?? dense.kind.rawValue))")
+        }
+        let old = dense.tensors[roles.kernel].shape[roles.outputAxis]
+        guard old != units else { throw WSurgeryError.invalidOption(option: "--units", reason: "'\(layer)' already has \(units) units") }
+        try resize(dense, axis: roles.outputAxis, in: &graph, report: &report)
+
+        switch graph.architecture {
+        case .keras(let document)?:
+            try followKeras(document, old: old, graph: &graph, report: &report)
+        default:
+            if next.isEmpty, (try? LayerDetection.classifierHeads(in: graph))?.contains(layer) != true {
+                throw WSurgeryError.unsupportedLayer(path: path, layer: layer, reason: "the checkpoint records no edges, so the layers reading it are unknown; name them with --next (or resize the classifier head)")
+            }
+            for name in next { try resizeReader(try graph.requireLayer(name), in: &graph, report: &report) }
+            if next.isEmpty { report.notes.append("'\(layer)' is the classifier head: no layer reads it") }
+        }
+        graph.dropOptimizerState(in: &report)
+        return (graph, report)
+    }
+
+    /// Resizes every tensor of `layer` along its unit axis (the kernel's `axis`, the vectors' only axis).
+    func resize(_ layer: Layer, axis: Int, in graph: inout TensorGraph, report: inout PassReport) throws {
+        guard let roles = WeightRoles(layer) else { return }
+        try resizeTensor(layer, index: roles.kernel, axis: axis, fill: initializer ?? (roles.layout == .torch ? .torchDefault : .glorotUniform), in: &graph, report: &report)
+        if let b = roles.bias {
+            let fill: Initializer = initializer == nil && roles.layout == .torch ? .torchDefault : .constant(0)
+            var kernelShape = layer.tensors[roles.kernel].shape
+            kernelShape[axis] = units
+            try resizeTensor(layer, index: b, axis: 0, fill: fill, in: &graph, report: &report, fanShape: kernelShape)
+        }
+    }
+
+    /// A normalisation layer's per-unit vectors, or a reading layer's kernel rows.
+    func resizeReader(_ reader: Layer, in graph: inout TensorGraph, report: inout PassReport) throws {
+        if let roles = WeightRoles(reader), reader.kind == .dense || reader.kind == .unknown {
+            try resizeTensor(reader, index: roles.kernel, axis: roles.inputAxis, fill: initializer ?? (roles.layout == .torch ? .torchDefault : .glorotUniform), in: &graph, report: &report)
+            return
+        }
+        guard [.batchNorm, .layerNorm].contains(reader.kind) else {
+            throw WSurgeryError.unsupportedLayer(path: graph.sourcePath, layer: reader.name, reason: "reads '\(layer)' but is a \(reader.className ?? reader.kind.rawValue); only Dense/Linear and normalisation layers can follow a resized Dense")
+        }
+        for (index, tensor) in reader.tensors.enumerated() where tensor.shape.count == 1 {
+            let local = StateDictGrouping.localName(tensor.name)
+            let fill: Initializer = ["gamma", "weight", "moving_variance", "running_var"].contains(local) ? .constant(1) : .constant(0)
+            try resizeTensor(reader, index: index, axis: 0, fill: fill, in: &graph, report: &report)
+        }
+    }
+
+    /// The tensor with `axis` resized to `units`: the first min(old, units) slices kept, the rest drawn.
+    /// `fanShape` gives the fans when they are not the tensor's own (a bias takes its kernel's).
+    func resizeTensor(_ layer: Layer, index: Int, axis: Int, fill: Initializer, in graph: inout TensorGraph, report: inout PassReport, fanShape: [Int]? = nil) throws {
+        let tensor = layer.tensors[index]
+        guard TensorValues.canCompute(tensor.dtype) else {
+            throw WSurgeryError.cannotComputeDType(path: graph.sourcePath, tensor: tensor.name, dtype: tensor.dtype.numpyName)
+        }
+        let old = try TensorValues.decode(tensor, path: graph.sourcePath)
+        var shape = tensor.shape
+        let kept = min(shape[axis], units)
+        shape[axis] = units
+        let layout = tensor.layout == .unknown ? (WeightRoles(layer)?.layout ?? .keras) : tensor.layout
+        var generator = SeededGenerator(seed: seed, stream: tensor.name)
+        let drawn = fill.sample(count: shape.reduce(1, *), fans: Fans(shape: fanShape ?? shape, layout: layout), generator: &generator)
+        let values = old.picking(along: axis, sources: (0..<units).map { $0 < kept ? $0 : nil }) { drawn[$0] }
+        let action = units < old.shape[axis] ? "first \(units) of \(old.shape[axis]) kept" : "\(old.shape[axis]) kept, \(units - old.shape[axis]) new (\(fill), seed \(seed))"
+        graph.replaceTensor(layer: layer.name, index: index, with: values, action: action, in: &report)
+    }
+
+    /// Keras: `units` in the config, the readers found from the graph (through shape-keeping layers), the
+    /// shapes re-inferred and every weight checked.
+    func followKeras(_ document: ConfigDocument, old: Int, graph: inout TensorGraph, report: inout PassReport) throws {
+        let path = graph.sourcePath
+        var model = document.json
+        model = KerasArchitectureEdit.transformLayers(model) { entry in
+            guard KerasConfig.entryName(entry) == layer, var config = entry["config"] else { return entry }
+            var entry = entry
+            config.set("units", .int(units))
+            entry.set("config", config)
+            return entry
+        }
+        let configs = Dictionary(KerasConfig.flattened(KerasConfig.layers(of: model)).map { ($0.layer.name, $0.layer) }, uniquingKeysWith: { a, _ in a })
+        let consumers = graph.consumers
+        var queue = consumers[layer] ?? []
+        var seen = Set<String>()
+        while !queue.isEmpty {
+            let name = queue.removeFirst()
+            guard seen.insert(name).inserted, let reader = graph.layer(named: name) else { continue }
+            let className = configs[name]?.className ?? ""
+            if reader.tensors.isEmpty {
+                guard LayerShapes.shapePreserving.contains(className) else {
+                    throw WSurgeryError.unsupportedLayer(path: path, layer: name, reason: "reads '\(layer)' and is a \(className); only Dense, normalisation and shape-keeping layers can follow a resized Dense")
+                }
+                queue += consumers[name] ?? []
+                continue
+            }
+            try resizeReader(reader, in: &graph, report: &report)
+            if [.batchNorm, .layerNorm].contains(reader.kind) { queue += consumers[name] ?? [] }
+        }
+        let shapes = try ShapeInference.infer(model: model, path: path)
+        try shapes.requireAll()
+        if let misfit = try Refit.misfits(graph, model: model, shapes: shapes).first {
+            throw WSurgeryError.shapeMismatch(path: path, layer: misfit.layer, reason: misfit.description)
+        }
+        let (edited, _) = KerasArchitectureEdit.refreshingShapes(ConfigDocument(json: model, originalText: document.originalText), with: shapes)
+        graph.architecture = .keras(edited)
+        report.notes.append("Keras config: '\(layer)'.units \(old) -> \(units), shapes downstream updated")
+    }
+}
