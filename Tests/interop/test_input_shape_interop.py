@@ -19,9 +19,9 @@ def weights_by_path(model):
     return {v.path: np.asarray(v) for v in model.weights}
 
 
-def gap_cnn():
+def gap_cnn(size=32):
     keras.utils.set_random_seed(5)
-    inputs = keras.Input((32, 32, 3), name="image")
+    inputs = keras.Input((size, size, 3), name="image")
     x = L.Conv2D(8, 3, padding="same", name="conv1")(inputs)
     x = L.BatchNormalization(name="bn1")(x)
     x = L.ReLU(name="relu1")(x)
@@ -209,16 +209,7 @@ def test_channels_chain_adapt_channels(out):
     assert after.input_shape == (None, 64, 64, 1)
     x = np.random.default_rng(3).uniform(size=(2, 64, 64, 1)).astype("float32")
     # Fully convolutional: the original accepts 64x64 RGB too, so gray == RGB copy holds at the new size.
-    rebuilt = gap_cnn_at(64)
+    rebuilt = gap_cnn(64)
     rebuilt.set_weights(before.get_weights())
     np.testing.assert_allclose(after.predict(x, verbose=0), rebuilt.predict(np.repeat(x, 3, -1), verbose=0), rtol=1e-4, atol=1e-5)
 
-
-def gap_cnn_at(size):
-    inputs = keras.Input((size, size, 3), name="image")
-    x = L.Conv2D(8, 3, padding="same", name="conv1")(inputs)
-    x = L.BatchNormalization(name="bn1")(x)
-    x = L.ReLU(name="relu1")(x)
-    x = L.Conv2D(16, 3, strides=2, name="conv2")(x)
-    x = L.GlobalAveragePooling2D(name="gap")(x)
-    return keras.Model(inputs, L.Dense(4, name="head")(x))

@@ -60,12 +60,7 @@ public struct LayoutConversion: GraphPass {
             shapes = try ShapeInference.infer(model: document.json, path: path)
             configText = document.text(style: .python)
         }
-        func module(_ layer: String) -> String {
-            var names = [layer]
-            var p = parents[layer]
-            while let parent = p { names.insert(parent, at: 0); p = parents[parent] }
-            return names.joined(separator: ".")
-        }
+        func module(_ layer: String) -> String { Self.modulePath(layer, parents: parents) }
         var graph = input
         graph.layers = []
         for layer in input.layers {
@@ -148,10 +143,7 @@ public struct LayoutConversion: GraphPass {
             let top = KerasConfig.layers(of: document.json)
             let parents = KerasConfig.parentModels(top)
             for (layer, _) in KerasConfig.flattened(top) {
-                var names = [layer.name]
-                var p = parents[layer.name]
-                while let parent = p { names.insert(parent, at: 0); p = parents[parent] }
-                byModule[names.joined(separator: ".")] = layer
+                byModule[Self.modulePath(layer.name, parents: parents)] = layer
                 configs[layer.name] = layer
             }
             shapes = try ShapeInference.infer(model: document.json, path: path)
@@ -249,6 +241,14 @@ public struct LayoutConversion: GraphPass {
         }
         report.changes.append(TensorChange(layer: layer, tensor: "\(tensor.name) -> \(move.name)", oldShape: tensor.shape, newShape: result.shape, action: move.note))
         return result
+    }
+
+    /// The PyTorch module path of a Keras layer: the models holding it, then its name (`base.base_conv`).
+    static func modulePath(_ layer: String, parents: [String: String]) -> String {
+        var names = [layer]
+        var next = parents[layer]
+        while let parent = next { names.insert(parent, at: 0); next = parents[parent] }
+        return names.joined(separator: ".")
     }
 
     static func axesText(_ axes: [Int]) -> String { "(" + axes.map(String.init).joined(separator: ", ") + ")" }

@@ -31,20 +31,14 @@ enum LayerShapes {
              "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D", "SeparableConvolution2D":
             let rank = spatialRank(className)
             let (spatial, channels) = try split(x, rank: rank, channelsFirst: channelsFirst, className: className)
-            let kernel = ints(config["kernel_size"], rank, 1)
-            let strides = ints(config["strides"], rank, 1)
-            let dilation = ints(config["dilation_rate"], rank, 1)
-            let padding = config["padding"]?.stringValue ?? "valid"
+            let (kernel, strides, dilation, padding) = window(config, rank)
             let out = spatial.indices.map { i in convLength(spatial[i], kernel[i], strides[i], dilation[i], padding) }
             let filters = className.hasPrefix("Depthwise") ? channels.map { $0 * (config["depth_multiplier"]?.intValue ?? 1) } : config["filters"]?.intValue
             return [try join(x[0], out, filters, channelsFirst: channelsFirst)]
         case "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose", "Convolution2DTranspose":
             let rank = spatialRank(className)
             let (spatial, _) = try split(x, rank: rank, channelsFirst: channelsFirst, className: className)
-            let kernel = ints(config["kernel_size"], rank, 1)
-            let strides = ints(config["strides"], rank, 1)
-            let dilation = ints(config["dilation_rate"], rank, 1)
-            let padding = config["padding"]?.stringValue ?? "valid"
+            let (kernel, strides, dilation, padding) = window(config, rank)
             let outputPadding = config["output_padding"].flatMap { $0.isNull ? nil : ints($0, rank, 0) }
             let out = spatial.indices.map { i in
                 transposedLength(spatial[i], kernel[i], strides[i], dilation[i], padding, outputPadding?[i])
@@ -113,6 +107,12 @@ enum LayerShapes {
         default:
             throw .unknownClass
         }
+    }
+
+    /// A convolution's window: kernel size, strides and dilation per axis, and the padding mode.
+    static func window(_ config: JSONValue, _ rank: Int) -> (kernel: [Int], strides: [Int], dilation: [Int], padding: String) {
+        (ints(config["kernel_size"], rank, 1), ints(config["strides"], rank, 1), ints(config["dilation_rate"], rank, 1),
+         config["padding"]?.stringValue ?? "valid")
     }
 
     static func spatialRank(_ className: String) -> Int {
