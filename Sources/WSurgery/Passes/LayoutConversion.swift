@@ -61,6 +61,9 @@ public struct LayoutConversion: GraphPass {
             configText = document.text(style: .python)
         }
         func module(_ layer: String) -> String { Self.modulePath(layer, parents: parents) }
+        if input.architecture == nil, input.layers.contains(where: { $0.kind == .dense }) {
+            report.notes.append("no Keras config: Dense kernels are transposed, but whether one follows a Flatten is unknown, so its rows keep Keras's (H, W, C) order")
+        }
         var graph = input
         graph.layers = []
         for layer in input.layers {
