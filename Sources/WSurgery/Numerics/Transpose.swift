@@ -41,3 +41,28 @@ public enum Transpose {
         return out
     }
 }
+
+/// A tensor's bytes permuted when a writer asks for them, not before: converting a whole checkpoint's
+/// layout holds one tensor (twice) in memory at a time, never the checkpoint.
+public struct TransposedSource: TensorSource {
+    public let base: any TensorSource
+    /// The shape the base bytes are read as.
+    public let shape: [Int]
+    public let elementSize: Int
+    public let axes: [Int]
+
+    public init(base: any TensorSource, shape: [Int], elementSize: Int, axes: [Int]) {
+        self.base = base
+        self.shape = shape
+        self.elementSize = elementSize
+        self.axes = axes
+    }
+
+    public var byteCount: UInt64 { base.byteCount }
+    public var fileRegion: FileRegion? { nil }
+
+    public func forEachChunk(maxChunk: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let permuted = Transpose.bytes(try base.readAll(), shape: shape, elementSize: elementSize, axes: axes)
+        try MemorySource(bytes: permuted).forEachChunk(maxChunk: maxChunk, body)
+    }
+}

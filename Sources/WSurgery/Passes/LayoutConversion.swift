@@ -226,7 +226,7 @@ public struct LayoutConversion: GraphPass {
 
     // MARK: Helpers
 
-    /// The tensor moved: renamed, its elements permuted (bytes moved as they are), reshaped.
+    /// The tensor moved: renamed, its elements permuted (bytes moved as they are, when written), reshaped.
     func apply(_ move: Move, to tensor: Tensor, layer: String, layout: Layout, report: inout PassReport) throws -> Tensor {
         var result = tensor
         result.name = move.name
@@ -237,8 +237,7 @@ public struct LayoutConversion: GraphPass {
                 throw WSurgeryError.cannotComputeDType(path: "", tensor: tensor.name, dtype: tensor.dtype.numpyName)
             }
             let view = move.viewAs ?? tensor.shape
-            let bytes = Transpose.bytes(try tensor.data.readAll(), shape: view, elementSize: bits / 8, axes: axes)
-            result.data = MemorySource(bytes: bytes)
+            result.data = TransposedSource(base: tensor.data, shape: view, elementSize: bits / 8, axes: axes)
             result.hdf5Origin = nil
             result.shape = move.shape ?? Transpose.shape(view, axes)
         }
