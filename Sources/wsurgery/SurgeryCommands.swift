@@ -1,7 +1,7 @@
 import ArgumentParser
 import WSurgery
 
-/// Arguments every surgery command shares.
+/// Arguments every command that writes a checkpoint shares (`convert` and the surgery commands).
 struct SurgeryOptions: ParsableArguments {
     @Argument(help: "The input checkpoint.")
     var input: String
@@ -41,7 +41,8 @@ struct SurgeryOptions: ParsableArguments {
                 print(object.serialized(.pretty))
             } else {
                 for report in result.reports { print(report.table) }
-                print(dryRun ? "dry run: nothing written" : "wrote \(output ?? "")")
+                let size = "\(result.tensorCount) tensors, \(result.byteCount) bytes, from \(input) (\(result.sourceFormat.rawValue))"
+                print(dryRun ? "dry run: nothing written (\(size))" : "wrote \(output ?? ""): \(size)")
             }
             for note in result.writerNotes { FileHandleOutput.standardError("note: \(note)\n") }
         }

@@ -50,46 +50,22 @@ struct Convert: ParsableCommand {
         discussion: "The output format follows OUT's name: .safetensors, .safetensors.index.json or a directory (sharded), .h5/.hdf5 (legacy Keras), .weights.h5 (Keras 3), .keras."
     )
 
-    @Argument(help: "The input checkpoint.")
-    var input: String
-
-    @Argument(help: "The output path.")
-    var output: String
-
-    @Option(help: "Write sharded safetensors with shards of at most this size (e.g. 5GB, 500MB, 2GiB).")
-    var shardSize: String?
-
-    @Flag(help: "Replace OUT if it exists.")
-    var force = false
+    @OptionGroup var common: SurgeryOptions
 
     @Option(help: "Also move the tensors to another layout: torch (PyTorch names and axes, written as safetensors) or keras.")
     var layout: String?
 
-    @Flag(help: "Print the report as JSON (with --layout).")
-    var json = false
-
     func run() throws {
-        try reportingFailures {
-            let shard = try shardSize.map(ShardedSafetensors.parseSize)
-            var passes: [any GraphPass] = []
-            if let layout {
-                guard let target = Layout(rawValue: layout), target != .unknown else {
-                    throw WSurgeryError.invalidOption(option: "--layout", reason: "'\(layout)': expected torch or keras")
-                }
-                let format = try Checkpoint.outputFormat(for: output, shardSize: shard)
-                if target == .torch, ![.safetensors, .shardedSafetensors].contains(format) {
-                    throw WSurgeryError.invalidOption(option: "--layout", reason: "a PyTorch-layout state dict is written as .safetensors (Keras files need Keras layout); got \(output)")
-                }
-                passes.append(LayoutConversion(target: target))
+        try common.run {
+            guard let layout else { return [] }
+            guard let target = Layout(rawValue: layout), target != .unknown else {
+                throw WSurgeryError.invalidOption(option: "--layout", reason: "'\(layout)': expected torch or keras")
             }
-            let result = try Pipeline.run(passes, input: input, output: output, options: .init(force: force, shardSize: shard))
-            if json {
-                print(JSONValue.object([("input", .string(input)), ("output", .string(output)), ("passes", .array(result.reports.map(\.json)))]).serialized(.pretty))
-            } else {
-                for report in result.reports { print(report.table) }
-                print("converted \(input) (\(result.sourceFormat.rawValue)) -> \(output): \(result.tensorCount) tensors, \(result.byteCount) bytes")
+            if target == .torch, let output = common.output,
+               ![.safetensors, .shardedSafetensors].contains(try Checkpoint.outputFormat(for: output, shardSize: try common.shardSize.map(ShardedSafetensors.parseSize))) {
+                throw WSurgeryError.invalidOption(option: "--layout", reason: "a PyTorch-layout state dict is written as .safetensors (Keras files need Keras layout); got \(output)")
             }
-            for note in result.writerNotes { FileHandleOutput.standardError("note: \(note)\n") }
+            return [LayoutConversion(target: target)]
         }
     }
 }

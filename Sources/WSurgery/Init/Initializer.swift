@@ -121,10 +121,23 @@ public struct Fans: Equatable, Sendable {
 }
 
 extension Initializer {
-    /// New values of `shape` for the tensor named `tensor`, drawn from that tensor's own seeded stream,
-    /// with the fans of `shape` under `layout`.
-    public func values(shape: [Int], layout: Layout, seed: UInt64, tensor: String) -> ValueArray {
+    /// New values of `shape` for the tensor named `tensor`, drawn from that tensor's own seeded stream.
+    public func values(shape: [Int], fans: Fans, seed: UInt64, tensor: String) -> ValueArray {
         var generator = SeededGenerator(seed: seed, stream: tensor)
-        return ValueArray(shape: shape, values: sample(count: shape.reduce(1, *), fans: Fans(shape: shape, layout: layout), generator: &generator))
+        return ValueArray(shape: shape, values: sample(count: shape.reduce(1, *), fans: fans, generator: &generator))
+    }
+
+    /// `tensor` rebuilt along `axis`: slice `j` of the result is the old slice `sources[j]`, or, where that
+    /// is nil, values drawn for the new shape (the tensor's own seeded stream, `fans`). Keeping classes of
+    /// a head, growing or shrinking a layer's units.
+    public func rebuilding(_ tensor: Tensor, axis: Int, sources: [Int?], fans: Fans, seed: UInt64, path: String) throws -> ValueArray {
+        guard TensorValues.canCompute(tensor.dtype) else {
+            throw WSurgeryError.cannotComputeDType(path: path, tensor: tensor.name, dtype: tensor.dtype.numpyName)
+        }
+        var shape = tensor.shape
+        shape[axis] = sources.count
+        let drawn = values(shape: shape, fans: fans, seed: seed, tensor: tensor.name)
+        guard sources.contains(where: { $0 != nil }) else { return drawn }
+        return try TensorValues.decode(tensor, path: path).picking(along: axis, sources: sources) { drawn.values[$0] }
     }
 }

@@ -91,18 +91,13 @@ public struct DenseResize: GraphPass {
     /// `fanShape` gives the fans when they are not the tensor's own (a bias takes its kernel's).
     func resizeTensor(_ layer: Layer, index: Int, axis: Int, fill: Initializer, in graph: inout TensorGraph, report: inout PassReport, fanShape: [Int]? = nil) throws {
         let tensor = layer.tensors[index]
-        guard TensorValues.canCompute(tensor.dtype) else {
-            throw WSurgeryError.cannotComputeDType(path: graph.sourcePath, tensor: tensor.name, dtype: tensor.dtype.numpyName)
-        }
-        let old = try TensorValues.decode(tensor, path: graph.sourcePath)
+        let old = tensor.shape[axis]
         var shape = tensor.shape
-        let kept = min(shape[axis], units)
         shape[axis] = units
         let layout = tensor.layout == .unknown ? (WeightRoles(layer)?.layout ?? .keras) : tensor.layout
-        var generator = SeededGenerator(seed: seed, stream: tensor.name)
-        let drawn = fill.sample(count: shape.reduce(1, *), fans: Fans(shape: fanShape ?? shape, layout: layout), generator: &generator)
-        let values = old.picking(along: axis, sources: (0..<units).map { $0 < kept ? $0 : nil }) { drawn[$0] }
-        let action = units < old.shape[axis] ? "first \(units) of \(old.shape[axis]) kept" : "\(old.shape[axis]) kept, \(units - old.shape[axis]) new (\(fill), seed \(seed))"
+        let sources = (0..<units).map { $0 < old ? $0 : nil }
+        let values = try fill.rebuilding(tensor, axis: axis, sources: sources, fans: Fans(shape: fanShape ?? shape, layout: layout), seed: seed, path: graph.sourcePath)
+        let action = units < old ? "first \(units) of \(old) kept" : "\(old) kept, \(units - old) new (\(fill), seed \(seed))"
         graph.replaceTensor(layer: layer.name, index: index, with: values, action: action, in: &report)
     }
 
@@ -138,7 +133,7 @@ public struct DenseResize: GraphPass {
         }
         let shapes = try ShapeInference.infer(model: model, path: path)
         try shapes.requireAll()
-        if let misfit = try Refit.misfits(graph, model: model, shapes: shapes).first {
+        if let misfit = try Refit.misfits(graph, model: model, shapes: shapes, before: try ShapeInference.infer(model: document.json, path: path)).first {
             throw WSurgeryError.shapeMismatch(path: path, layer: misfit.layer, reason: misfit.description)
         }
         let (edited, _) = KerasArchitectureEdit.refreshingShapes(ConfigDocument(json: model, originalText: document.originalText), with: shapes)

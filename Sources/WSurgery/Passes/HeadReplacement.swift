@@ -84,14 +84,8 @@ public struct HeadReplacement: GraphPass {
     /// Values of `shape`: kept classes' slices copied from the old tensor, the rest drawn from the
     /// initializer with this tensor's own seeded stream.
     func newValues(_ tensor: Tensor, shape: [Int], axis: Int, initializer: Initializer, fans: Fans, path: String) throws -> ValueArray {
-        guard TensorValues.canCompute(tensor.dtype) else {
-            throw WSurgeryError.cannotComputeDType(path: path, tensor: tensor.name, dtype: tensor.dtype.numpyName)
-        }
-        var generator = SeededGenerator(seed: seed, stream: tensor.name)
-        let drawn = initializer.sample(count: shape.reduce(1, *), fans: fans, generator: &generator)
-        guard !keepClasses.isEmpty else { return ValueArray(shape: shape, values: drawn) }
-        let old = try TensorValues.decode(tensor, path: path)
-        return old.picking(along: axis, sources: (0..<shape[axis]).map { $0 < keepClasses.count ? keepClasses[$0] : nil }) { drawn[$0] }
+        let sources = (0..<shape[axis]).map { $0 < keepClasses.count ? keepClasses[$0] : nil }
+        return try initializer.rebuilding(tensor, axis: axis, sources: sources, fans: fans, seed: seed, path: path)
     }
 
     func updateArchitecture(_ graph: inout TensorGraph, heads: [String], oldClasses: [String: Int], report: inout PassReport) throws {

@@ -97,41 +97,21 @@ public struct InputShapeChange: GraphPass {
         let new = try ShapeInference.infer(model: model, inputShapes: [newInput], path: path)
         try new.requireAll()
 
-        var misfit: [(layer: Layer, index: Int, rows: Int)] = []
-        for layer in graph.layers where !layer.tensors.isEmpty {
-            guard let config = layers[layer.name], config.sublayers.isEmpty else { continue }
-            let before = old.inputs[layer.name]?.first
-            let after = try new.input(of: layer.name)
-            guard let expected = WeightFit.expectedShapes(className: config.className, config: config.config, input: after) else {
-                if before != after {
-                    throw WSurgeryError.unsupportedLayer(path: path, layer: layer.name, reason: "its input changes from \(before.map(InspectReport.shapeText) ?? "?") to \(InspectReport.shapeText(after)) and wsurgery cannot tell whether its \(config.className) weights depend on that")
-                }
-                continue
-            }
-            for (index, want) in WeightFit.misfits(layer, expected: expected) {
-                let tensor = layer.tensors[index]
-                let onlyRows = config.className == "Dense" && StateDictGrouping.localName(tensor.name) == "kernel" && want.count == 2 && want[1] == tensor.shape[1]
-                guard onlyRows, let rows = want[0] else {
-                    throw WSurgeryError.shapeMismatch(path: path, layer: layer.name, reason: "tensor '\(tensor.name)' has shape \(InspectReport.shapeText(tensor.shape)) but its input \(InspectReport.shapeText(after)) needs \(InspectReport.shapeText(want))")
-                }
-                misfit.append((layer, index, rows))
-            }
+        // Only a Dense kernel's fan-in (its rows) may change with the input size.
+        let misfits = try Refit.misfits(graph, model: model, shapes: new, before: old)
+        for m in misfits where !(layers[m.layer]?.className == "Dense" && StateDictGrouping.localName(m.tensor.name) == "kernel" && m.expected.count == 2 && m.expected[1] == m.tensor.shape[1]) {
+            throw WSurgeryError.shapeMismatch(path: path, layer: m.layer, reason: m.description)
         }
-        if !misfit.isEmpty, densePolicy == .error {
-            throw WSurgeryError.weightsDoNotFit(path: path, layers: misfit.map { "\($0.layer.name) (kernel \(InspectReport.shapeText($0.layer.tensors[$0.index].shape)) -> \(InspectReport.shapeText([$0.rows, $0.layer.tensors[$0.index].shape[1]])))" },
+        if !misfits.isEmpty, densePolicy == .error {
+            throw WSurgeryError.weightsDoNotFit(path: path, layers: misfits.map { "\($0.layer) (kernel \(InspectReport.shapeText($0.tensor.shape)) -> \(InspectReport.shapeText($0.expected)))" },
                                                 hint: "use --dense-policy reinit or resample")
         }
-        for (layer, index, rows) in misfit {
-            let tensor = layer.tensors[index]
-            let newShape = [rows, tensor.shape[1]]
-            switch densePolicy {
-            case .reinit, .error:
-                let kind = initializer ?? .glorotUniform
-                let values = kind.values(shape: newShape, layout: tensor.layout, seed: seed, tensor: tensor.name)
-                graph.replaceTensor(layer: layer.name, index: index, with: values, action: "new \(kind) (seed \(seed)) for fan-in \(tensor.shape[0]) -> \(rows)", in: &report)
-            case .resample:
-                let (values, action) = try resampled(tensor, layer: layer.name, old: old, new: new, layers: layers, channelsFirst: channelsFirst, path: path)
-                graph.replaceTensor(layer: layer.name, index: index, with: values, action: action, in: &report)
+        for m in misfits {
+            if densePolicy == .resample {
+                let (values, action) = try resampled(m.tensor, layer: m.layer, old: old, new: new, layers: layers, channelsFirst: channelsFirst, path: path)
+                graph.replaceTensor(layer: m.layer, index: m.index, with: values, action: action, in: &report)
+            } else {
+                try Refit.reinitialise(m, in: &graph, initializer: initializer, seed: seed, reason: " for fan-in \(m.tensor.shape[0]) -> \(m.expected[0].map(String.init) ?? "?")", report: &report)
             }
         }
         let (edited, fields) = KerasArchitectureEdit.refreshingShapes(document, with: new)
@@ -139,11 +119,11 @@ public struct InputShapeChange: GraphPass {
         if !fields.isEmpty { report.notes.append("Keras config: shapes updated in \(fields.count) field(s), input now \(InspectReport.shapeText(newInput))") }
         report.layerShapes = new.order.filter { layers[$0] != nil }.map { name in
             let weighted = graph.layer(named: name).map { !$0.tensors.isEmpty } ?? false
-            let changed = misfit.contains { $0.layer.name == name }
+            let changed = misfits.contains { $0.layer == name }
             return LayerShapeChange(layer: name, oldOutput: old.outputs[name]?.first, newOutput: new.outputs[name]?.first,
                                     weights: !weighted ? "-" : changed ? (densePolicy == .resample ? "resampled" : "re-initialised") : "unchanged")
         }
-        if misfit.isEmpty {
+        if misfits.isEmpty {
             let pooling = new.order.filter { layers[$0]?.className.hasPrefix("Global") ?? false }
             report.notes.append("every weight transfers unchanged" + (pooling.isEmpty ? "" : ": the model is fully convolutional up to \(pooling.map { "'\($0)'" }.joined(separator: ", "))"))
         }
@@ -242,13 +222,4 @@ public struct InputShapeChange: GraphPass {
         }
         throw WSurgeryError.unsupportedLayer(path: path, layer: tensor, reason: "\(tokens) positions are not a square grid plus up to 8 prefix tokens; give config.json an image_size")
     }
-}
-
-/// One layer's output shape before and after an edit, and what happened to its weights.
-public struct LayerShapeChange: Sendable, Equatable {
-    public var layer: String
-    public var oldOutput: KerasShape?
-    public var newOutput: KerasShape?
-    /// `unchanged`, `re-initialised`, `resampled`, `-` (no weights).
-    public var weights: String
 }

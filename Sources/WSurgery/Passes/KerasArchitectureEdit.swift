@@ -5,15 +5,13 @@
 enum KerasArchitectureEdit {
     /// Layer classes that leave the channel count as it is, so they may sit between the input and the
     /// first convolution, or after the head.
-    static let channelPreserving: Set<String> = [
+    static let channelPreserving: Set<String> = LayerShapes.shapePreserving.union([
         "InputLayer", "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D",
-        "Rescaling", "Resizing", "CenterCrop", "Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax", "Dropout",
-        "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "Identity", "RandomFlip", "RandomRotation",
-        "RandomZoom", "RandomTranslation", "RandomCrop", "RandomContrast", "RandomBrightness", "UpSampling2D",
+        "Resizing", "CenterCrop", "RandomCrop", "UpSampling1D", "UpSampling2D", "UpSampling3D",
         "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
         "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalMaxPooling1D",
-        "GlobalMaxPooling2D", "GlobalMaxPooling3D", "ActivityRegularization",
-    ]
+        "GlobalMaxPooling2D", "GlobalMaxPooling3D",
+    ])
 
     /// The config of a graph whose first convolution `conv` now takes `channels` input channels: input
     /// layer shapes, `build_config` input shapes and the recorded tensor shapes on the way from the inputs

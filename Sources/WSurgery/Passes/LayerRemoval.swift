@@ -46,7 +46,7 @@ public struct LayerRemoval: GraphPass {
         let shapes = try ShapeInference.infer(model: model, path: path)
         try shapes.requireAll()
         remove(Set(names), from: &graph, report: &report)
-        let misfits = try Refit.misfits(graph, model: model, shapes: shapes)
+        let misfits = try Refit.misfits(graph, model: model, shapes: shapes, before: try ShapeInference.infer(model: document.json, path: path))
         if let first = misfits.first, !reinitNext {
             throw WSurgeryError.shapeMismatch(path: path, layer: first.layer, reason: "after removing \(names.map { "'\($0)'" }.joined(separator: ", ")): " + misfits.map(\.description).joined(separator: "; ") + "; --reinit-next gives it new weights")
         }

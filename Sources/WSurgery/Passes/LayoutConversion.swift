@@ -106,7 +106,7 @@ public struct LayoutConversion: GraphPass {
                 default:
                     throw WSurgeryError.unsupportedLayer(path: path, layer: layer.name, reason: "no PyTorch equivalent known for variable '\(local)' of \(className) (shape \(InspectReport.shapeText(tensor.shape)))")
                 }
-                tensors.append(try apply(move, to: tensor, layer: prefix, layout: rank >= 2 ? .torch : .unknown, report: &report))
+                tensors.append(try apply(move, to: tensor, layer: prefix, layout: rank >= 2 ? .torch : .unknown, path: path, report: &report))
             }
             if layer.kind == .batchNorm || className == "BatchNormalization" {
                 let counter = Tensor(name: "\(prefix).num_batches_tracked", dtype: .i64, shape: [], layout: .unknown, data: MemorySource(bytes: [UInt8](repeating: 0, count: 8)))
@@ -209,7 +209,7 @@ public struct LayoutConversion: GraphPass {
                 default:
                     throw WSurgeryError.unsupportedLayer(path: path, layer: moduleName, reason: "no Keras equivalent known for '\(tensor.name)' (shape \(InspectReport.shapeText(tensor.shape)))")
                 }
-                converted.append(try apply(move, to: tensor, layer: kerasName, layout: move.name.hasSuffix("kernel") || move.name.hasSuffix("embeddings") ? .keras : .unknown, report: &report))
+                converted.append(try apply(move, to: tensor, layer: kerasName, layout: move.name.hasSuffix("kernel") || move.name.hasSuffix("embeddings") ? .keras : .unknown, path: path, report: &report))
             }
         }
         var graph = input
@@ -227,14 +227,14 @@ public struct LayoutConversion: GraphPass {
     // MARK: Helpers
 
     /// The tensor moved: renamed, its elements permuted (bytes moved as they are, when written), reshaped.
-    func apply(_ move: Move, to tensor: Tensor, layer: String, layout: Layout, report: inout PassReport) throws -> Tensor {
+    func apply(_ move: Move, to tensor: Tensor, layer: String, layout: Layout, path: String, report: inout PassReport) throws -> Tensor {
         var result = tensor
         result.name = move.name
         result.layout = layout
         result.legacyIndex = nil
         if let axes = move.axes {
             guard let bits = tensor.dtype.bitsPerElement, bits % 8 == 0 else {
-                throw WSurgeryError.cannotComputeDType(path: "", tensor: tensor.name, dtype: tensor.dtype.numpyName)
+                throw WSurgeryError.cannotComputeDType(path: path, tensor: tensor.name, dtype: tensor.dtype.numpyName)
             }
             let view = move.viewAs ?? tensor.shape
             result.data = TransposedSource(base: tensor.data, shape: view, elementSize: bits / 8, axes: axes)

@@ -21,6 +21,15 @@ public struct TensorChange: Sendable, Equatable {
     public var action: String
 }
 
+/// One layer's output shape before and after an edit, and what happened to its weights.
+public struct LayerShapeChange: Sendable, Equatable {
+    public var layer: String
+    public var oldOutput: KerasShape?
+    public var newOutput: KerasShape?
+    /// `unchanged`, `re-initialised`, `resampled`, `-` (no weights).
+    public var weights: String
+}
+
 /// What a pass did: every tensor whose shape or values changed, and notes (architecture edits, dropped
 /// optimizer state). Rendered as a table or as JSON.
 public struct PassReport: Sendable {

@@ -12,14 +12,22 @@ enum Refit {
         }
     }
 
-    /// Every tensor of a layer with a known class whose shape differs from what its inferred input needs.
-    static func misfits(_ graph: TensorGraph, model: JSONValue, shapes: ShapeInference.Result) throws -> [Misfit] {
+    /// Every tensor whose shape differs from what its layer's inferred input needs. A layer with weights
+    /// whose class has no rule is refused when its input differs from `before` (the shapes before the
+    /// edit): whether its weights still fit cannot be told.
+    static func misfits(_ graph: TensorGraph, model: JSONValue, shapes: ShapeInference.Result, before: ShapeInference.Result) throws -> [Misfit] {
         let configs = Dictionary(KerasConfig.flattened(KerasConfig.layers(of: model)).map { ($0.layer.name, $0.layer) }, uniquingKeysWith: { a, _ in a })
         var result: [Misfit] = []
         for layer in graph.layers where !layer.tensors.isEmpty {
             guard let config = configs[layer.name], config.sublayers.isEmpty else { continue }
             let input = try shapes.input(of: layer.name)
-            guard let expected = WeightFit.expectedShapes(className: config.className, config: config.config, input: input) else { continue }
+            guard let expected = WeightFit.expectedShapes(className: config.className, config: config.config, input: input) else {
+                let old = before.inputs[layer.name]?.first
+                if old != input {
+                    throw WSurgeryError.unsupportedLayer(path: graph.sourcePath, layer: layer.name, reason: "its input changes from \(old.map(InspectReport.shapeText) ?? "?") to \(InspectReport.shapeText(input)) and wsurgery cannot tell whether its \(config.className) weights depend on that")
+                }
+                continue
+            }
             for (index, want) in WeightFit.misfits(layer, expected: expected) {
                 result.append(Misfit(layer: layer.name, index: index, tensor: layer.tensors[index], expected: want, input: input))
             }
@@ -29,7 +37,8 @@ enum Refit {
 
     /// New values for a misfit: kernels from `initializer` (default glorot-uniform for Keras, torch-default
     /// for PyTorch layouts), biases and BatchNorm/LayerNorm shifts and means zeros, scales and variances ones.
-    static func reinitialise(_ misfit: Misfit, in graph: inout TensorGraph, initializer: Initializer?, seed: UInt64, report: inout PassReport) throws {
+    /// `reason` ends the report's action (default: the new input shape).
+    static func reinitialise(_ misfit: Misfit, in graph: inout TensorGraph, initializer: Initializer?, seed: UInt64, reason: String? = nil, report: inout PassReport) throws {
         guard misfit.expected.allSatisfy({ $0 != nil }) else {
             throw WSurgeryError.shapeMismatch(path: graph.sourcePath, layer: misfit.layer, reason: misfit.description + ", with sizes left open")
         }
@@ -44,7 +53,7 @@ enum Refit {
         default: kind = initializer ?? (misfit.tensor.layout == .torch ? .torchDefault : .glorotUniform)
         }
         let layout = misfit.tensor.layout == .unknown ? Layout.keras : misfit.tensor.layout
-        let values = kind.values(shape: shape, layout: layout, seed: seed, tensor: misfit.tensor.name)
-        graph.replaceTensor(layer: misfit.layer, index: misfit.index, with: values, action: "new \(kind) (seed \(seed)): its input changed to \(InspectReport.shapeText(misfit.input))", in: &report)
+        let values = kind.values(shape: shape, fans: Fans(shape: shape, layout: layout), seed: seed, tensor: misfit.tensor.name)
+        graph.replaceTensor(layer: misfit.layer, index: misfit.index, with: values, action: "new \(kind) (seed \(seed))" + (reason ?? ": its input changed to \(InspectReport.shapeText(misfit.input))"), in: &report)
     }
 }

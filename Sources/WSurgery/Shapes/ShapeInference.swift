@@ -115,7 +115,6 @@ public enum ShapeInference {
         let inputNames = inputLayerNames(config)
         // Outputs per layer and call (node).
         var produced: [String: [[KerasShape]]] = [:]
-        var unknownBecause: [String: String] = [:]
         for (i, inputName) in inputNames.enumerated() {
             guard let entry = entries.first(where: { KerasConfig.entryName($0) == inputName }) else {
                 throw WSurgeryError.invalidConfig(path: result.path, reason: "model '\(name)' names input layer '\(inputName)', which it does not define")
@@ -135,15 +134,15 @@ public enum ShapeInference {
             for entry in pending {
                 let layerName = KerasConfig.entryName(entry) ?? "?"
                 let nodes = nodeRefs(entry["inbound_nodes"])
-                guard nodes.allSatisfy({ $0.allSatisfy { produced[$0.layer] != nil || unknownBecause[$0.layer] != nil } }) else {
+                guard nodes.allSatisfy({ $0.allSatisfy { produced[$0.layer] != nil || result.blockedBy[$0.layer] != nil } }) else {
                     next.append(entry)
                     continue
                 }
                 let className = entry["class_name"]?.stringValue ?? "?"
                 result.classNames[layerName] = className
                 result.order.append(layerName)
-                if let blocker = nodes.lazy.flatMap({ $0 }).compactMap({ unknownBecause[$0.layer] }).first {
-                    unknownBecause[layerName] = blocker
+                let blocked = result.blockedBy
+                if let blocker = nodes.joined().lazy.compactMap({ blocked[$0.layer] }).first {
                     result.blockedBy[layerName] = blocker
                     continue
                 }
@@ -157,14 +156,13 @@ public enum ShapeInference {
                     }
                     if calls.isEmpty { result.inputs[layerName] = inputs }
                     guard let outputs = try layerOutputs(entry, name: layerName, className: className, inputs: inputs, into: &result) else {
-                        unknownBecause[layerName] = result.blockedBy[layerName] ?? layerName
-                        result.blockedBy[layerName] = unknownBecause[layerName]
+                        result.blockedBy[layerName] = result.blockedBy[layerName] ?? layerName
                         break
                     }
                     if calls.isEmpty { result.outputs[layerName] = outputs }
                     calls.append(outputs)
                 }
-                if unknownBecause[layerName] == nil { produced[layerName] = calls }
+                if result.blockedBy[layerName] == nil { produced[layerName] = calls }
             }
             if next.count == pending.count {
                 let names = next.compactMap { KerasConfig.entryName($0) }
@@ -174,7 +172,7 @@ public enum ShapeInference {
         }
         var outputs: [KerasShape] = []
         for ref in outputRefs(config) {
-            if let blocker = unknownBecause[ref.layer] {
+            if let blocker = result.blockedBy[ref.layer] {
                 result.blockedBy[name] = blocker
                 return []
             }
