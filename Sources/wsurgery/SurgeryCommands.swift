@@ -49,6 +49,17 @@ struct SurgeryOptions: ParsableArguments {
     }
 }
 
+/// `--init` and `--seed`, for every command that draws new weights.
+struct InitOptions: ParsableArguments {
+    @Option(name: .customLong("init"), help: "How to initialise new weights: torch-default, kaiming-uniform, kaiming-normal, glorot-uniform, he-normal, uniform:A, trunc-normal:STD, zeros.")
+    var initKind: String?
+
+    @Option(help: "Seed of the initialisation (same seed and input give identical bytes).")
+    var seed: UInt64 = 0
+
+    func initializer() throws -> Initializer? { try initKind.map { try Initializer(parsing: $0, option: "--init") } }
+}
+
 /// `--layer a --layer b` and `--layer a,b` alike.
 func parseLayers(_ layers: [String]) -> [String] {
     layers.flatMap { $0.split(separator: ",").map(String.init) }
@@ -124,17 +135,13 @@ struct ReplaceHead: ParsableCommand {
     @Option(help: "A head layer (repeatable; default: detected).")
     var layer: [String] = []
 
-    @Option(name: .customLong("init"), help: "How to initialise the new kernel.")
-    var initKind: String?
+    @OptionGroup var initOptions: InitOptions
 
     @Option(help: "How to initialise the new bias.")
     var bias: String?
 
     @Option(help: "Old classes to keep, in order, as new classes 0, 1, ... (e.g. 3,7,9).")
     var keepClasses: String?
-
-    @Option(help: "Seed of the initialisation (same seed and input give identical bytes).")
-    var seed: UInt64 = 0
 
     func run() throws {
         try common.run {
@@ -145,9 +152,9 @@ struct ReplaceHead: ParsableCommand {
                 return value
             }
             return [HeadReplacement(classes: classes, layers: parseLayers(layer),
-                                    initializer: try initKind.map { try Initializer(parsing: $0, option: "--init") },
+                                    initializer: try initOptions.initializer(),
                                     bias: try bias.map { try Initializer(parsing: $0, option: "--bias") },
-                                    keepClasses: keep, seed: seed)]
+                                    keepClasses: keep, seed: initOptions.seed)]
         }
     }
 }
@@ -169,11 +176,7 @@ struct SetInputShape: ParsableCommand {
     @Option(help: "reinit, resample or error.")
     var densePolicy: String = "reinit"
 
-    @Option(name: .customLong("init"), help: "Initializer of re-initialised kernels (as for replace-head).")
-    var initKind: String?
-
-    @Option(help: "Seed of the initialisation.")
-    var seed: UInt64 = 0
+    @OptionGroup var initOptions: InitOptions
 
     func run() throws {
         try common.run {
@@ -182,7 +185,7 @@ struct SetInputShape: ParsableCommand {
                 throw WSurgeryError.invalidOption(option: "--dense-policy", reason: "'\(densePolicy)': expected reinit, resample or error")
             }
             return [InputShapeChange(height: height, width: width, channels: channels, densePolicy: policy,
-                                     initializer: try initKind.map { try Initializer(parsing: $0, option: "--init") }, seed: seed)]
+                                     initializer: try initOptions.initializer(), seed: initOptions.seed)]
         }
     }
 }
@@ -204,16 +207,12 @@ struct DropLayer: ParsableCommand {
     @Flag(help: "Re-initialise later layers whose weights no longer fit.")
     var reinitNext = false
 
-    @Option(name: .customLong("init"), help: "Initializer of re-initialised kernels.")
-    var initKind: String?
-
-    @Option(help: "Seed of the initialisation.")
-    var seed: UInt64 = 0
+    @OptionGroup var initOptions: InitOptions
 
     func run() throws {
         try common.run {
             [LayerRemoval(layers: parseLayers(layer), top: top, reinitNext: reinitNext,
-                          initializer: try initKind.map { try Initializer(parsing: $0, option: "--init") }, seed: seed)]
+                          initializer: try initOptions.initializer(), seed: initOptions.seed)]
         }
     }
 }
@@ -232,19 +231,15 @@ struct ResizeDense: ParsableCommand {
     @Option(help: "The new number of units.")
     var units: Int
 
-    @Option(name: .customLong("init"), help: "Initializer of the new units' weights.")
-    var initKind: String?
+    @OptionGroup var initOptions: InitOptions
 
     @Option(help: "Layers reading it (state dicts only; repeatable).")
     var next: [String] = []
 
-    @Option(help: "Seed of the initialisation.")
-    var seed: UInt64 = 0
-
     func run() throws {
         try common.run {
-            [DenseResize(layer: layer, units: units, initializer: try initKind.map { try Initializer(parsing: $0, option: "--init") },
-                         next: parseLayers(next), seed: seed)]
+            [DenseResize(layer: layer, units: units, initializer: try initOptions.initializer(),
+                         next: parseLayers(next), seed: initOptions.seed)]
         }
     }
 }
