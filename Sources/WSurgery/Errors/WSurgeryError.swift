@@ -70,13 +70,20 @@ public enum WSurgeryError: Error, Sendable, Equatable {
     /// Weights that no longer fit the new shapes, when the policy says to stop (`--dense-policy error`).
     case weightsDoNotFit(path: String, layers: [String], hint: String)
 
+    // Recipes and batch runs.
+    /// A recipe (file or `--pass` chain) that cannot run: `location` is `recipe.yaml:7` or `--pass 2`,
+    /// `key` the offending key when there is one.
+    case invalidRecipe(location: String, key: String?, reason: String)
+    /// A child process of `run --jobs N` ended without reporting (killed, crashed).
+    case workerFailed(input: String, reason: String)
+
     /// Which kind of failure this is, for exit codes.
     public var category: FailureCategory {
         switch self {
         case .cannotOpen: return .cannotOpenInput
         case .outputExists, .cannotCreateOutput: return .cannotCreateOutput
         case .io, .hdf5: return .io
-        case .outputIsInput, .unknownFormat, .invalidOption, .unknownLayer, .inputTooSmall: return .usage
+        case .outputIsInput, .unknownFormat, .invalidOption, .unknownLayer, .inputTooSmall, .invalidRecipe: return .usage
         default: return .badData
         }
     }
@@ -158,6 +165,10 @@ extension WSurgeryError: CustomStringConvertible {
             return "\(path): the input is too small: layer '\(layer)' would output \(InspectReport.shapeText(shape)), a spatial size below 1"
         case let .weightsDoNotFit(path, layers, hint):
             return "\(path): the weights of \(layers.count) layer(s) no longer fit: \(layers.joined(separator: "; ")); \(hint)"
+        case let .invalidRecipe(location, key, reason):
+            return "\(location): \(key.map { "key '\($0)': " } ?? "")\(reason)"
+        case let .workerFailed(input, reason):
+            return "\(input): the worker process \(reason)"
         case let .cannotComputeDType(path, tensor, dtype):
             return "\(path): tensor '\(tensor)': cannot compute with dtype \(dtype) (float16, bfloat16, float32 and float64 can be edited)"
         }

@@ -143,6 +143,8 @@ public struct FileMetadata: Sendable {
     public var kerasFlavor: KerasFlavor?
     /// Keras 3 legacy files have a `top_level_model_weights` group outside `layer_names`.
     public var kerasTopLevelWeights = false
+    /// What earlier wsurgery runs did to make the file (see `Provenance`).
+    public var provenance: Provenance?
 
     public init() {}
 }

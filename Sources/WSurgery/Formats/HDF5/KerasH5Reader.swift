@@ -45,6 +45,12 @@ public enum KerasH5Reader {
         return tensor
     }
 
+    /// The `wsurgery_provenance` root attribute, when it holds a provenance record.
+    static func readProvenance(_ h5: HDF5File) throws -> Provenance? {
+        guard try h5.hasAttribute("/", Provenance.key) else { return nil }
+        return try h5.stringAttribute("/", Provenance.key).flatMap(Provenance.init(text:))
+    }
+
     // MARK: Legacy
 
     static func readLegacy(_ h5: HDF5File, raw: InputFile, group: String, flavor: KerasFlavor) throws -> TensorGraph {
@@ -55,6 +61,7 @@ public enum KerasH5Reader {
         graph.metadata.kerasVersion = try h5.stringAttribute("/", "keras_version") ?? h5.stringAttribute(group, "keras_version")
         graph.metadata.kerasBackend = try h5.stringAttribute("/", "backend") ?? h5.stringAttribute(group, "backend")
         graph.metadata.trainingConfig = try h5.stringAttribute("/", "training_config")
+        graph.metadata.provenance = try readProvenance(h5)
         var configLayers: [String: (layer: KerasLayerConfig, owner: String)] = [:]
         if let text = try h5.stringAttribute("/", "model_config") {
             let document: ConfigDocument
@@ -133,6 +140,7 @@ public enum KerasH5Reader {
         graph.metadata.kerasFlavor = sourceFormat == .kerasArchive ? .kerasArchive : .keras3Weights
         if let config { graph.architecture = .keras(config) }
         if try h5.exists("vars") { graph.metadata.keras3ModelName = try h5.stringAttribute("vars", "name") }
+        graph.metadata.provenance = try readProvenance(h5)
 
         // Every saveable: a group holding `vars`, found under `layers` (recursively for nested models).
         var saveables: [String] = []

@@ -14,6 +14,12 @@ public enum KerasH5Writer {
         try h5.writeDataset(datasetPath, dtype: tensor.dtype, shape: tensor.shape, from: tensor.data, tensorName: tensor.name)
     }
 
+    /// The provenance record as a root attribute (Keras reads only the attributes it knows).
+    static func writeProvenance(_ graph: TensorGraph, to h5: HDF5File) throws {
+        guard let provenance = graph.metadata.provenance else { return }
+        try h5.writeStrings("/", Provenance.key, [provenance.text], scalar: true, utf8: true)
+    }
+
     /// The legacy `layer_names` groups in order, each with its tensors in Keras's weight order.
     static func legacyGroups(_ graph: TensorGraph) -> [(name: String, tensors: [Tensor])] {
         // A layer of a nested model belongs to the group of the top-level layer holding it.
@@ -73,6 +79,7 @@ public enum KerasH5Writer {
             }
             try h5.createGroup(root)
         }
+        try writeProvenance(graph, to: h5)
         let groups = legacyGroups(graph)
         try h5.writeNameList(root, "layer_names", groups.map(\.name))
         try h5.writeStrings(root, "backend", [backend], scalar: true)
@@ -133,6 +140,7 @@ public enum KerasH5Writer {
     static func writeKeras3Weights(_ graph: TensorGraph, into h5: HDF5File) throws -> [String] {
         var notes: [String] = []
         let paths = try saveablePaths(graph)
+        try writeProvenance(graph, to: h5)
         try h5.createGroup("layers")
         for layer in graph.layers {
             guard let path = paths[layer.name] else { continue }

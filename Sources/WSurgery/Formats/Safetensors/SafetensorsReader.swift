@@ -44,6 +44,7 @@ public enum SafetensorsReader {
             case KerasMetadataKey.version: graph.metadata.kerasVersion = value
             case KerasMetadataKey.backend: graph.metadata.kerasBackend = value
             case KerasMetadataKey.trainingConfig: graph.metadata.trainingConfig = value
+            case Provenance.key where Provenance(text: value) != nil: graph.metadata.provenance = Provenance(text: value)
             default: rest.append((key, value))
             }
         }

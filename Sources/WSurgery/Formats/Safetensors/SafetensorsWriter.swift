@@ -15,6 +15,10 @@ public enum SafetensorsWriter {
             if let v = graph.metadata.trainingConfig { entries.append((Key.trainingConfig, v)) }
             notes.append("the Keras model config is kept in __metadata__['\(Key.modelConfig)']")
         }
+        if let provenance = graph.metadata.provenance {
+            entries.removeAll { $0.0 == Provenance.key }
+            entries.append((Provenance.key, provenance.text))
+        }
         if let optimizer = graph.optimizer {
             notes.append("optimizer state (\(optimizer.tensors.count) tensors) dropped: safetensors holds model weights only")
         }

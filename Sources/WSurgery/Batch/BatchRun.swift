@@ -1,0 +1,201 @@
+import Foundation
+
+/// One input of a batch run and where its output goes.
+public struct BatchJob: Sendable, Equatable {
+    public var input: String
+    public var output: String
+
+    public init(input: String, output: String) {
+        self.input = input
+        self.output = output
+    }
+}
+
+/// What happened to one input.
+public struct BatchOutcome: Sendable, Equatable {
+    public enum Status: String, Sendable {
+        case written
+        /// `--skip-existing` and the output was already there.
+        case skipped
+        /// `--dry-run`: the passes ran, nothing was written.
+        case checked = "dry-run"
+        case failed
+    }
+
+    public var input: String
+    public var output: String
+    public var status: Status
+    /// Each pass with its options (`replace-head (classes=5, seed=1)`).
+    public var passes: [String] = []
+    /// `layer/tensor` names whose shape or values a pass changed, in pass order.
+    public var tensorsChanged: [String] = []
+    public var seconds: Double = 0
+    public var error: String?
+    /// The error's category, for the exit code.
+    public var errorCategory: FailureCategory?
+
+    public init(input: String, output: String, status: Status) {
+        self.input = input
+        self.output = output
+        self.status = status
+    }
+
+    /// A failure outcome for `error`.
+    public static func failure(_ job: BatchJob, _ error: any Error, seconds: Double = 0) -> BatchOutcome {
+        var outcome = BatchOutcome(input: job.input, output: job.output, status: .failed)
+        outcome.seconds = seconds
+        if let error = error as? WSurgeryError {
+            outcome.error = error.description
+            outcome.errorCategory = error.category
+        } else {
+            outcome.error = "\(error)"
+            outcome.errorCategory = .io
+        }
+        return outcome
+    }
+
+    /// The report entry (`--report`), also what a worker process prints for its parent.
+    public var json: JSONValue {
+        .object([
+            ("input", .string(input)),
+            ("output", .string(output)),
+            ("status", .string(status.rawValue)),
+            ("passes", .array(passes.map { .string($0) })),
+            ("tensors_changed", .array(tensorsChanged.map { .string($0) })),
+            ("seconds", .number(String(format: "%.3f", seconds))),
+            ("error", error.map { .string($0) } ?? .null),
+            ("error_category", errorCategory.map { .string($0.rawValue) } ?? .null),
+        ])
+    }
+
+    public init?(json: JSONValue) {
+        guard let input = json["input"]?.stringValue, let output = json["output"]?.stringValue,
+              let status = json["status"]?.stringValue.flatMap(Status.init(rawValue:)) else { return nil }
+        self.init(input: input, output: output, status: status)
+        if case .array(let items)? = json["passes"] { passes = items.compactMap(\.stringValue) }
+        if case .array(let items)? = json["tensors_changed"] { tensorsChanged = items.compactMap(\.stringValue) }
+        seconds = json["seconds"]?.doubleValue ?? 0
+        error = json["error"]?.stringValue
+        errorCategory = json["error_category"]?.stringValue.flatMap(FailureCategory.init(rawValue:))
+    }
+}
+
+/// A batch run: the recipe's passes over many inputs, each written atomically to its own output.
+/// One failing input does not stop the others.
+public enum BatchRun {
+    /// Options of a run.
+    public struct Options: Sendable {
+        public var outDir: String
+        public var skipExisting = false
+        public var dryRun = false
+        public var force = false
+        public var shardSize: UInt64?
+
+        public init(outDir: String, skipExisting: Bool = false, dryRun: Bool = false, force: Bool = false, shardSize: UInt64? = nil) {
+            self.outDir = outDir
+            self.skipExisting = skipExisting
+            self.dryRun = dryRun
+            self.force = force
+            self.shardSize = shardSize
+        }
+    }
+
+    /// Pairs every input with its output and checks them all before any file is read: the output
+    /// format of every name, no two inputs writing one output, no output that is an input.
+    public static func plan(inputs: [String], pattern: OutputPattern, options: Options) throws -> [BatchJob] {
+        let outDir = options.outDir.hasSuffix("/") && options.outDir.count > 1 ? String(options.outDir.dropLast()) : options.outDir
+        var jobs: [BatchJob] = []
+        var owners: [String: String] = [:]
+        for input in inputs {
+            let output = outDir + "/" + pattern.relativeOutput(for: input)
+            do { _ = try Checkpoint.outputFormat(for: output, shardSize: options.shardSize) } catch let error as WSurgeryError {
+                throw WSurgeryError.invalidOption(option: "output", reason: "'\(pattern.text)' gives \(output) for \(input): \(error.description)")
+            }
+            let key = URL(fileURLWithPath: output).standardizedFileURL.path
+            if let other = owners[key] {
+                throw WSurgeryError.invalidOption(option: "output", reason: "'\(pattern.text)' names the same output \(output) for \(other) and \(input); add {parent} or {name} to the pattern")
+            }
+            if key == URL(fileURLWithPath: input).standardizedFileURL.path { throw WSurgeryError.outputIsInput(path: output) }
+            owners[key] = input
+            jobs.append(BatchJob(input: input, output: output))
+        }
+        return jobs
+    }
+
+    /// Runs the passes on one input in this process; any failure becomes the outcome's error.
+    public static func perform(_ job: BatchJob, passes: [any GraphPass], options: Options) -> BatchOutcome {
+        let start = Date()
+        if options.skipExisting, !options.dryRun, FileManager.default.fileExists(atPath: job.output) {
+            return BatchOutcome(input: job.input, output: job.output, status: .skipped)
+        }
+        do {
+            if !options.dryRun {
+                let directory = OutputFile.directory(of: job.output)
+                try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            }
+            let result = try Pipeline.run(passes, input: job.input, output: options.dryRun ? nil : job.output,
+                                          options: .init(force: options.force, shardSize: options.shardSize))
+            var outcome = BatchOutcome(input: job.input, output: job.output, status: options.dryRun ? .checked : .written)
+            outcome.passes = result.reports.map { report in
+                report.pass + (report.options.isEmpty ? "" : " (" + report.options.map { "\($0.0)=\($0.1)" }.joined(separator: ", ") + ")")
+            }
+            outcome.tensorsChanged = result.reports.flatMap { $0.changes.map { "\($0.layer)/\($0.tensor)" } }
+            outcome.seconds = Date().timeIntervalSince(start)
+            return outcome
+        } catch {
+            return .failure(job, error, seconds: Date().timeIntervalSince(start))
+        }
+    }
+
+    /// Runs `perform` over the jobs with at most `parallelism` at once; `finished` is called (serially)
+    /// after each job with the number done so far. Outcomes come back in job order.
+    public static func run(_ jobs: [BatchJob], parallelism: Int, perform: @escaping @Sendable (BatchJob) -> BatchOutcome,
+                           finished: @escaping @Sendable (Int, BatchOutcome) -> Void) -> [BatchOutcome] {
+        let state = SharedState(count: jobs.count)
+        let workers = max(1, min(parallelism, jobs.count))
+        if workers == 1 {
+            for (i, job) in jobs.enumerated() { state.finish(i, perform(job), finished) }
+            return state.results.map { $0! }
+        }
+        let group = DispatchGroup()
+        for _ in 0..<workers {
+            group.enter()
+            Thread.detachNewThread {
+                while let i = state.next() { state.finish(i, perform(jobs[i]), finished) }
+                group.leave()
+            }
+        }
+        group.wait()
+        return state.results.map { $0! }
+    }
+
+    /// The job queue and results shared by worker threads.
+    private final class SharedState: @unchecked Sendable {
+        private let lock = NSLock()
+        private var nextIndex = 0
+        private var done = 0
+        private let count: Int
+        var results: [BatchOutcome?]
+
+        init(count: Int) {
+            self.count = count
+            results = Array(repeating: nil, count: count)
+        }
+
+        func next() -> Int? {
+            lock.lock()
+            defer { lock.unlock() }
+            guard nextIndex < count else { return nil }
+            nextIndex += 1
+            return nextIndex - 1
+        }
+
+        func finish(_ index: Int, _ outcome: BatchOutcome, _ finished: (Int, BatchOutcome) -> Void) {
+            lock.lock()
+            defer { lock.unlock() }
+            results[index] = outcome
+            done += 1
+            finished(done, outcome)
+        }
+    }
+}

@@ -1,0 +1,58 @@
+import Foundation
+
+/// How a batch run names each output inside `--out-dir`: a pattern such as `{stem}-gray5.h5` whose
+/// placeholders come from the input path:
+/// - `{name}`: the file name (`fold3.weights.h5`);
+/// - `{stem}`: the name without its checkpoint extension (`fold3`);
+/// - `{ext}`: that extension (`.weights.h5`, `.safetensors`; empty for a sharded directory);
+/// - `{parent}`: the name of the directory holding the input (`run7` for `runs/run7/model.h5`).
+/// The output's extension picks its format, as for single commands. Subdirectories are allowed
+/// (`{parent}/{stem}.h5`); absolute paths and `..` are not.
+public struct OutputPattern: Sendable, Equatable {
+    public static let placeholders = ["name", "stem", "ext", "parent"]
+    /// Extensions that name a checkpoint format, longest first.
+    static let extensions = [".safetensors.index.json", ".weights.h5", ".safetensors", ".keras", ".hdf5", ".h5"]
+
+    public var text: String
+
+    /// Checks the placeholders and the shape of the pattern.
+    public init(_ text: String) throws {
+        self.text = text
+        if text.hasPrefix("/") || text.split(separator: "/").contains("..") {
+            throw WSurgeryError.invalidOption(option: "output", reason: "'\(text)' must stay inside --out-dir (no leading '/', no '..')")
+        }
+        var rest = Substring(text)
+        while let open = rest.firstIndex(of: "{") {
+            guard let close = rest[open...].firstIndex(of: "}") else {
+                throw WSurgeryError.invalidOption(option: "output", reason: "'\(text)' has a '{' without '}'")
+            }
+            let name = String(rest[rest.index(after: open)..<close])
+            if !OutputPattern.placeholders.contains(name) {
+                throw WSurgeryError.invalidOption(option: "output", reason: "unknown placeholder {\(name)}; use \(OutputPattern.placeholders.map { "{\($0)}" }.joined(separator: ", "))")
+            }
+            rest = rest[rest.index(after: close)...]
+        }
+    }
+
+    /// The input's file name split into stem and checkpoint extension.
+    public static func split(_ input: String) -> (name: String, stem: String, ext: String, parent: String) {
+        var trimmed = input
+        while trimmed.count > 1, trimmed.hasSuffix("/") { trimmed.removeLast() }
+        let components = trimmed.split(separator: "/").map(String.init)
+        let name = components.last ?? trimmed
+        let parent = components.count > 1 ? components[components.count - 2] : "."
+        if let ext = extensions.first(where: { name.hasSuffix($0) && name.count > $0.count }) {
+            return (name, String(name.dropLast(ext.count)), ext, parent)
+        }
+        return (name, name, "", parent)
+    }
+
+    /// The output's path relative to `--out-dir`.
+    public func relativeOutput(for input: String) -> String {
+        let parts = OutputPattern.split(input)
+        return text.replacingOccurrences(of: "{name}", with: parts.name)
+            .replacingOccurrences(of: "{stem}", with: parts.stem)
+            .replacingOccurrences(of: "{ext}", with: parts.ext)
+            .replacingOccurrences(of: "{parent}", with: parts.parent)
+    }
+}
