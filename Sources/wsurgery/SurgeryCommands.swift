@@ -65,6 +65,25 @@ func parseLayers(_ layers: [String]) -> [String] {
     layers.flatMap { $0.split(separator: ",").map(String.init) }
 }
 
+/// The options of one pass-making command. The command line and recipes (`run`) both parse them with
+/// this type, so a recipe step takes exactly the options its command takes.
+protocol PassOptions: ParsableArguments {
+    /// The command name, also the step name in recipes.
+    static var commandName: String { get }
+    /// The passes these options ask for; `output` (when known) lets a pass refuse a format it cannot write.
+    func passes(output: String?) throws -> [any GraphPass]
+}
+
+/// Every command a recipe step can name, in the order `wsurgery --help` lists them.
+enum PassCatalog {
+    static let all: [any PassOptions.Type] = [
+        ConvertOptions.self, CollapseChannelsOptions.self, AdaptChannelsOptions.self, ReplaceHeadOptions.self,
+        SetInputShapeOptions.self, DropLayerOptions.self, ResizeDenseOptions.self,
+    ]
+
+    static func options(named name: String) -> (any PassOptions.Type)? { all.first { $0.commandName == name } }
+}
+
 struct CollapseChannels: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Make the first convolution take one channel (RGB -> gray).",
@@ -72,6 +91,13 @@ struct CollapseChannels: ParsableCommand {
     )
 
     @OptionGroup var common: SurgeryOptions
+    @OptionGroup var options: CollapseChannelsOptions
+
+    func run() throws { try common.run { try options.passes(output: common.output) } }
+}
+
+struct CollapseChannelsOptions: PassOptions {
+    static let commandName = "collapse-channels"
 
     @Option(help: "The convolution to change (default: detected).")
     var layer: [String] = []
@@ -82,14 +108,12 @@ struct CollapseChannels: ParsableCommand {
     @Option(help: "imagenet, or MEAN,MEAN,MEAN/STD,STD,STD.")
     var foldNormalization: String?
 
-    func run() throws {
-        try common.run {
-            guard let mode = ChannelAdaptation.CollapseMode(rawValue: mode) else {
-                throw WSurgeryError.invalidOption(option: "--mode", reason: "'\(mode)': expected sum, mean or luma")
-            }
-            let fold = try foldNormalization.map(ChannelAdaptation.Normalization.init(parsing:))
-            return [ChannelAdaptation(rule: .collapse(mode), layers: parseLayers(layer), foldNormalization: fold)]
+    func passes(output: String?) throws -> [any GraphPass] {
+        guard let mode = ChannelAdaptation.CollapseMode(rawValue: mode) else {
+            throw WSurgeryError.invalidOption(option: "--mode", reason: "'\(mode)': expected sum, mean or luma")
         }
+        let fold = try foldNormalization.map(ChannelAdaptation.Normalization.init(parsing:))
+        return [ChannelAdaptation(rule: .collapse(mode), layers: parseLayers(layer), foldNormalization: fold)]
     }
 }
 
@@ -100,6 +124,13 @@ struct AdaptChannels: ParsableCommand {
     )
 
     @OptionGroup var common: SurgeryOptions
+    @OptionGroup var options: AdaptChannelsOptions
+
+    func run() throws { try common.run { try options.passes(output: common.output) } }
+}
+
+struct AdaptChannelsOptions: PassOptions {
+    static let commandName = "adapt-channels"
 
     @Option(help: "The new number of input channels.")
     var channels: Int
@@ -113,11 +144,9 @@ struct AdaptChannels: ParsableCommand {
     @Flag(help: "Do not scale the kernel by source/N.")
     var noRescale = false
 
-    func run() throws {
-        try common.run {
-            let fill = try extra.map(ChannelAdaptation.ExtraFill.init(parsing:))
-            return [ChannelAdaptation(rule: .adapt(channels: channels, extra: fill, rescale: !noRescale), layers: parseLayers(layer))]
-        }
+    func passes(output: String?) throws -> [any GraphPass] {
+        let fill = try extra.map(ChannelAdaptation.ExtraFill.init(parsing:))
+        return [ChannelAdaptation(rule: .adapt(channels: channels, extra: fill, rescale: !noRescale), layers: parseLayers(layer))]
     }
 }
 
@@ -128,6 +157,13 @@ struct ReplaceHead: ParsableCommand {
     )
 
     @OptionGroup var common: SurgeryOptions
+    @OptionGroup var options: ReplaceHeadOptions
+
+    func run() throws { try common.run { try options.passes(output: common.output) } }
+}
+
+struct ReplaceHeadOptions: PassOptions {
+    static let commandName = "replace-head"
 
     @Option(help: "The new number of classes.")
     var classes: Int
@@ -143,19 +179,17 @@ struct ReplaceHead: ParsableCommand {
     @Option(help: "Old classes to keep, in order, as new classes 0, 1, ... (e.g. 3,7,9).")
     var keepClasses: String?
 
-    func run() throws {
-        try common.run {
-            let keep = try (keepClasses ?? "").split(separator: ",").map { text -> Int in
-                guard let value = Int(text.trimmingCharacters(in: .whitespaces)) else {
-                    throw WSurgeryError.invalidOption(option: "--keep-classes", reason: "'\(text)' is not a class index")
-                }
-                return value
+    func passes(output: String?) throws -> [any GraphPass] {
+        let keep = try (keepClasses ?? "").split(separator: ",").map { text -> Int in
+            guard let value = Int(text.trimmingCharacters(in: .whitespaces)) else {
+                throw WSurgeryError.invalidOption(option: "--keep-classes", reason: "'\(text)' is not a class index")
             }
-            return [HeadReplacement(classes: classes, layers: parseLayers(layer),
-                                    initializer: try initOptions.initializer(),
-                                    bias: try bias.map { try Initializer(parsing: $0, option: "--bias") },
-                                    keepClasses: keep, seed: initOptions.seed)]
+            return value
         }
+        return [HeadReplacement(classes: classes, layers: parseLayers(layer),
+                                initializer: try initOptions.initializer(),
+                                bias: try bias.map { try Initializer(parsing: $0, option: "--bias") },
+                                keepClasses: keep, seed: initOptions.seed)]
     }
 }
 
@@ -166,6 +200,13 @@ struct SetInputShape: ParsableCommand {
     )
 
     @OptionGroup var common: SurgeryOptions
+    @OptionGroup var options: SetInputShapeOptions
+
+    func run() throws { try common.run { try options.passes(output: common.output) } }
+}
+
+struct SetInputShapeOptions: PassOptions {
+    static let commandName = "set-input-shape"
 
     @Option(help: "The new input size, HxW (e.g. 256x256).")
     var size: String
@@ -178,15 +219,13 @@ struct SetInputShape: ParsableCommand {
 
     @OptionGroup var initOptions: InitOptions
 
-    func run() throws {
-        try common.run {
-            let (height, width) = try InputShapeChange.parseSize(size)
-            guard let policy = InputShapeChange.DensePolicy(rawValue: densePolicy) else {
-                throw WSurgeryError.invalidOption(option: "--dense-policy", reason: "'\(densePolicy)': expected reinit, resample or error")
-            }
-            return [InputShapeChange(height: height, width: width, channels: channels, densePolicy: policy,
-                                     initializer: try initOptions.initializer(), seed: initOptions.seed)]
+    func passes(output: String?) throws -> [any GraphPass] {
+        let (height, width) = try InputShapeChange.parseSize(size)
+        guard let policy = InputShapeChange.DensePolicy(rawValue: densePolicy) else {
+            throw WSurgeryError.invalidOption(option: "--dense-policy", reason: "'\(densePolicy)': expected reinit, resample or error")
         }
+        return [InputShapeChange(height: height, width: width, channels: channels, densePolicy: policy,
+                                 initializer: try initOptions.initializer(), seed: initOptions.seed)]
     }
 }
 
@@ -197,6 +236,13 @@ struct DropLayer: ParsableCommand {
     )
 
     @OptionGroup var common: SurgeryOptions
+    @OptionGroup var options: DropLayerOptions
+
+    func run() throws { try common.run { try options.passes(output: common.output) } }
+}
+
+struct DropLayerOptions: PassOptions {
+    static let commandName = "drop-layer"
 
     @Option(help: "A layer to remove (repeatable, or comma-separated).")
     var layer: [String] = []
@@ -209,11 +255,9 @@ struct DropLayer: ParsableCommand {
 
     @OptionGroup var initOptions: InitOptions
 
-    func run() throws {
-        try common.run {
-            [LayerRemoval(layers: parseLayers(layer), top: top, reinitNext: reinitNext,
-                          initializer: try initOptions.initializer(), seed: initOptions.seed)]
-        }
+    func passes(output: String?) throws -> [any GraphPass] {
+        return [LayerRemoval(layers: parseLayers(layer), top: top, reinitNext: reinitNext,
+                      initializer: try initOptions.initializer(), seed: initOptions.seed)]
     }
 }
 
@@ -224,6 +268,13 @@ struct ResizeDense: ParsableCommand {
     )
 
     @OptionGroup var common: SurgeryOptions
+    @OptionGroup var options: ResizeDenseOptions
+
+    func run() throws { try common.run { try options.passes(output: common.output) } }
+}
+
+struct ResizeDenseOptions: PassOptions {
+    static let commandName = "resize-dense"
 
     @Option(help: "The Dense/Linear layer to resize.")
     var layer: String
@@ -236,10 +287,8 @@ struct ResizeDense: ParsableCommand {
     @Option(help: "Layers reading it (state dicts only; repeatable).")
     var next: [String] = []
 
-    func run() throws {
-        try common.run {
-            [DenseResize(layer: layer, units: units, initializer: try initOptions.initializer(),
-                         next: parseLayers(next), seed: initOptions.seed)]
-        }
+    func passes(output: String?) throws -> [any GraphPass] {
+        return [DenseResize(layer: layer, units: units, initializer: try initOptions.initializer(),
+                     next: parseLayers(next), seed: initOptions.seed)]
     }
 }

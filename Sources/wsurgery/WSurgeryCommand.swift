@@ -13,7 +13,7 @@ struct WSurgeryCommand: ParsableCommand {
         commandName: "wsurgery",
         abstract: "Weight surgery on pretrained checkpoints (Keras HDF5, .keras, safetensors).",
         version: "0.1.0",
-        subcommands: [Inspect.self, Convert.self, CollapseChannels.self, AdaptChannels.self, ReplaceHead.self, SetInputShape.self, DropLayer.self, ResizeDense.self]
+        subcommands: [Inspect.self, Convert.self, Run.self, Diff.self, CollapseChannels.self, AdaptChannels.self, ReplaceHead.self, SetInputShape.self, DropLayer.self, ResizeDense.self]
     )
 }
 
@@ -51,22 +51,56 @@ struct Convert: ParsableCommand {
     )
 
     @OptionGroup var common: SurgeryOptions
+    @OptionGroup var options: ConvertOptions
+
+    func run() throws { try common.run { try options.passes(output: common.output) } }
+}
+
+struct ConvertOptions: PassOptions {
+    static let commandName = "convert"
 
     @Option(help: "Also move the tensors to another layout: torch (PyTorch names and axes, written as safetensors) or keras.")
     var layout: String?
 
-    func run() throws {
-        try common.run {
-            guard let layout else { return [] }
-            guard let target = Layout(rawValue: layout), target != .unknown else {
-                throw WSurgeryError.invalidOption(option: "--layout", reason: "'\(layout)': expected torch or keras")
-            }
-            if target == .torch, let output = common.output,
-               ![.safetensors, .shardedSafetensors].contains(try Checkpoint.outputFormat(for: output, shardSize: try common.shardSize.map(ShardedSafetensors.parseSize))) {
-                throw WSurgeryError.invalidOption(option: "--layout", reason: "a PyTorch-layout state dict is written as .safetensors (Keras files need Keras layout); got \(output)")
-            }
-            return [LayoutConversion(target: target)]
+    func passes(output: String?) throws -> [any GraphPass] {
+        guard let layout else { return [] }
+        guard let target = Layout(rawValue: layout), target != .unknown else {
+            throw WSurgeryError.invalidOption(option: "--layout", reason: "'\(layout)': expected torch or keras")
         }
+        if target == .torch, let output, !output.hasSuffix(".safetensors"), !output.hasSuffix(ShardedSafetensors.indexSuffix), !output.hasSuffix("/") {
+            throw WSurgeryError.invalidOption(option: "--layout", reason: "a PyTorch-layout state dict is written as .safetensors (Keras files need Keras layout); got \(output)")
+        }
+        return [LayoutConversion(target: target)]
+    }
+}
+
+struct Diff: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Compare two checkpoints tensor by tensor, across formats.",
+        discussion: "Tensors are matched by layer/name. Lists tensors only in A or only in B, shape and dtype changes, and for the rest whether they are bit-identical or their max absolute and relative differences. Exit status: 0 when equal within --atol, 1 when they differ (other codes: errors, see the README)."
+    )
+
+    @Argument(help: "The first checkpoint.")
+    var a: String
+
+    @Argument(help: "The second checkpoint.")
+    var b: String
+
+    @Option(help: "Values within this absolute difference count as equal (default 0: identical values).")
+    var atol: Double = 0
+
+    @Flag(help: "Print one JSON object instead of a table.")
+    var json = false
+
+    func run() throws {
+        var equal = true
+        try reportingFailures {
+            guard atol >= 0, atol.isFinite else { throw WSurgeryError.invalidOption(option: "--atol", reason: "must be a finite number >= 0") }
+            let diff = try CheckpointDiff.compare(a, b, atol: atol)
+            print(json ? diff.json.serialized(.pretty) : diff.table)
+            equal = diff.equal
+        }
+        if !equal { throw ExitCode(1) }
     }
 }
 

@@ -125,7 +125,7 @@ public enum BatchRun {
     /// Runs the passes on one input in this process; any failure becomes the outcome's error.
     public static func perform(_ job: BatchJob, passes: [any GraphPass], options: Options) -> BatchOutcome {
         let start = Date()
-        if options.skipExisting, !options.dryRun, FileManager.default.fileExists(atPath: job.output) {
+        if options.skipExisting, !options.dryRun, outputExists(job.output, shardSize: options.shardSize) {
             return BatchOutcome(input: job.input, output: job.output, status: .skipped)
         }
         do {
@@ -145,6 +145,14 @@ public enum BatchRun {
         } catch {
             return .failure(job, error, seconds: Date().timeIntervalSince(start))
         }
+    }
+
+    /// Whether an output is complete: the file, or for sharded safetensors the index (written last).
+    static func outputExists(_ output: String, shardSize: UInt64?) -> Bool {
+        if (try? Checkpoint.outputFormat(for: output, shardSize: shardSize)) == .shardedSafetensors {
+            return FileManager.default.fileExists(atPath: ShardedSafetensors.outputNames(for: output).index)
+        }
+        return FileManager.default.fileExists(atPath: output)
     }
 
     /// Runs `perform` over the jobs with at most `parallelism` at once; `finished` is called (serially)
@@ -197,5 +205,58 @@ public enum BatchRun {
             done += 1
             finished(done, outcome)
         }
+    }
+}
+
+/// The outcomes of a batch run, as the summary table (stdout) and the `--report` JSON.
+public struct BatchReport: Sendable {
+    public var recipe: String?
+    public var steps: [String]
+    public var outDir: String
+    public var shard: Shard?
+    public var outcomes: [BatchOutcome]
+
+    public init(recipe: String?, steps: [String], outDir: String, shard: Shard?, outcomes: [BatchOutcome]) {
+        self.recipe = recipe
+        self.steps = steps
+        self.outDir = outDir
+        self.shard = shard
+        self.outcomes = outcomes
+    }
+
+    public func count(_ status: BatchOutcome.Status) -> Int { outcomes.filter { $0.status == status }.count }
+
+    /// The first failure's category (the exit code), or nil when nothing failed.
+    public var failureCategory: FailureCategory? {
+        outcomes.first { $0.status == .failed }.map { $0.errorCategory ?? .io }
+    }
+
+    public var summaryLine: String {
+        var parts = ["\(outcomes.count) input(s)"]
+        for status in [BatchOutcome.Status.written, .checked, .skipped, .failed] where count(status) > 0 {
+            parts.append("\(count(status)) \(status == .checked ? "checked (dry run)" : status.rawValue)")
+        }
+        return parts.joined(separator: ", ")
+    }
+
+    public var table: String {
+        var rows: [[String]] = [["input", "status", "output / error", "seconds"]]
+        for outcome in outcomes {
+            let detail = outcome.status == .failed ? (outcome.error ?? "failed") : outcome.output
+            rows.append([outcome.input, outcome.status.rawValue, detail, String(format: "%.2f", outcome.seconds)])
+        }
+        return (TextTable.render(rows, rightAligned: [3]) + [summaryLine]).joined(separator: "\n")
+    }
+
+    public var json: JSONValue {
+        .object([
+            ("tool", .string("wsurgery \(Provenance.toolVersion)")),
+            ("recipe", recipe.map { .string($0) } ?? .null),
+            ("steps", .array(steps.map { .string($0) })),
+            ("out_dir", .string(outDir)),
+            ("shard", shard.map { .string($0.description) } ?? .null),
+            ("counts", .object([BatchOutcome.Status.written, .checked, .skipped, .failed].map { ($0.rawValue, .int(count($0))) })),
+            ("files", .array(outcomes.map(\.json))),
+        ])
     }
 }

@@ -4,7 +4,8 @@ import Foundation
 /// placeholders come from the input path:
 /// - `{name}`: the file name (`fold3.weights.h5`);
 /// - `{stem}`: the name without its checkpoint extension (`fold3`);
-/// - `{ext}`: that extension (`.weights.h5`, `.safetensors`; empty for a sharded directory);
+/// - `{ext}`: that extension (`.weights.h5`, `.safetensors`; `/` for a sharded checkpoint's directory, so
+///   the output is a directory of shards too);
 /// - `{parent}`: the name of the directory holding the input (`run7` for `runs/run7/model.h5`).
 /// The output's extension picks its format, as for single commands. Subdirectories are allowed
 /// (`{parent}/{stem}.h5`); absolute paths and `..` are not.
@@ -41,6 +42,10 @@ public struct OutputPattern: Sendable, Equatable {
         let components = trimmed.split(separator: "/").map(String.init)
         let name = components.last ?? trimmed
         let parent = components.count > 1 ? components[components.count - 2] : "."
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: trimmed, isDirectory: &isDirectory), isDirectory.boolValue {
+            return (name, name, "/", parent)
+        }
         if let ext = extensions.first(where: { name.hasSuffix($0) && name.count > $0.count }) {
             return (name, String(name.dropLast(ext.count)), ext, parent)
         }

@@ -88,6 +88,7 @@ public struct InspectReport: Sendable {
                 })),
             ])
         }
+        let history: JSONValue = graph.metadata.provenance?.json ?? .array([])
         return .object([
             ("file", .string(graph.sourcePath)),
             ("format", .string(graph.sourceFormat.rawValue)),
@@ -100,6 +101,7 @@ public struct InspectReport: Sendable {
                 ("parameters", .int(graph.parameterCount)),
                 ("bytes", .number(String(graph.byteCount))),
             ])),
+            ("history", history),
             ("optimizer", graph.optimizer.map { o in .object([("flavor", .string(o.flavor.rawValue)), ("tensors", .int(o.tensors.count))]) } ?? .null),
             ("output_shapes", outputShapesJSON),
             ("shape_problem", shapeProblem.map { .string($0) } ?? .null),
@@ -148,6 +150,10 @@ public struct InspectReport: Sendable {
         if let shapeProblem { lines.append("shapes: cannot infer (\(shapeProblem))") }
         if let shapes, !shapes.modelOutputs.isEmpty {
             lines.append("model output: " + shapes.modelOutputs.map(InspectReport.shapeText).joined(separator: ", "))
+        }
+        if let history = graph.metadata.provenance, !history.entries.isEmpty {
+            lines.append("history (wsurgery runs that made this file, oldest first):")
+            for (i, entry) in history.entries.enumerated() { lines.append("  \(i + 1). \(entry.summary)") }
         }
         return lines.joined(separator: "\n")
     }

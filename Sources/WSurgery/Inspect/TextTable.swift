@@ -1,9 +1,9 @@
 import Foundation
 
 /// Renders rows as aligned columns with a rule under the header row.
-enum TextTable {
+public enum TextTable {
     /// `rows[0]` is the header; columns listed in `rightAligned` are padded on the left (numbers).
-    static func render(_ rows: [[String]], rightAligned: Set<Int> = []) -> [String] {
+    public static func render(_ rows: [[String]], rightAligned: Set<Int> = []) -> [String] {
         guard let columns = rows.first?.count else { return [] }
         let widths = (0..<columns).map { c in rows.map { $0[c].count }.max() ?? 0 }
         var lines: [String] = []

@@ -26,6 +26,17 @@ public enum RecipeValue: Sendable, Equatable {
     /// A mapping where a value was expected (always an error, kept to say so).
     case mapping
 
+    /// The value as written on a command line (`a,b` for a list).
+    public var text: String {
+        switch self {
+        case .text(let s): return s
+        case .bool(let b): return b ? "true" : "false"
+        case .list(let items): return items.map(\.text).joined(separator: ",")
+        case .null: return "null"
+        case .mapping: return "{...}"
+        }
+    }
+
     /// What kind of value this is, for messages.
     public var kindName: String {
         switch self {
@@ -71,17 +82,7 @@ public struct RecipeStep: Sendable, Equatable {
 
     /// The text form used by `--pass` and in reports: `replace-head classes=5 seed=1`.
     public var text: String {
-        ([command] + options.map { "\($0.key)=\(RecipeStep.text($0.value))" }).joined(separator: " ")
-    }
-
-    static func text(_ value: RecipeValue) -> String {
-        switch value {
-        case .text(let s): return s
-        case .bool(let b): return b ? "true" : "false"
-        case .list(let items): return items.map(text).joined(separator: ",")
-        case .null: return "null"
-        case .mapping: return "{...}"
-        }
+        ([command] + options.map { "\($0.key)=\($0.value.text)" }).joined(separator: " ")
     }
 
     /// Parses one `--pass` argument: `COMMAND [KEY=VALUE | FLAG]...`. A bare key is a flag set to true.

@@ -1,0 +1,198 @@
+import ArgumentParser
+import Foundation
+import WSurgery
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Apply a recipe (or a chain of --pass steps) to many checkpoints.",
+        discussion: """
+        A recipe is YAML or JSON: 'passes:' lists steps, each a command with its options as on the command line \
+        (long flag without dashes), and 'output:' names each output inside --out-dir from the input \
+        ({stem}, {ext}, {name}, {parent}); its extension picks the format. Without a recipe file, chain steps with \
+        --pass 'replace-head classes=5 seed=1' (then every argument is an input) and name outputs with --output.
+        INPUTs are files, directories (searched recursively; a directory with a *.safetensors.index.json is one \
+        checkpoint) or glob patterns. Every output is written atomically; one failing input does not stop the \
+        others; the exit code is that of the first failure (see the README), 0 when none failed.
+        """
+    )
+
+    @Argument(help: "The recipe file, then the inputs (with --pass: only inputs).")
+    var arguments: [String] = []
+
+    @Option(name: .customLong("pass"), help: "A step, 'COMMAND key=value ...' (repeatable; replaces the recipe file).")
+    var steps: [String] = []
+
+    @Option(help: "The directory outputs go to (created if needed).")
+    var outDir: String
+
+    @Option(help: "The output name pattern (overrides the recipe's 'output'; default {name}).")
+    var output: String?
+
+    @Option(help: "Inputs processed at once, each in its own process.")
+    var jobs: Int = 1
+
+    @Option(help: "Take the I-th of N round-robin slices of the sorted input list (array jobs: Slurm, Kubernetes Indexed Jobs, GNU parallel).")
+    var shard: String?
+
+    @Flag(help: "Skip inputs whose output already exists (re-runs resume).")
+    var skipExisting = false
+
+    @Option(help: "Write a JSON report (per file: input, output, passes, tensors changed, time, error).")
+    var report: String?
+
+    @Flag(help: "Run the passes, write nothing.")
+    var dryRun = false
+
+    @Flag(help: "Replace outputs that exist.")
+    var force = false
+
+    @Flag(help: "Print the report as JSON instead of a table.")
+    var json = false
+
+    @Flag(name: [.short, .long], help: "No progress line.")
+    var quiet = false
+
+    /// Set by the parent of `--jobs N` for its workers: print each outcome as one JSON line.
+    @Flag(help: .hidden)
+    var worker = false
+
+    func run() throws {
+        try reportingFailures {
+            let (recipe, inputArguments) = try loadRecipe()
+            let patternText = output ?? recipe.output ?? "{name}"
+            let patternError = { (error: WSurgeryError) -> WSurgeryError in
+                guard output == nil, let location = recipe.outputLocation, case let .invalidOption(_, reason) = error else { return error }
+                return .invalidRecipe(location: location.description, key: "output", reason: reason)
+            }
+            let passes: [any GraphPass]
+            let pattern: OutputPattern
+            let shardSize: UInt64?
+            do {
+                pattern = try OutputPattern(patternText)
+                passes = try RecipePasses.passes(for: recipe, output: patternText)
+                shardSize = try recipe.shardSize.map(ShardedSafetensors.parseSize)
+            } catch let error as WSurgeryError { throw patternError(error) }
+            guard jobs >= 1 else { throw WSurgeryError.invalidOption(option: "--jobs", reason: "must be at least 1") }
+            let shard = try self.shard.map(Shard.init(parsing:))
+            guard !inputArguments.isEmpty else { throw WSurgeryError.invalidOption(option: "INPUT", reason: "no input given") }
+            let inputs = try InputList.expand(inputArguments)
+            let selected = shard?.select(inputs) ?? inputs
+            let options = BatchRun.Options(outDir: outDir, skipExisting: skipExisting, dryRun: dryRun, force: force, shardSize: shardSize)
+            let plan: [BatchJob]
+            do { plan = try BatchRun.plan(inputs: selected, pattern: pattern, options: options) } catch let error as WSurgeryError { throw patternError(error) }
+            if !dryRun {
+                do { try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true) } catch {
+                    throw WSurgeryError.cannotCreateOutput(path: outDir, reason: "cannot create the output directory")
+                }
+            }
+
+            if worker {
+                for job in plan { print(BatchRun.perform(job, passes: passes, options: options).json.serialized(.compact)) }
+                return
+            }
+            let progress = ProgressLine(quiet: quiet)
+            let failures = FailureCount()
+            let perform: @Sendable (BatchJob) -> BatchOutcome
+            if jobs > 1 {
+                let command = workerArguments()
+                perform = { job in WorkerProcess.run(job, arguments: command) }
+            } else {
+                perform = { job in BatchRun.perform(job, passes: passes, options: options) }
+            }
+            progress.files(done: 0, total: plan.count, failed: 0)
+            let outcomes = BatchRun.run(plan, parallelism: jobs, perform: perform) { done, outcome in
+                if outcome.status == .failed { failures.add() }
+                progress.files(done: done, total: plan.count, failed: failures.value)
+            }
+            progress.finish()
+            let batch = BatchReport(recipe: recipe.path, steps: recipe.steps.map(\.text), outDir: outDir, shard: shard, outcomes: outcomes)
+            if let report {
+                let file = try OutputFile(path: report)
+                try file.write(Array((batch.json.serialized(.pretty) + "\n").utf8))
+                try file.commit()
+            }
+            print(json ? batch.json.serialized(.pretty) : batch.table)
+            if let category = batch.failureCategory { throw ExitCode(ExitStatus.code(for: category)) }
+        }
+    }
+
+    /// The recipe (from the file, or from --pass) and the remaining arguments, the inputs.
+    func loadRecipe() throws -> (Recipe, [String]) {
+        if !steps.isEmpty {
+            let parsed = try steps.enumerated().map { try RecipeStep.parse(passArgument: $0.element, position: $0.offset + 1) }
+            return (Recipe(steps: parsed), arguments)
+        }
+        guard let path = arguments.first else {
+            throw WSurgeryError.invalidOption(option: "RECIPE", reason: "give a recipe file, or steps with --pass")
+        }
+        return (try Recipe.load(path: path), Array(arguments.dropFirst()))
+    }
+
+    /// The arguments a worker process gets: this command for one input (appended by the caller).
+    func workerArguments() -> [String] {
+        var words = ["run", "--worker", "--quiet", "--out-dir", outDir]
+        if steps.isEmpty, let recipe = arguments.first { words.append(recipe) }
+        for step in steps { words += ["--pass", step] }
+        if let output { words += ["--output", output] }
+        if skipExisting { words.append("--skip-existing") }
+        if dryRun { words.append("--dry-run") }
+        if force { words.append("--force") }
+        return words
+    }
+}
+
+/// A counter shared by the worker threads' callbacks.
+final class FailureCount: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    func add() { lock.lock(); count += 1; lock.unlock() }
+    var value: Int { lock.lock(); defer { lock.unlock() }; return count }
+}
+
+/// One input run in a child process (`wsurgery run --worker ... -- INPUT`): HDF5 serialises its calls
+/// inside a process, so processes are what runs Keras files in parallel, and a crash stays one file's
+/// failure.
+enum WorkerProcess {
+    static let executable: String = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+
+    static func run(_ job: BatchJob, arguments: [String]) -> BatchOutcome {
+        let start = Date()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments + ["--", job.input]
+        let stdout = Pipe()
+        let stderr = Pipe()
+        process.standardOutput = stdout
+        process.standardError = stderr
+        do { try process.run() } catch { return .failure(job, WSurgeryError.workerFailed(input: job.input, reason: "could not start: \(error)")) }
+        let errors = Collected()
+        let readErrors = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            errors.data = stderr.fileHandleForReading.readDataToEndOfFile()
+            readErrors.signal()
+        }
+        let data = stdout.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        readErrors.wait()
+        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n")
+        if let last = lines.last, let json = try? JSONParser.parse(String(last)), let outcome = BatchOutcome(json: json) {
+            return outcome
+        }
+        // The worker died before reporting: say how, and remove what its atomic writes left behind.
+        removeTemporaryFiles(for: job.output)
+        let how = process.terminationReason == .uncaughtSignal ? "was killed by signal \(process.terminationStatus)" : "exited with status \(process.terminationStatus) without a report"
+        let lastError = String(decoding: errors.data, as: UTF8.self).split(separator: "\n").last.map { ": \($0)" } ?? ""
+        return .failure(job, WSurgeryError.workerFailed(input: job.input, reason: how + lastError), seconds: Date().timeIntervalSince(start))
+    }
+
+    /// `.NAME.wsurgery-XXXXXX` files beside the output (what `OutputFile` writes before renaming).
+    static func removeTemporaryFiles(for output: String) {
+        let directory = output.contains("/") ? String(output[..<output.lastIndex(of: "/")!]) : "."
+        let base = output.split(separator: "/").last.map(String.init) ?? output
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix(".\(base)") && name.contains(".wsurgery-") {
+            try? FileManager.default.removeItem(atPath: directory + "/" + name)
+        }
+    }
+
+    private final class Collected: @unchecked Sendable { var data = Data() }
+}
