@@ -21,6 +21,9 @@ struct SurgeryOptions: ParsableArguments {
     @Option(help: "Write sharded safetensors with shards of at most this size (e.g. 5GB).")
     var shardSize: String?
 
+    @Flag(name: [.short, .long], help: "No progress line (there is none anyway when stdout is not a terminal).")
+    var quiet = false
+
     /// Builds the passes, runs them and prints their reports (stdout) and the writer's notes (stderr).
     func run(_ makePasses: () throws -> [any GraphPass]) throws {
         try reportingFailures {
@@ -29,7 +32,15 @@ struct SurgeryOptions: ParsableArguments {
                 throw WSurgeryError.invalidOption(option: "OUT", reason: "an output path is needed (or --dry-run)")
             }
             let shard = try shardSize.map(ShardedSafetensors.parseSize)
-            let result = try Pipeline.run(passes, input: input, output: dryRun ? nil : output, options: .init(force: force, shardSize: shard))
+            // Bytes written, on a terminal, for outputs large enough to take a while.
+            let line = ProgressLine(quiet: quiet)
+            defer { line.finish() }
+            let progress = WriteProgress { done, total, file in
+                if total >= 16_000_000 { line.bytes(done, of: total, file: file) }
+            }
+            let result = try WriteProgress.$current.withValue(line.enabled ? progress : nil) {
+                try Pipeline.run(passes, input: input, output: dryRun ? nil : output, options: .init(force: force, shardSize: shard))
+            }
             if json {
                 let object: JSONValue = .object([
                     ("input", .string(input)),

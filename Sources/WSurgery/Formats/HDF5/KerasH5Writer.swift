@@ -5,6 +5,7 @@ public enum KerasH5Writer {
     /// Writes one tensor as a dataset: a copy of its source dataset when it has one and is unchanged,
     /// else created and filled from its bytes.
     static func write(_ tensor: Tensor, to h5: HDF5File, at datasetPath: String) throws {
+        defer { WriteProgress.advance(tensor.data.byteCount) }
         if let origin = tensor.hdf5Origin, !(tensor.data is MemorySource),
            let info = try? origin.file.datasetInfo(origin.datasetPath), info.shape == tensor.shape,
            info.dtype == tensor.dtype || info.dtype == .opaque(name: "V2", bytesPerElement: 2) && tensor.dtype == .bf16 {

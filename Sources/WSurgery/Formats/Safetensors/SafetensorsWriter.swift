@@ -82,7 +82,10 @@ public enum SafetensorsWriter {
         } else {
             try output.write(prefix + header)
         }
-        for source in sources { try output.write(from: source) }
+        for source in sources {
+            try output.write(from: source)
+            WriteProgress.advance(source.byteCount)
+        }
     }
 
     /// When the new header equals the input's and the data is the input's data region in one piece, the
