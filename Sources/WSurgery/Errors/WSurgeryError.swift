@@ -38,6 +38,8 @@ public enum WSurgeryError: Error, Sendable, Equatable {
 
     // HDF5 / Keras.
     case notHDF5(path: String)
+    /// The file has HDF5's signature but libhdf5 cannot open it (truncated, damaged).
+    case corruptHDF5(path: String)
     case unknownHDF5Layout(path: String, reason: String)
     case softLink(path: String, object: String, target: String)
     case externalLink(path: String, object: String, target: String)
@@ -128,6 +130,8 @@ extension WSurgeryError: CustomStringConvertible {
             return "\(path): invalid sharded-checkpoint index: \(reason)"
         case let .notHDF5(path):
             return "\(path): not an HDF5 file"
+        case let .corruptHDF5(path):
+            return "\(path): has an HDF5 signature but HDF5 cannot open it (truncated or damaged)"
         case let .unknownHDF5Layout(path, reason):
             return "\(path): not a Keras weights layout this tool knows: \(reason)"
         case let .softLink(path, object, target):

@@ -49,7 +49,7 @@ final class HDF5File: @unchecked Sendable {
         try HDF5Lock.run {
             if H5Fis_hdf5(path) <= 0 { throw WSurgeryError.notHDF5(path: path) }
             let id = H5Fopen(path, wsh5_F_ACC_RDONLY(), wsh5_P_DEFAULT())
-            if id < 0 { throw WSurgeryError.cannotOpen(path: path, reason: "HDF5 could not open the file") }
+            if id < 0 { throw WSurgeryError.corruptHDF5(path: path) }
             return HDF5File(path: path, id: id)
         }
     }
