@@ -22,11 +22,14 @@ let package = Package(
         ),
         // copy_file_range(2), which Swift cannot see behind _GNU_SOURCE.
         .target(name: "CFileCopy"),
+        // SHA-256 blocks with the x86 SHA extensions (the input digest of every output).
+        .target(name: "CSHA256"),
         .target(
             name: "WSurgery",
             dependencies: [
                 "CHDF5",
                 "CFileCopy",
+                "CSHA256",
                 .product(name: "ZIPFoundation", package: "ZIPFoundation"),
                 .product(name: "Yams", package: "Yams"),
             ]

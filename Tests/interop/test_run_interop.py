@@ -173,6 +173,13 @@ def test_provenance_is_recorded_where_keras_and_safetensors_ignore_it(tmp_path):
     shown = json.loads(wsurgery("inspect", "--json", tmp_path / "h.safetensors").stdout)["history"]
     assert shown == chained
     assert "history (wsurgery runs that made this file" in wsurgery("inspect", tmp_path / "h.safetensors").stdout
+    # Layout conversions keep the history too.
+    wsurgery("convert", tmp_path / "h.safetensors", tmp_path / "t.safetensors", "--layout", "torch")
+    wsurgery("convert", tmp_path / "t.safetensors", tmp_path / "k.h5", "--layout", "keras")
+    with h5py.File(tmp_path / "k.h5", "r") as f:
+        passes = [entry["passes"] for entry in json.loads(f.attrs["wsurgery_provenance"])]
+    assert [p[0]["pass"] if p else "convert" for p in passes] == ["replace-head", "convert", "convert", "convert"]
+    assert passes[2][0]["options"] == {"layout": "torch"} and passes[3][0]["options"] == {"layout": "keras"}
 
 
 def test_diff(tmp_path):

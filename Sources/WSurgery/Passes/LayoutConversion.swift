@@ -124,6 +124,7 @@ public struct LayoutConversion: GraphPass {
         }
         graph.metadata = FileMetadata()
         graph.metadata.safetensors = metadata
+        graph.metadata.provenance = input.metadata.provenance
         return graph
     }
 
