@@ -23,6 +23,7 @@ static inline size_t wsh5_T_VARIABLE(void) { return H5T_VARIABLE; }
 static inline haddr_t wsh5_HADDR_UNDEF(void) { return HADDR_UNDEF; }
 
 static inline hid_t wsh5_P_DATASET_CREATE(void) { return H5P_DATASET_CREATE; }
+static inline hid_t wsh5_P_GROUP_CREATE(void) { return H5P_GROUP_CREATE; }
 static inline hid_t wsh5_P_FILE_ACCESS(void) { return H5P_FILE_ACCESS; }
 static inline hid_t wsh5_P_FILE_CREATE(void) { return H5P_FILE_CREATE; }
 static inline hid_t wsh5_P_OBJECT_COPY(void) { return H5P_OBJECT_COPY; }

@@ -61,23 +61,21 @@ struct Run: ParsableCommand {
             let (recipe, inputArguments) = try loadRecipe()
             let patternText = output ?? recipe.output ?? "{name}"
             let patternError = { (error: WSurgeryError) -> WSurgeryError in
-                guard output == nil, let location = recipe.outputLocation, case let .invalidOption(_, reason) = error else { return error }
+                guard output == nil, let location = recipe.outputLocation, case let .invalidOption("output", reason) = error else { return error }
                 return .invalidRecipe(location: location.description, key: "output", reason: reason)
             }
             let passes: [any GraphPass]
             let pattern: OutputPattern
-            let shardSize: UInt64?
             do {
                 pattern = try OutputPattern(patternText)
                 passes = try RecipePasses.passes(for: recipe, output: patternText)
-                shardSize = try recipe.shardSize.map(ShardedSafetensors.parseSize)
             } catch let error as WSurgeryError { throw patternError(error) }
             guard jobs >= 1 else { throw WSurgeryError.invalidOption(option: "--jobs", reason: "must be at least 1") }
             let shard = try self.shard.map(Shard.init(parsing:))
             guard !inputArguments.isEmpty else { throw WSurgeryError.invalidOption(option: "INPUT", reason: "no input given") }
             let inputs = try InputList.expand(inputArguments)
             let selected = shard?.select(inputs) ?? inputs
-            let options = BatchRun.Options(outDir: outDir, skipExisting: skipExisting, dryRun: dryRun, force: force, shardSize: shardSize)
+            let options = BatchRun.Options(outDir: outDir, skipExisting: skipExisting, dryRun: dryRun, force: force, shardSize: recipe.shardSize)
             let plan: [BatchJob]
             do { plan = try BatchRun.plan(inputs: selected, pattern: pattern, options: options) } catch let error as WSurgeryError { throw patternError(error) }
             if !dryRun {
@@ -91,7 +89,6 @@ struct Run: ParsableCommand {
                 return
             }
             let progress = ProgressLine(quiet: quiet)
-            let failures = FailureCount()
             let perform: @Sendable (BatchJob) -> BatchOutcome
             if jobs > 1 {
                 let command = workerArguments()
@@ -100,9 +97,8 @@ struct Run: ParsableCommand {
                 perform = { job in BatchRun.perform(job, passes: passes, options: options) }
             }
             progress.files(done: 0, total: plan.count, failed: 0)
-            let outcomes = BatchRun.run(plan, parallelism: jobs, perform: perform) { done, outcome in
-                if outcome.status == .failed { failures.add() }
-                progress.files(done: done, total: plan.count, failed: failures.value)
+            let outcomes = BatchRun.run(plan, parallelism: jobs, perform: perform) { done, failed in
+                progress.files(done: done, total: plan.count, failed: failed)
             }
             progress.finish()
             let batch = BatchReport(recipe: recipe.path, steps: recipe.steps.map(\.text), outDir: outDir, shard: shard, outcomes: outcomes)
@@ -139,14 +135,6 @@ struct Run: ParsableCommand {
         if force { words.append("--force") }
         return words
     }
-}
-
-/// A counter shared by the worker threads' callbacks.
-final class FailureCount: @unchecked Sendable {
-    private let lock = NSLock()
-    private var count = 0
-    func add() { lock.lock(); count += 1; lock.unlock() }
-    var value: Int { lock.lock(); defer { lock.unlock() }; return count }
 }
 
 /// One input run in a child process (`wsurgery run --worker ... -- INPUT`): HDF5 serialises its calls

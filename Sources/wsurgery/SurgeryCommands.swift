@@ -79,10 +79,24 @@ func parseLayers(_ layers: [String]) -> [String] {
 /// The options of one pass-making command. The command line and recipes (`run`) both parse them with
 /// this type, so a recipe step takes exactly the options its command takes.
 protocol PassOptions: ParsableArguments {
-    /// The command name, also the step name in recipes.
-    static var commandName: String { get }
+    /// The command's name (also the step name in recipes) and help.
+    static var command: CommandConfiguration { get }
     /// The passes these options ask for; `output` (when known) lets a pass refuse a format it cannot write.
     func passes(output: String?) throws -> [any GraphPass]
+}
+
+extension PassOptions {
+    static var commandName: String { command.commandName ?? "" }
+}
+
+/// `convert` and every surgery command: IN, OUT and the shared options, then one `PassOptions` type's passes.
+struct PassCommand<Options: PassOptions>: ParsableCommand {
+    static var configuration: CommandConfiguration { Options.command }
+
+    @OptionGroup var common: SurgeryOptions
+    @OptionGroup var options: Options
+
+    func run() throws { try common.run { try options.passes(output: common.output) } }
 }
 
 /// Every command a recipe step can name, in the order `wsurgery --help` lists them.
@@ -95,20 +109,12 @@ enum PassCatalog {
     static func options(named name: String) -> (any PassOptions.Type)? { all.first { $0.commandName == name } }
 }
 
-struct CollapseChannels: ParsableCommand {
-    static let configuration = CommandConfiguration(
+struct CollapseChannelsOptions: PassOptions {
+    static let command = CommandConfiguration(
+        commandName: "collapse-channels",
         abstract: "Make the first convolution take one channel (RGB -> gray).",
         discussion: "--mode sum (default, timm) keeps model(gray) == original(gray copied to RGB). --fold-normalization folds a per-channel input normalisation into the kernel and bias so the new model takes the raw gray image."
     )
-
-    @OptionGroup var common: SurgeryOptions
-    @OptionGroup var options: CollapseChannelsOptions
-
-    func run() throws { try common.run { try options.passes(output: common.output) } }
-}
-
-struct CollapseChannelsOptions: PassOptions {
-    static let commandName = "collapse-channels"
 
     @Option(help: "The convolution to change (default: detected).")
     var layer: [String] = []
@@ -128,20 +134,12 @@ struct CollapseChannelsOptions: PassOptions {
     }
 }
 
-struct AdaptChannels: ParsableCommand {
-    static let configuration = CommandConfiguration(
+struct AdaptChannelsOptions: PassOptions {
+    static let command = CommandConfiguration(
+        commandName: "adapt-channels",
         abstract: "Make the first convolution take N input channels.",
         discussion: "Default (timm): repeat the source channels cyclically and scale by source/N (sum for N = 1). --extra fills channels beyond the source ones: repeat, zeros, mean or copy:K; the source channels keep their weights and, unless --extra zeros or --no-rescale, everything is scaled by source/N."
     )
-
-    @OptionGroup var common: SurgeryOptions
-    @OptionGroup var options: AdaptChannelsOptions
-
-    func run() throws { try common.run { try options.passes(output: common.output) } }
-}
-
-struct AdaptChannelsOptions: PassOptions {
-    static let commandName = "adapt-channels"
 
     @Option(help: "The new number of input channels.")
     var channels: Int
@@ -161,20 +159,12 @@ struct AdaptChannelsOptions: PassOptions {
     }
 }
 
-struct ReplaceHead: ParsableCommand {
-    static let configuration = CommandConfiguration(
+struct ReplaceHeadOptions: PassOptions {
+    static let command = CommandConfiguration(
+        commandName: "replace-head",
         abstract: "Give the classifier head a new number of classes.",
         discussion: "--init: torch-default, kaiming-uniform, kaiming-normal, glorot-uniform, he-normal, uniform:A, trunc-normal:STD, zeros (default: torch-default for PyTorch layouts, glorot-uniform for Keras). --bias takes the same names plus constant:V (default: torch-default after torch-default, else zeros)."
     )
-
-    @OptionGroup var common: SurgeryOptions
-    @OptionGroup var options: ReplaceHeadOptions
-
-    func run() throws { try common.run { try options.passes(output: common.output) } }
-}
-
-struct ReplaceHeadOptions: PassOptions {
-    static let commandName = "replace-head"
 
     @Option(help: "The new number of classes.")
     var classes: Int
@@ -204,20 +194,12 @@ struct ReplaceHeadOptions: PassOptions {
     }
 }
 
-struct SetInputShape: ParsableCommand {
-    static let configuration = CommandConfiguration(
+struct SetInputShapeOptions: PassOptions {
+    static let command = CommandConfiguration(
+        commandName: "set-input-shape",
         abstract: "Move a model to a new input size; fix the Dense layers that no longer fit.",
         discussion: "For a Keras model every layer's shapes are inferred at the new size and the report says, per layer, whether its weights transfer unchanged (convolutions always do; a Dense after global pooling does). A Dense fed by Flatten gets a new fan-in: --dense-policy reinit (default) draws a new kernel with --init (default glorot-uniform), resample resizes the kernel viewed as (H, W, C, units) bilinearly and scales it by HW/H'W', error stops and lists the layers. For a state dict, ViT position embeddings (pos_embed, embeddings.position_embeddings) are resampled like timm (bicubic, antialiased), prefix tokens kept. --channels chains adapt-channels."
     )
-
-    @OptionGroup var common: SurgeryOptions
-    @OptionGroup var options: SetInputShapeOptions
-
-    func run() throws { try common.run { try options.passes(output: common.output) } }
-}
-
-struct SetInputShapeOptions: PassOptions {
-    static let commandName = "set-input-shape"
 
     @Option(help: "The new input size, HxW (e.g. 256x256).")
     var size: String
@@ -240,20 +222,12 @@ struct SetInputShapeOptions: PassOptions {
     }
 }
 
-struct DropLayer: ParsableCommand {
-    static let configuration = CommandConfiguration(
+struct DropLayerOptions: PassOptions {
+    static let command = CommandConfiguration(
+        commandName: "drop-layer",
         abstract: "Remove layers; the Keras graph is reconnected and its shapes checked.",
         discussion: "Each removed layer's readers read what it read. When a later layer's weights no longer fit (a Dense between two Dense layers of other sizes), the command stops unless --reinit-next gives that layer new weights (--init, default glorot-uniform / torch-default). --top removes the classifier stack after the last layer with a spatial output, like include_top=False. Without a Keras architecture (a state dict) the layers' tensors are removed and nothing is checked."
     )
-
-    @OptionGroup var common: SurgeryOptions
-    @OptionGroup var options: DropLayerOptions
-
-    func run() throws { try common.run { try options.passes(output: common.output) } }
-}
-
-struct DropLayerOptions: PassOptions {
-    static let commandName = "drop-layer"
 
     @Option(help: "A layer to remove (repeatable, or comma-separated).")
     var layer: [String] = []
@@ -272,20 +246,12 @@ struct DropLayerOptions: PassOptions {
     }
 }
 
-struct ResizeDense: ParsableCommand {
-    static let configuration = CommandConfiguration(
+struct ResizeDenseOptions: PassOptions {
+    static let command = CommandConfiguration(
+        commandName: "resize-dense",
         abstract: "Give a Dense/Linear layer another number of units; the next layer's fan-in follows.",
         discussion: "The first min(old, N) units keep their weights; new units get --init (default glorot-uniform for Keras, torch-default for PyTorch layouts) and zero biases (torch-default for PyTorch). Normalisation layers in between get scale 1, shift 0, mean 0, variance 1 for new units; the next Dense/Linear layers keep their existing rows and get new ones drawn the same way. A state dict records no edges: name the reading layers with --next."
     )
-
-    @OptionGroup var common: SurgeryOptions
-    @OptionGroup var options: ResizeDenseOptions
-
-    func run() throws { try common.run { try options.passes(output: common.output) } }
-}
-
-struct ResizeDenseOptions: PassOptions {
-    static let commandName = "resize-dense"
 
     @Option(help: "The Dense/Linear layer to resize.")
     var layer: String

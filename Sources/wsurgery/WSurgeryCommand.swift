@@ -13,7 +13,11 @@ struct WSurgeryCommand: ParsableCommand {
         commandName: "wsurgery",
         abstract: "Weight surgery on pretrained checkpoints (Keras HDF5, .keras, safetensors).",
         version: "0.1.0",
-        subcommands: [Inspect.self, Convert.self, Run.self, Diff.self, CollapseChannels.self, AdaptChannels.self, ReplaceHead.self, SetInputShape.self, DropLayer.self, ResizeDense.self]
+        subcommands: [
+            Inspect.self, PassCommand<ConvertOptions>.self, Run.self, Diff.self,
+            PassCommand<CollapseChannelsOptions>.self, PassCommand<AdaptChannelsOptions>.self, PassCommand<ReplaceHeadOptions>.self,
+            PassCommand<SetInputShapeOptions>.self, PassCommand<DropLayerOptions>.self, PassCommand<ResizeDenseOptions>.self,
+        ]
     )
 }
 
@@ -44,20 +48,12 @@ struct Inspect: ParsableCommand {
     }
 }
 
-struct Convert: ParsableCommand {
-    static let configuration = CommandConfiguration(
+struct ConvertOptions: PassOptions {
+    static let command = CommandConfiguration(
+        commandName: "convert",
         abstract: "Re-container a checkpoint; with --layout, move it between Keras and PyTorch layouts.",
         discussion: "The output format follows OUT's name: .safetensors, .safetensors.index.json or a directory (sharded), .h5/.hdf5 (legacy Keras), .weights.h5 (Keras 3), .keras."
     )
-
-    @OptionGroup var common: SurgeryOptions
-    @OptionGroup var options: ConvertOptions
-
-    func run() throws { try common.run { try options.passes(output: common.output) } }
-}
-
-struct ConvertOptions: PassOptions {
-    static let commandName = "convert"
 
     @Option(help: "Also move the tensors to another layout: torch (PyTorch names and axes, written as safetensors) or keras.")
     var layout: String?

@@ -72,6 +72,10 @@ struct BatchTests {
             #expect(location.hasPrefix("r.yaml:"))
             #expect(reason.hasPrefix("not valid YAML or JSON"))
         } else { Issue.record("malformed YAML was accepted") }
+        if case let .invalidRecipe(location, key, _)? = failure("passes:\n  - convert\nshard-size: lots\n") {
+            #expect(location == "r.yaml:3" && key == "shard-size")
+        } else { Issue.record("a malformed shard-size was accepted") }
+        #expect((try? Recipe.parse("passes:\n  - convert\nshard-size: 2GB\n", path: "r.yaml"))?.shardSize == 2_000_000_000)
         if case let .invalidRecipe(_, _, reason)? = failure("passes:\n  - collapse-channels\npasses:\n  - convert\n") {
             #expect(reason.contains("duplicate"))
         } else { Issue.record("a duplicate key was accepted") }

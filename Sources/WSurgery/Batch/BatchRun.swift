@@ -156,9 +156,9 @@ public enum BatchRun {
     }
 
     /// Runs `perform` over the jobs with at most `parallelism` at once; `finished` is called (serially)
-    /// after each job with the number done so far. Outcomes come back in job order.
+    /// after each job with the numbers done and failed so far. Outcomes come back in job order.
     public static func run(_ jobs: [BatchJob], parallelism: Int, perform: @escaping @Sendable (BatchJob) -> BatchOutcome,
-                           finished: @escaping @Sendable (Int, BatchOutcome) -> Void) -> [BatchOutcome] {
+                           finished: @escaping @Sendable (_ done: Int, _ failed: Int) -> Void) -> [BatchOutcome] {
         let state = SharedState(count: jobs.count)
         let workers = max(1, min(parallelism, jobs.count))
         if workers == 1 {
@@ -182,6 +182,7 @@ public enum BatchRun {
         private let lock = NSLock()
         private var nextIndex = 0
         private var done = 0
+        private var failed = 0
         private let count: Int
         var results: [BatchOutcome?]
 
@@ -198,12 +199,13 @@ public enum BatchRun {
             return nextIndex - 1
         }
 
-        func finish(_ index: Int, _ outcome: BatchOutcome, _ finished: (Int, BatchOutcome) -> Void) {
+        func finish(_ index: Int, _ outcome: BatchOutcome, _ finished: (Int, Int) -> Void) {
             lock.lock()
             defer { lock.unlock() }
             results[index] = outcome
             done += 1
-            finished(done, outcome)
+            if outcome.status == .failed { failed += 1 }
+            finished(done, failed)
         }
     }
 }

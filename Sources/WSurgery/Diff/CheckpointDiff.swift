@@ -90,7 +90,8 @@ public struct CheckpointDiff: Sendable {
             result.verdict = .differs
             return result
         }
-        let (maxAbs, maxRel) = differences(try TensorValues.decode(a, path: pathA).values, try TensorValues.decode(b, path: pathB).values)
+        let (maxAbs, maxRel) = differences(try TensorValues.decode(a, bytes: bytesA, path: pathA).values,
+                                           try TensorValues.decode(b, bytes: bytesB, path: pathB).values)
         result.maxAbs = maxAbs
         result.maxRel = maxRel
         result.verdict = maxAbs <= atol ? .withinTolerance : .differs

@@ -81,10 +81,14 @@ public enum TensorValues {
 
     /// The tensor's values; `path` names the file in errors.
     public static func decode(_ tensor: Tensor, path: String) throws -> ValueArray {
+        try decode(tensor, bytes: try tensor.data.readAll(), path: path)
+    }
+
+    /// The values of `tensor` from its bytes, already read.
+    public static func decode(_ tensor: Tensor, bytes: [UInt8], path: String) throws -> ValueArray {
         guard canCompute(tensor.dtype) else {
             throw WSurgeryError.cannotComputeDType(path: path, tensor: tensor.name, dtype: tensor.dtype.numpyName)
         }
-        let bytes = try tensor.data.readAll()
         let count = tensor.elementCount
         var values = [Double](repeating: 0, count: count)
         bytes.withUnsafeBytes { raw in

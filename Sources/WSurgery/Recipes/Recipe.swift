@@ -131,12 +131,12 @@ public struct Recipe: Sendable {
     /// The output name pattern (see `OutputPattern`), when the recipe gives one.
     public var output: String?
     public var outputLocation: RecipeLocation?
-    /// `shard-size` for sharded safetensors outputs, when given.
-    public var shardSize: String?
+    /// `shard-size` for sharded safetensors outputs, in bytes, when given.
+    public var shardSize: UInt64?
     /// The recipe file, or nil for a `--pass` chain.
     public var path: String?
 
-    public init(steps: [RecipeStep], output: String? = nil, outputLocation: RecipeLocation? = nil, shardSize: String? = nil, path: String? = nil) {
+    public init(steps: [RecipeStep], output: String? = nil, outputLocation: RecipeLocation? = nil, shardSize: UInt64? = nil, path: String? = nil) {
         self.steps = steps
         self.output = output
         self.outputLocation = outputLocation
@@ -190,7 +190,10 @@ public struct Recipe: Sendable {
                 guard case .scalar = value, let size = value.string, value.null == nil else {
                     throw fail(value, key, "expected a size such as 5GB, got \(kind(value))")
                 }
-                recipe.shardSize = size
+                do { recipe.shardSize = try ShardedSafetensors.parseSize(size) } catch let error as WSurgeryError {
+                    guard case let .invalidOption(_, reason) = error else { throw error }
+                    throw fail(value, key, reason)
+                }
             default:
                 throw fail(keyNode, key, "unknown key; a recipe has \(topLevelKeys.joined(separator: ", "))")
             }

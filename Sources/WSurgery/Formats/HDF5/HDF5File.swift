@@ -301,7 +301,10 @@ final class HDF5File: @unchecked Sendable {
             if H5Lexists(id, groupPath, wsh5_P_DEFAULT()) > 0 { return }
             let lcpl = H5ID(H5Pcreate(wsh5_P_LINK_CREATE()), H5Pclose)
             H5Pset_create_intermediate_group(lcpl.id, 1)
-            let g = H5Gcreate2(id, groupPath, lcpl.id, wsh5_P_DEFAULT(), wsh5_P_DEFAULT())
+            // No modification times, so the same graph always gives the same bytes.
+            let gcpl = H5ID(H5Pcreate(wsh5_P_GROUP_CREATE()), H5Pclose)
+            H5Pset_obj_track_times(gcpl.id, false)
+            let g = H5Gcreate2(id, groupPath, lcpl.id, gcpl.id, wsh5_P_DEFAULT())
             if g < 0 { throw WSurgeryError.hdf5(path: path, object: groupPath, operation: "create the group") }
             _ = H5Gclose(g)
         }
