@@ -83,7 +83,7 @@ public struct Provenance: Sendable, Equatable {
     public init(entries: [Entry] = []) { self.entries = entries }
 
     /// The stored text: a JSON array of entries, compact.
-    public var text: String { JSONValue.array(entries.map(\.json)).serialized(.compact) }
+    public var text: String { json.serialized(.compact) }
 
     /// Parses stored text; nil when it is not a provenance record (kept as ordinary metadata then).
     public init?(text: String) {

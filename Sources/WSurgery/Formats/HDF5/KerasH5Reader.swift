@@ -47,8 +47,7 @@ public enum KerasH5Reader {
 
     /// The `wsurgery_provenance` root attribute, when it holds a provenance record.
     static func readProvenance(_ h5: HDF5File) throws -> Provenance? {
-        guard try h5.hasAttribute("/", Provenance.key) else { return nil }
-        return try h5.stringAttribute("/", Provenance.key).flatMap(Provenance.init(text:))
+        try h5.stringAttribute("/", Provenance.key).flatMap(Provenance.init(text:))
     }
 
     // MARK: Legacy

@@ -44,8 +44,9 @@ public enum SafetensorsReader {
             case KerasMetadataKey.version: graph.metadata.kerasVersion = value
             case KerasMetadataKey.backend: graph.metadata.kerasBackend = value
             case KerasMetadataKey.trainingConfig: graph.metadata.trainingConfig = value
-            case Provenance.key where Provenance(text: value) != nil: graph.metadata.provenance = Provenance(text: value)
-            default: rest.append((key, value))
+            default:
+                // A provenance record becomes the history; anything else under that key stays plain metadata.
+                if key == Provenance.key, let history = Provenance(text: value) { graph.metadata.provenance = history } else { rest.append((key, value)) }
             }
         }
         graph.metadata.safetensors = rest
