@@ -130,7 +130,7 @@ public struct CheckpointDiff: Sendable {
         for c in compared where c.verdict != .identical {
             let detail: String
             switch c.verdict {
-            case .shapeChanged: detail = "\(InspectReport.shapeText(c.shapeA)) -> \(InspectReport.shapeText(c.shapeB))"
+            case .shapeChanged: detail = "\(ShapeText.python(c.shapeA)) -> \(ShapeText.python(c.shapeB))"
             case .dtypeChanged: detail = "\(c.dtypeA) -> \(c.dtypeB)" + (c.maxAbs.map { _ in ", max abs \(CheckpointDiff.number(c.maxAbs)), max rel \(CheckpointDiff.number(c.maxRel))" } ?? "")
             default: detail = c.maxAbs == nil ? "values differ (\(c.dtypeA))" : "max abs \(CheckpointDiff.number(c.maxAbs)), max rel \(CheckpointDiff.number(c.maxRel))"
             }

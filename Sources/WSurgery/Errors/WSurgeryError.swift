@@ -166,7 +166,7 @@ extension WSurgeryError: CustomStringConvertible {
         case let .shapeMismatch(path, layer, reason):
             return "\(path): layer '\(layer)': shapes do not compose: \(reason)"
         case let .inputTooSmall(path, layer, shape):
-            return "\(path): the input is too small: layer '\(layer)' would output \(InspectReport.shapeText(shape)), a spatial size below 1"
+            return "\(path): the input is too small: layer '\(layer)' would output \(ShapeText.python(shape)), a spatial size below 1"
         case let .weightsDoNotFit(path, layers, hint):
             return "\(path): the weights of \(layers.count) layer(s) no longer fit: \(layers.joined(separator: "; ")); \(hint)"
         case let .invalidRecipe(location, key, reason):

@@ -33,14 +33,7 @@ public struct InspectReport: Sendable {
     func outputShapeText(_ layer: String) -> String? {
         guard let shapes else { return nil }
         if let blocker = shapes.blockedBy[layer] { return "? (after \(blocker))" }
-        return shapes.outputs[layer].map { $0.map(InspectReport.shapeText).joined(separator: ", ") }
-    }
-
-    static func shapeText(_ shape: [Int]) -> String { shapeText(shape.map(Optional.some)) }
-
-    /// `(None, 32, 32, 3)`: a Keras shape as Python prints it.
-    static func shapeText(_ shape: [Int?]) -> String {
-        "(" + shape.map { $0.map(String.init) ?? "None" }.joined(separator: ", ") + (shape.count == 1 ? ",)" : ")")
+        return shapes.outputs[layer].map { $0.map(ShapeText.python).joined(separator: ", ") }
     }
 
     /// Each layer's output shapes (null past a layer whose class blocks inference).
@@ -125,7 +118,7 @@ public struct InspectReport: Sendable {
                 continue
             }
             for (i, t) in layer.tensors.enumerated() {
-                rows.append([i == 0 ? layer.name : "", i == 0 ? layer.kind.rawValue : "", t.name, InspectReport.shapeText(t.shape),
+                rows.append([i == 0 ? layer.name : "", i == 0 ? layer.kind.rawValue : "", t.name, ShapeText.python(t.shape),
                              t.dtype.safetensorsName, i == 0 ? String(layer.parameterCount) : ""] + (i == 0 ? output : output.map { _ in "" }))
             }
         }
@@ -149,7 +142,7 @@ public struct InspectReport: Sendable {
         lines.append("classifier head: \(heads.isEmpty ? "none found (\(headProblem ?? ""))" : heads.joined(separator: ", "))")
         if let shapeProblem { lines.append("shapes: cannot infer (\(shapeProblem))") }
         if let shapes, !shapes.modelOutputs.isEmpty {
-            lines.append("model output: " + shapes.modelOutputs.map(InspectReport.shapeText).joined(separator: ", "))
+            lines.append("model output: " + shapes.modelOutputs.map(ShapeText.python).joined(separator: ", "))
         }
         if let history = graph.metadata.provenance, !history.entries.isEmpty {
             lines.append("history (wsurgery runs that made this file, oldest first):")

@@ -103,7 +103,7 @@ public struct InputShapeChange: GraphPass {
             throw WSurgeryError.shapeMismatch(path: path, layer: m.layer, reason: m.description)
         }
         if !misfits.isEmpty, densePolicy == .error {
-            throw WSurgeryError.weightsDoNotFit(path: path, layers: misfits.map { "\($0.layer) (kernel \(InspectReport.shapeText($0.tensor.shape)) -> \(InspectReport.shapeText($0.expected)))" },
+            throw WSurgeryError.weightsDoNotFit(path: path, layers: misfits.map { "\($0.layer) (kernel \(ShapeText.python($0.tensor.shape)) -> \(ShapeText.python($0.expected)))" },
                                                 hint: "use --dense-policy reinit or resample")
         }
         for m in misfits {
@@ -116,7 +116,7 @@ public struct InputShapeChange: GraphPass {
         }
         let (edited, fields) = KerasArchitectureEdit.refreshingShapes(document, with: new)
         graph.architecture = .keras(edited)
-        if !fields.isEmpty { report.notes.append("Keras config: shapes updated in \(fields.count) field(s), input now \(InspectReport.shapeText(newInput))") }
+        if !fields.isEmpty { report.notes.append("Keras config: shapes updated in \(fields.count) field(s), input now \(ShapeText.python(newInput))") }
         report.layerShapes = new.order.filter { layers[$0] != nil }.map { name in
             let weighted = graph.layer(named: name).map { !$0.tensors.isEmpty } ?? false
             let changed = misfits.contains { $0.layer == name }

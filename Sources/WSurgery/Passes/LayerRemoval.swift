@@ -55,7 +55,7 @@ public struct LayerRemoval: GraphPass {
         graph.architecture = .keras(edited)
         // Keras 3 names saveables by class and position, so later layers' paths change; derive them anew.
         for i in graph.layers.indices where graph.layers[i].keras?.saveablePath != nil { graph.layers[i].keras?.saveablePath = nil }
-        report.notes.append("model output now " + shapes.modelOutputs.map(InspectReport.shapeText).joined(separator: ", "))
+        report.notes.append("model output now " + shapes.modelOutputs.map(ShapeText.python).joined(separator: ", "))
         graph.dropOptimizerState(in: &report)
         return (graph, report)
     }

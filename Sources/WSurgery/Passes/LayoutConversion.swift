@@ -104,7 +104,7 @@ public struct LayoutConversion: GraphPass {
                 case ("moving_variance", _): move = Move(name: "\(prefix).running_var", note: "renamed")
                 case ("embeddings", _): move = Move(name: "\(prefix).weight", note: "renamed")
                 default:
-                    throw WSurgeryError.unsupportedLayer(path: path, layer: layer.name, reason: "no PyTorch equivalent known for variable '\(local)' of \(className) (shape \(InspectReport.shapeText(tensor.shape)))")
+                    throw WSurgeryError.unsupportedLayer(path: path, layer: layer.name, reason: "no PyTorch equivalent known for variable '\(local)' of \(className) (shape \(ShapeText.python(tensor.shape)))")
                 }
                 tensors.append(try apply(move, to: tensor, layer: prefix, layout: rank >= 2 ? .torch : .unknown, path: path, report: &report))
             }
@@ -191,7 +191,7 @@ public struct LayoutConversion: GraphPass {
                 case "weight" where className.hasPrefix("Depthwise") || part == "depthwise":
                     let multiplier = keras?.config["depth_multiplier"]?.intValue ?? 1
                     guard multiplier > 0, tensor.shape[0] % multiplier == 0 else {
-                        throw WSurgeryError.unsupportedLayer(path: path, layer: kerasName, reason: "depthwise weight \(InspectReport.shapeText(tensor.shape)) does not split into channels x multiplier")
+                        throw WSurgeryError.unsupportedLayer(path: path, layer: kerasName, reason: "depthwise weight \(ShapeText.python(tensor.shape)) does not split into channels x multiplier")
                     }
                     let view = [tensor.shape[0] / multiplier, multiplier] + Array(tensor.shape[2...])
                     let axes = Array(2..<rank) + [0, 1]
@@ -208,7 +208,7 @@ public struct LayoutConversion: GraphPass {
                 case "running_mean": move = Move(name: "\(kerasName)/moving_mean", note: "renamed")
                 case "running_var": move = Move(name: "\(kerasName)/moving_variance", note: "renamed")
                 default:
-                    throw WSurgeryError.unsupportedLayer(path: path, layer: moduleName, reason: "no Keras equivalent known for '\(tensor.name)' (shape \(InspectReport.shapeText(tensor.shape)))")
+                    throw WSurgeryError.unsupportedLayer(path: path, layer: moduleName, reason: "no Keras equivalent known for '\(tensor.name)' (shape \(ShapeText.python(tensor.shape)))")
                 }
                 converted.append(try apply(move, to: tensor, layer: kerasName, layout: move.name.hasSuffix("kernel") || move.name.hasSuffix("embeddings") ? .keras : .unknown, path: path, report: &report))
             }

@@ -74,14 +74,14 @@ public struct PassReport: Sendable {
     public var table: String {
         var rows: [[String]] = [["layer", "tensor", "old shape", "new shape", "action"]]
         for c in changes {
-            rows.append([c.layer, c.tensor, InspectReport.shapeText(c.oldShape), InspectReport.shapeText(c.newShape), c.action])
+            rows.append([c.layer, c.tensor, ShapeText.python(c.oldShape), ShapeText.python(c.newShape), c.action])
         }
         var lines = ["\(pass)" + (options.isEmpty ? "" : " (" + options.map { "\($0.0)=\($0.1)" }.joined(separator: ", ") + ")")]
         if changes.isEmpty { lines.append("no tensor changed") } else { lines += TextTable.render(rows) }
         if !layerShapes.isEmpty {
             var shapeRows: [[String]] = [["layer", "output before", "output after", "weights"]]
             for l in layerShapes {
-                shapeRows.append([l.layer, l.oldOutput.map(InspectReport.shapeText) ?? "-", l.newOutput.map(InspectReport.shapeText) ?? "-", l.weights])
+                shapeRows.append([l.layer, l.oldOutput.map(ShapeText.python) ?? "-", l.newOutput.map(ShapeText.python) ?? "-", l.weights])
             }
             lines.append("")
             lines += TextTable.render(shapeRows)

@@ -8,7 +8,7 @@ enum Refit {
         var input: KerasShape
 
         var description: String {
-            "'\(tensor.name)' is \(InspectReport.shapeText(tensor.shape)) but its input \(InspectReport.shapeText(input)) needs \(InspectReport.shapeText(expected))"
+            "'\(tensor.name)' is \(ShapeText.python(tensor.shape)) but its input \(ShapeText.python(input)) needs \(ShapeText.python(expected))"
         }
     }
 
@@ -24,7 +24,7 @@ enum Refit {
             guard let expected = WeightFit.expectedShapes(className: config.className, config: config.config, input: input) else {
                 let old = before.inputs[layer.name]?.first
                 if old != input {
-                    throw WSurgeryError.unsupportedLayer(path: graph.sourcePath, layer: layer.name, reason: "its input changes from \(old.map(InspectReport.shapeText) ?? "?") to \(InspectReport.shapeText(input)) and wsurgery cannot tell whether its \(config.className) weights depend on that")
+                    throw WSurgeryError.unsupportedLayer(path: graph.sourcePath, layer: layer.name, reason: "its input changes from \(old.map(ShapeText.python) ?? "?") to \(ShapeText.python(input)) and wsurgery cannot tell whether its \(config.className) weights depend on that")
                 }
                 continue
             }
@@ -54,6 +54,6 @@ enum Refit {
         }
         let layout = misfit.tensor.layout == .unknown ? Layout.keras : misfit.tensor.layout
         let values = kind.values(shape: shape, fans: Fans(shape: shape, layout: layout), seed: seed, tensor: misfit.tensor.name)
-        graph.replaceTensor(layer: misfit.layer, index: misfit.index, with: values, action: "new \(kind) (seed \(seed))" + (reason ?? ": its input changed to \(InspectReport.shapeText(misfit.input))"), in: &report)
+        graph.replaceTensor(layer: misfit.layer, index: misfit.index, with: values, action: "new \(kind) (seed \(seed))" + (reason ?? ": its input changed to \(ShapeText.python(misfit.input))"), in: &report)
     }
 }

@@ -174,7 +174,7 @@ public enum LayerDetection {
     static func describe(_ layer: Layer) -> String {
         guard let roles = WeightRoles(layer) else { return "\(layer.name) (\(layer.kind.rawValue))" }
         let kernel = layer.tensors[roles.kernel]
-        return "\(layer.name) (\(layer.kind.rawValue) \(InspectReport.shapeText(kernel.shape)))"
+        return "\(layer.name) (\(layer.kind.rawValue) \(ShapeText.python(kernel.shape)))"
     }
 
     static func isConvolutionWithKernel(_ layer: Layer) -> Bool {

@@ -124,7 +124,7 @@ enum LayerShapes {
     /// The spatial sizes and the channel count of a feature map of `rank` spatial axes.
     static func split(_ x: KerasShape, rank: Int, channelsFirst: Bool, className: String) throws(LayerShapeError) -> ([Int?], Int?) {
         guard x.count == rank + 2 else {
-            throw .mismatch("\(className) needs an input of rank \(rank + 2) (batch, \(rank) spatial, channels); got \(InspectReport.shapeText(x))")
+            throw .mismatch("\(className) needs an input of rank \(rank + 2) (batch, \(rank) spatial, channels); got \(ShapeText.python(x))")
         }
         return channelsFirst ? (Array(x[2...]), x[1]) : (Array(x[1...rank]), x[rank + 1])
     }
@@ -192,7 +192,7 @@ enum LayerShapes {
             result[free] = total / known
             return result
         }
-        guard known == total else { throw .mismatch("cannot reshape \(InspectReport.shapeText(dims)) (\(total) values) to \(target) (\(known) values)") }
+        guard known == total else { throw .mismatch("cannot reshape \(ShapeText.python(dims)) (\(total) values) to \(target) (\(known) values)") }
         return target
     }
 
@@ -201,12 +201,12 @@ enum LayerShapes {
         var result = inputs[0]
         for other in inputs.dropFirst() {
             guard other.count == result.count else {
-                throw .mismatch("merges inputs of different ranks: \(inputs.map { InspectReport.shapeText($0) }.joined(separator: " and "))")
+                throw .mismatch("merges inputs of different ranks: \(inputs.map { ShapeText.python($0) }.joined(separator: " and "))")
             }
             for i in result.indices {
                 switch (result[i], other[i]) {
                 case let (a?, b?) where a != b && a != 1 && b != 1:
-                    throw .mismatch("merges inputs of shapes \(inputs.map { InspectReport.shapeText($0) }.joined(separator: " and ")), which differ on axis \(i)")
+                    throw .mismatch("merges inputs of shapes \(inputs.map { ShapeText.python($0) }.joined(separator: " and ")), which differ on axis \(i)")
                 case let (a?, b?): result[i] = max(a, b)
                 case (nil, let b?) where b != 1: result[i] = b
                 default: break
@@ -220,13 +220,13 @@ enum LayerShapes {
         let rank = inputs[0].count
         let a = axis < 0 ? rank + axis : axis
         guard a >= 0, a < rank, inputs.allSatisfy({ $0.count == rank }) else {
-            throw .mismatch("concatenates inputs of shapes \(inputs.map { InspectReport.shapeText($0) }.joined(separator: " and ")) on axis \(axis)")
+            throw .mismatch("concatenates inputs of shapes \(inputs.map { ShapeText.python($0) }.joined(separator: " and ")) on axis \(axis)")
         }
         var result = inputs[0]
         for other in inputs.dropFirst() {
             for i in 0..<rank where i != a {
                 if let x = result[i], let y = other[i], x != y {
-                    throw .mismatch("concatenates inputs of shapes \(inputs.map { InspectReport.shapeText($0) }.joined(separator: " and ")), which differ on axis \(i)")
+                    throw .mismatch("concatenates inputs of shapes \(inputs.map { ShapeText.python($0) }.joined(separator: " and ")), which differ on axis \(i)")
                 }
                 result[i] = result[i] ?? other[i]
             }

@@ -1,0 +1,10 @@
+/// Shapes as text, the way Python prints them, for reports, tables and messages.
+public enum ShapeText {
+    /// `(3, 3, 3, 8)`; a rank-1 shape gets Python's trailing comma, `(8,)`.
+    public static func python(_ shape: [Int]) -> String { python(shape.map(Optional.some)) }
+
+    /// `(None, 32, 32, 3)`: a shape with unknown sizes as Keras prints it.
+    public static func python(_ shape: [Int?]) -> String {
+        "(" + shape.map { $0.map(String.init) ?? "None" }.joined(separator: ", ") + (shape.count == 1 ? ",)" : ")")
+    }
+}
