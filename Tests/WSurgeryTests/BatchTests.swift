@@ -162,14 +162,14 @@ struct BatchTests {
         for (i, output) in [dir + "/a.safetensors", dir + "/b.h5", dir + "/c.weights.h5", dir + "/d.keras"].enumerated() {
             let source = i == 0 ? input : dir + "/a.safetensors"
             _ = try Pipeline.run([ChannelAdaptation(rule: .collapse(.sum), layers: [])].filter { _ in i == 0 }, input: source, output: output)
-            let history = try #require(try Checkpoint.read(output).metadata.provenance)
+            let history = try #require(try Checkpoint.read(output).provenance)
             #expect(history.entries.count == (i == 0 ? 1 : 2))
             #expect(history.entries[0].passes.map(\.name) == ["collapse-channels"])
             #expect(history.entries[0].inputSHA256 == (try SHA256.file(try InputFile(path: input))))
             #expect(history.entries.last?.inputName == (i == 0 ? "keras_cnn.h5" : "a.safetensors"))
         }
         // The input is never modified: it still has no history.
-        #expect(try Checkpoint.read(input).metadata.provenance == nil)
+        #expect(try Checkpoint.read(input).provenance == nil)
     }
 
     // MARK: Diff arithmetic

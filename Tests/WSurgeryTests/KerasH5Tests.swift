@@ -12,7 +12,7 @@ struct KerasH5Tests {
         #expect(graph.layer(named: "conv1")?.tensors.first?.layout == .keras)
         #expect(graph.layer(named: "bn1")?.inbound == ["conv1"])
         #expect(graph.optimizer?.tensors.isEmpty == false)
-        #expect(graph.metadata.kerasFlavor == .legacyFullModel)
+        #expect(graph.fileStates[KerasH5FileState.self]?.kerasFlavor == .legacyFullModel)
     }
 
     @Test func keras2StyleFixedLengthNamesAndCompressedDatasets() throws {
@@ -24,7 +24,7 @@ struct KerasH5Tests {
         #expect(graph.optimizer?.tensors.first?.dtype == .i64)
         // The gzip dataset decodes to its 108 floats.
         #expect(try conv.tensors[0].data.readAll().count == 108 * 4)
-        #expect(graph.metadata.kerasVersion == "2.4.0")
+        #expect(graph.fileStates[KerasSavedBy.self]?.version == "2.4.0")
     }
 
     @Test(arguments: ["keras_cnn.h5", "keras_cnn.keras", "keras_cnn.weights.h5", "keras_nested.h5", "keras_nested.keras", "keras2_style.h5"])

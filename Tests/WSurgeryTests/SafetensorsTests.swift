@@ -73,7 +73,7 @@ struct SafetensorsValidationTests {
         let path = TestSupport.safetensors(header: header, data: [7, 8, 9], in: dir)
         let graph = try SafetensorsReader.read(path: path)
         #expect(graph.tensors.first?.dtype == .opaque(name: "F3_FUTURE", bytesPerElement: nil))
-        #expect(graph.metadata.safetensors?.first?.1 == "v")
+        #expect(graph.fileStates[SafetensorsFileState.self]?.metadata?.first?.1 == "v")
         let out = dir + "/copy.safetensors"
         try Checkpoint.write(graph, to: out)
         let again = try SafetensorsReader.read(path: out)

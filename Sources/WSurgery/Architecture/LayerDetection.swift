@@ -29,7 +29,7 @@ public enum LayerDetection {
             WSurgeryError.detectionFailed(path: graph.sourcePath, what: "first convolution", reason: reason,
                                           candidates: candidates.map { describe($0) })
         }
-        if hasEdges(graph) {
+        if graph.hasEdges {
             let found = firstWeightedLayers(in: graph)
             guard found.count == 1, let layer = graph.layer(named: found[0]) else {
                 throw fail(found.isEmpty ? "no layer with weights is reachable from the input" : "several layers read the input",
@@ -40,7 +40,7 @@ public enum LayerDetection {
             }
             return layer.name
         }
-        if hasModelOrder(graph) {
+        if graph.layersInModelOrder {
             guard let first = graph.layers.first(where: { !$0.tensors.isEmpty }) else { throw fail("the checkpoint has no weights", []) }
             guard isConvolutionWithKernel(first) else {
                 throw fail("the first layer with weights is '\(first.name)' (\(first.kind.rawValue)), not a convolution", convs)
@@ -67,7 +67,7 @@ public enum LayerDetection {
                                           candidates: candidates.map { describe($0) })
         }
         let dense = graph.layers.filter { $0.kind == .dense && WeightRoles($0) != nil }
-        if hasEdges(graph) {
+        if graph.hasEdges {
             var heads: [String] = []
             for output in outputLayers(of: graph) {
                 heads.append(try headBehind(output, in: graph, fail: fail))
@@ -75,7 +75,7 @@ public enum LayerDetection {
             guard !heads.isEmpty else { throw fail("the architecture names no output layer", dense) }
             return heads
         }
-        if hasModelOrder(graph) {
+        if graph.layersInModelOrder {
             guard let last = graph.layers.last(where: { !$0.tensors.isEmpty }) else { throw fail("the checkpoint has no weights", []) }
             guard (last.kind == .dense || isConvolutionWithKernel(last)) && WeightRoles(last) != nil else {
                 throw fail("the last layer with weights is '\(last.name)' (\(last.kind.rawValue)), not a Dense layer or a convolution", dense)
@@ -181,14 +181,4 @@ public enum LayerDetection {
         [.conv1d, .conv2d, .conv3d].contains(layer.kind) && WeightRoles(layer) != nil
     }
 
-    /// Whether the format recorded the edges between layers.
-    static func hasEdges(_ graph: TensorGraph) -> Bool { graph.layers.contains { !$0.inbound.isEmpty } }
-
-    /// Whether the layer order is the model's order (Keras files list layers in model order; a state
-    /// dict's order is whatever its writer chose: safetensors sorts by dtype and name).
-    static func hasModelOrder(_ graph: TensorGraph) -> Bool {
-        if case .keras? = graph.architecture { return true }
-        // A Keras 3 .weights.h5 without a config lists saveables in name order, not model order.
-        return [.kerasLegacyH5, .kerasArchive].contains(graph.sourceFormat)
-    }
 }

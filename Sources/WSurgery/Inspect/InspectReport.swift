@@ -49,14 +49,7 @@ public struct InspectReport: Sendable {
 
     /// The report as one JSON object.
     public var json: JSONValue {
-        var metadata: [(String, JSONValue)] = []
-        let m = graph.metadata
-        if let s = m.safetensors { metadata.append(("safetensors", .object(s.map { ($0.0, .string($0.1)) }))) }
-        if let s = m.shardIndex, !s.isEmpty { metadata.append(("index", .object(s))) }
-        if let v = m.kerasVersion { metadata.append(("keras_version", .string(v))) }
-        if let v = m.kerasBackend { metadata.append(("backend", .string(v))) }
-        if let v = m.kerasFlavor { metadata.append(("keras_flavor", .string(v.rawValue))) }
-        if m.trainingConfig != nil { metadata.append(("training_config", .bool(true))) }
+        let metadata = graph.fileStates.all.flatMap(\.summaryJSON)
         let architecture: JSONValue
         switch graph.architecture {
         case .keras(let c)?: architecture = .object([("kind", .string("keras")), ("class_name", c.json["class_name"] ?? .null), ("name", c.json["config"]?["name"] ?? .null)])
@@ -81,7 +74,7 @@ public struct InspectReport: Sendable {
                 })),
             ])
         }
-        let history: JSONValue = graph.metadata.provenance?.json ?? .array([])
+        let history: JSONValue = graph.provenance?.json ?? .array([])
         return .object([
             ("file", .string(graph.sourcePath)),
             ("format", .string(graph.sourceFormat.rawValue)),
@@ -95,7 +88,7 @@ public struct InspectReport: Sendable {
                 ("bytes", .number(String(graph.byteCount))),
             ])),
             ("history", history),
-            ("optimizer", graph.optimizer.map { o in .object([("flavor", .string(o.flavor.rawValue)), ("tensors", .int(o.tensors.count))]) } ?? .null),
+            ("optimizer", graph.optimizer.map { o in .object([("flavor", .string(o.layout.label)), ("tensors", .int(o.tensors.count))]) } ?? .null),
             ("output_shapes", outputShapesJSON),
             ("shape_problem", shapeProblem.map { .string($0) } ?? .null),
             ("detected", .object([
@@ -123,28 +116,26 @@ public struct InspectReport: Sendable {
             }
         }
         var lines: [String] = []
-        lines.append("\(graph.sourcePath): \(graph.sourceFormat.rawValue)\(graph.metadata.kerasFlavor.map { " (\($0.rawValue))" } ?? "")")
+        let flavor = graph.fileStates.all.compactMap(\.flavor).first
+        lines.append("\(graph.sourcePath): \(graph.sourceFormat.rawValue)\(flavor.map { " (\($0))" } ?? "")")
         switch graph.architecture {
         case .keras(let c)?: lines.append("architecture: Keras \(c.json["class_name"]?.stringValue ?? "?") '\(c.json["config"]?["name"]?.stringValue ?? "?")'")
         case .huggingFace(let c)?: lines.append("architecture: Hugging Face config.json (model_type \(c.json["model_type"]?.stringValue ?? "?"))")
         case nil: lines.append("architecture: none recorded")
         }
-        if let v = graph.metadata.kerasVersion { lines.append("keras_version: \(v), backend: \(graph.metadata.kerasBackend ?? "?")") }
-        if let s = graph.metadata.safetensors, !s.isEmpty {
-            lines.append("metadata: " + s.map { "\($0.0)=\($0.1.count > 60 ? String($0.1.prefix(57)) + "..." : $0.1)" }.joined(separator: ", "))
-        }
+        lines += graph.fileStates.all.flatMap(\.summaryLines)
         lines.append("")
         lines += TextTable.render(rows, rightAligned: [5])
         lines.append("")
         lines.append("totals: \(graph.layers.count) layers, \(graph.tensors.count) tensors, \(graph.parameterCount) parameters, \(graph.byteCount) bytes")
-        if let o = graph.optimizer { lines.append("optimizer state: \(o.tensors.count) tensors (\(o.flavor.rawValue))") }
+        if let o = graph.optimizer { lines.append("optimizer state: \(o.tensors.count) tensors (\(o.layout.label))") }
         lines.append("first convolution: \(firstConvolution ?? "none found (\(firstConvolutionProblem ?? ""))")")
         lines.append("classifier head: \(heads.isEmpty ? "none found (\(headProblem ?? ""))" : heads.joined(separator: ", "))")
         if let shapeProblem { lines.append("shapes: cannot infer (\(shapeProblem))") }
         if let shapes, !shapes.modelOutputs.isEmpty {
             lines.append("model output: " + shapes.modelOutputs.map(ShapeText.python).joined(separator: ", "))
         }
-        if let history = graph.metadata.provenance, !history.entries.isEmpty {
+        if let history = graph.provenance, !history.entries.isEmpty {
             lines.append("history (wsurgery runs that made this file, oldest first):")
             for (i, entry) in history.entries.enumerated() { lines.append("  \(i + 1). \(entry.summary)") }
         }

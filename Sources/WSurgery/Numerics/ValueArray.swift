@@ -138,7 +138,7 @@ public enum TensorValues {
         var result = tensor
         result.shape = array.shape
         result.data = MemorySource(bytes: encode(array.values, as: tensor.dtype))
-        result.hdf5Origin = nil
+        result.origin = nil
         return result
     }
 }

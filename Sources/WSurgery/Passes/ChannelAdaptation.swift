@@ -253,11 +253,11 @@ public struct ChannelAdaptation: GraphPass {
                   layer.tensors[m].shape == [channels] else { return nil }
             return layer
         }
-        if LayerDetection.hasEdges(graph) {
+        if graph.hasEdges {
             let consumers = graph.consumers[conv.name] ?? []
             return consumers.count == 1 ? fits(graph.layer(named: consumers[0])) : nil
         }
-        if LayerDetection.hasModelOrder(graph), let i = graph.layers.firstIndex(where: { $0.name == conv.name }) {
+        if graph.layersInModelOrder, let i = graph.layers.firstIndex(where: { $0.name == conv.name }) {
             return fits(graph.layers.dropFirst(i + 1).first(where: { !$0.tensors.isEmpty }))
         }
         var parts = conv.name.split(separator: ".", omittingEmptySubsequences: false).map(String.init)

@@ -53,8 +53,8 @@ public struct LayerRemoval: GraphPass {
         for misfit in misfits { try Refit.reinitialise(misfit, in: &graph, initializer: initializer, seed: seed, report: &report) }
         let (edited, _) = KerasArchitectureEdit.refreshingShapes(ConfigDocument(json: model, originalText: document.originalText), with: shapes)
         graph.architecture = .keras(edited)
-        // Keras 3 names saveables by class and position, so later layers' paths change; derive them anew.
-        for i in graph.layers.indices where graph.layers[i].keras?.saveablePath != nil { graph.layers[i].keras?.saveablePath = nil }
+        // Where a format places layers by position (Keras 3 saveables), the places change.
+        graph.recordChange(.layerList)
         report.notes.append("model output now " + shapes.modelOutputs.map(ShapeText.python).joined(separator: ", "))
         graph.dropOptimizerState(in: &report)
         return (graph, report)

@@ -16,9 +16,6 @@ public struct LayoutConversion: GraphPass {
     public var name: String { "convert" }
     public var options: [(String, String)] { [("layout", target.rawValue)] }
 
-    /// The `__metadata__` key holding the Keras config of a PyTorch-layout file made from a Keras model.
-    public static let sourceConfigKey = "source_keras_model_config"
-
     public func validate() throws {
         guard target != .unknown else { throw WSurgeryError.invalidOption(option: "--layout", reason: "expected torch or keras") }
     }
@@ -52,13 +49,11 @@ public struct LayoutConversion: GraphPass {
         var configs: [String: KerasLayerConfig] = [:]
         var parents: [String: String] = [:]
         var shapes: ShapeInference.Result?
-        var configText: String?
         if case .keras(let document)? = input.architecture {
             let top = KerasConfig.layers(of: document.json)
             configs = Dictionary(KerasConfig.flattened(top).map { ($0.layer.name, $0.layer) }, uniquingKeysWith: { a, _ in a })
             parents = KerasConfig.parentModels(top)
             shapes = try ShapeInference.infer(model: document.json, path: path)
-            configText = document.text(style: .python)
         }
         func module(_ layer: String) -> String { Self.modulePath(layer, parents: parents) }
         if input.architecture == nil, input.layers.contains(where: { $0.kind == .dense }) {
@@ -115,16 +110,13 @@ public struct LayoutConversion: GraphPass {
             }
             graph.layers.append(Layer(name: prefix, kind: layer.kind, className: layer.className, tensors: tensors))
         }
-        graph.architecture = nil
-        var metadata = (input.metadata.safetensors ?? []).filter { $0.0 != "format" && $0.0 != Self.sourceConfigKey }
-        metadata.insert(("format", "pt"), at: 0)
-        if let configText {
-            metadata.append((Self.sourceConfigKey, configText))
-            report.notes.append("the Keras model config is kept in __metadata__['\(Self.sourceConfigKey)'], so convert --layout keras restores the Keras model")
+        if case .keras? = input.architecture {
+            graph.originalArchitecture = input.architecture
+            report.notes.append("the Keras model config is kept with the tensors, so converting back to the Keras layout restores the Keras model")
         }
-        graph.metadata = FileMetadata()
-        graph.metadata.safetensors = metadata
-        graph.metadata.provenance = input.metadata.provenance
+        graph.architecture = nil
+        graph.declaredLayout = .torch
+        graph.recordChange(.layout)
         return graph
     }
 
@@ -132,13 +124,8 @@ public struct LayoutConversion: GraphPass {
 
     func toKeras(_ input: TensorGraph, _ report: inout PassReport) throws -> TensorGraph {
         let path = input.sourcePath
-        let metadata = input.metadata.safetensors ?? []
         var document: ConfigDocument?
-        if let text = metadata.first(where: { $0.0 == Self.sourceConfigKey })?.1 {
-            do { document = try ConfigDocument(text: text) } catch {
-                throw WSurgeryError.invalidConfig(path: path, reason: "__metadata__ \(Self.sourceConfigKey): \(error)")
-            }
-        }
+        if case .keras(let kept)? = input.originalArchitecture { document = kept }
         // Keras layers by PyTorch module path, when the config is known.
         var byModule: [String: KerasLayerConfig] = [:]
         var configs: [String: KerasLayerConfig] = [:]
@@ -214,14 +201,17 @@ public struct LayoutConversion: GraphPass {
             }
         }
         var graph = input
-        graph.metadata.safetensors = metadata.filter { $0.0 != Self.sourceConfigKey && $0.0 != "format" }
+        graph.originalArchitecture = nil
+        graph.declaredLayout = .keras
         if let document {
             graph.architecture = .keras(document)
             graph.layers = KerasConfig.arrange(converted, by: document.json)
+            graph.layersInModelOrder = true
         } else {
             graph.architecture = nil
             graph.layers = StateDictGrouping.layers(from: converted)
         }
+        graph.recordChange(.layout)
         return graph
     }
 
@@ -232,14 +222,13 @@ public struct LayoutConversion: GraphPass {
         var result = tensor
         result.name = move.name
         result.layout = layout
-        result.legacyIndex = nil
+        result.origin = nil
         if let axes = move.axes {
             guard let bits = tensor.dtype.bitsPerElement, bits % 8 == 0 else {
                 throw WSurgeryError.cannotComputeDType(path: path, tensor: tensor.name, dtype: tensor.dtype.numpyName)
             }
             let view = move.viewAs ?? tensor.shape
             result.data = TransposedSource(base: tensor.data, shape: view, elementSize: bits / 8, axes: axes)
-            result.hdf5Origin = nil
             result.shape = move.shape ?? Transpose.shape(view, axes)
         }
         report.changes.append(TensorChange(layer: layer, tensor: "\(tensor.name) -> \(move.name)", oldShape: tensor.shape, newShape: result.shape, action: move.note))

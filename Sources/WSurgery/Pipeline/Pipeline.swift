@@ -38,6 +38,6 @@ public enum Pipeline {
         let name = input.split(separator: "/").last.map(String.init) ?? input
         let entry = Provenance.Entry(passes: passes.map { ($0.name, $0.options) }, inputName: name,
                                      inputFormat: graph.sourceFormat.rawValue, inputSHA256: try SHA256.file(try InputFile(path: digestPath)))
-        graph.metadata.provenance = Provenance(entries: (graph.metadata.provenance?.entries ?? []) + [entry])
+        graph.provenance = Provenance(entries: (graph.provenance?.entries ?? []) + [entry])
     }
 }

@@ -22,7 +22,7 @@ public enum KerasH5Reader {
     }
 
     /// Reads one dataset as a tensor: a file region when stored plainly, else through libhdf5.
-    static func tensor(_ h5: HDF5File, raw: InputFile, datasetPath: String, name: String, layer: String, bfloat16Policy: Bool) throws -> Tensor {
+    static func tensor(_ h5: HDF5File, raw: InputFile, datasetPath: String, name: String, layer: String, bfloat16Policy: Bool, legacyIndex: Int? = nil) throws -> Tensor {
         guard try h5.exists(datasetPath) else { throw WSurgeryError.missingObject(path: h5.path, object: datasetPath, layer: layer) }
         let info = try h5.datasetInfo(datasetPath)
         var dtype = info.dtype
@@ -40,9 +40,8 @@ public enum KerasH5Reader {
         } else {
             data = HDF5DatasetSource(file: h5, datasetPath: datasetPath, dtype: dtype, shape: info.shape, byteCount: bytes)
         }
-        var tensor = Tensor(name: name, dtype: dtype, shape: info.shape, layout: StateDictGrouping.layout(name: name, shape: info.shape), data: data)
-        tensor.hdf5Origin = HDF5Origin(file: h5, datasetPath: datasetPath)
-        return tensor
+        return Tensor(name: name, dtype: dtype, shape: info.shape, layout: StateDictGrouping.layout(name: name, shape: info.shape), data: data,
+                      origin: HDF5TensorOrigin(file: h5, datasetPath: datasetPath, legacyIndex: legacyIndex))
     }
 
     /// The `wsurgery_provenance` root attribute, when it holds a provenance record.
@@ -55,12 +54,13 @@ public enum KerasH5Reader {
     static func readLegacy(_ h5: HDF5File, raw: InputFile, group: String, flavor: KerasFlavor) throws -> TensorGraph {
         let path = h5.path
         func child(_ name: String) -> String { group == "/" ? name : group + "/" + name }
-        var graph = TensorGraph(layers: [], sourceFormat: .kerasLegacyH5, sourcePath: path, sourceFiles: [raw])
-        graph.metadata.kerasFlavor = flavor
-        graph.metadata.kerasVersion = try h5.stringAttribute("/", "keras_version") ?? h5.stringAttribute(group, "keras_version")
-        graph.metadata.kerasBackend = try h5.stringAttribute("/", "backend") ?? h5.stringAttribute(group, "backend")
-        graph.metadata.trainingConfig = try h5.stringAttribute("/", "training_config")
-        graph.metadata.provenance = try readProvenance(h5)
+        var graph = TensorGraph(layers: [], layersInModelOrder: true, sourceFormat: .kerasLegacyH5, sourcePath: path, sourceFiles: [raw])
+        var state = KerasH5FileState(kerasFlavor: flavor)
+        graph.fileStates[KerasSavedBy.self] = KerasSavedBy(
+            version: try h5.stringAttribute("/", "keras_version") ?? h5.stringAttribute(group, "keras_version"),
+            backend: try h5.stringAttribute("/", "backend") ?? h5.stringAttribute(group, "backend"),
+            trainingConfig: try h5.stringAttribute("/", "training_config"))
+        graph.provenance = try readProvenance(h5)
         var configLayers: [String: (layer: KerasLayerConfig, owner: String)] = [:]
         if let text = try h5.stringAttribute("/", "model_config") {
             let document: ConfigDocument
@@ -85,18 +85,16 @@ public enum KerasH5Reader {
                 // A weight of a nested model names its sublayer first ("block1_conv1/kernel:0").
                 let sublayer = config.flatMap { c in c.sublayers.isEmpty ? nil : configLayers[StateDictGrouping.split(weightName).layer]?.layer }
                 let bf16 = (sublayer ?? config)?.dtypePolicy == "bfloat16"
-                var t = try tensor(h5, raw: raw, datasetPath: layerGroup + "/" + weightName, name: weightName, layer: layerName, bfloat16Policy: bf16)
-                t.legacyIndex = index
-                tensors.append(t)
+                tensors.append(try tensor(h5, raw: raw, datasetPath: layerGroup + "/" + weightName, name: weightName, layer: layerName, bfloat16Policy: bf16, legacyIndex: index))
             }
-            let placement = KerasPlacement(legacyGroup: layerName)
+            let placement = KerasWeightPlacement(legacyGroup: layerName)
             if let config, !config.sublayers.isEmpty {
                 // Nested model: one layer per sublayer, in the nested config's order.
-                graph.layers.append(Layer(name: layerName, kind: .model, className: config.className, inbound: config.inbound, keras: placement))
+                graph.layers.append(Layer(name: layerName, kind: .model, className: config.className, inbound: config.inbound, origin: placement))
                 for (sub, _) in KerasConfig.flattened(config.sublayers) {
                     let own = tensors.filter { StateDictGrouping.split($0.name).layer == sub.name }
                     graph.layers.append(Layer(name: sub.name, kind: LayerKind(kerasClassName: sub.className), className: sub.className,
-                                              tensors: own, inbound: sub.inbound, keras: placement))
+                                              tensors: own, inbound: sub.inbound, origin: placement))
                 }
                 let claimed = Set(KerasConfig.flattened(config.sublayers).map(\.layer.name))
                 let orphans = tensors.filter { !claimed.contains(StateDictGrouping.split($0.name).layer) }
@@ -104,28 +102,27 @@ public enum KerasH5Reader {
             } else {
                 let kind = config.map { LayerKind(kerasClassName: $0.className) } ?? StateDictGrouping.inferKind(layer: layerName, tensors: tensors)
                 graph.layers.append(Layer(name: layerName, kind: kind, className: config?.className, tensors: tensors,
-                                          inbound: config?.inbound ?? [], keras: placement))
+                                          inbound: config?.inbound ?? [], origin: placement))
             }
         }
         // Keras 3 writes the model's own variables under `top_level_model_weights`, outside `layer_names`.
-        if group != "/", try h5.exists(child("top_level_model_weights")),
-           let names = try h5.stringsAttribute(child("top_level_model_weights"), "weight_names") {
+        let topLevel = KerasWeightPlacement.topLevelGroup
+        if group != "/", try h5.exists(child(topLevel)), let names = try h5.stringsAttribute(child(topLevel), "weight_names") {
             let tensors = try names.enumerated().map { index, name in
-                var t = try tensor(h5, raw: raw, datasetPath: child("top_level_model_weights") + "/" + name, name: name, layer: "top_level_model_weights", bfloat16Policy: false)
-                t.legacyIndex = index
-                return t
+                try tensor(h5, raw: raw, datasetPath: child(topLevel) + "/" + name, name: name, layer: topLevel, bfloat16Policy: false, legacyIndex: index)
             }
-            graph.metadata.kerasTopLevelWeights = true
+            state.topLevelWeights = true
             if !tensors.isEmpty {
-                graph.layers.append(Layer(name: "top_level_model_weights", kind: .unknown, tensors: tensors, keras: KerasPlacement(legacyGroup: "top_level_model_weights")))
+                graph.layers.append(Layer(name: topLevel, kind: .unknown, tensors: tensors, origin: KerasWeightPlacement(legacyGroup: topLevel)))
             }
         }
+        graph.fileStates[KerasH5FileState.self] = state
         if group != "/", try h5.exists("optimizer_weights") {
             let names = try h5.stringsAttribute("optimizer_weights", "weight_names") ?? []
             let tensors = try names.map { name in
                 try tensor(h5, raw: raw, datasetPath: "optimizer_weights/" + name, name: name, layer: "optimizer_weights", bfloat16Policy: false)
             }
-            graph.optimizer = OptimizerState(flavor: .legacyH5, name: nil, tensors: tensors)
+            graph.optimizer = OptimizerState(layout: KerasOptimizerLayout.legacyH5, tensors: tensors)
         }
         return graph
     }
@@ -135,11 +132,12 @@ public enum KerasH5Reader {
     /// Reads a Keras 3 `.weights.h5`; `config` (from a `.keras` archive) supplies order, classes and
     /// variable names when present.
     static func readKeras3(_ h5: HDF5File, raw: InputFile, config: ConfigDocument?, sourceFormat: CheckpointFormat, sourcePath: String) throws -> TensorGraph {
-        var graph = TensorGraph(layers: [], sourceFormat: sourceFormat, sourcePath: sourcePath, sourceFiles: [raw])
-        graph.metadata.kerasFlavor = sourceFormat == .kerasArchive ? .kerasArchive : .keras3Weights
+        var graph = TensorGraph(layers: [], layersInModelOrder: config != nil, sourceFormat: sourceFormat, sourcePath: sourcePath, sourceFiles: [raw])
+        var state = KerasH5FileState(kerasFlavor: sourceFormat == .kerasArchive ? .kerasArchive : .keras3Weights)
         if let config { graph.architecture = .keras(config) }
-        if try h5.exists("vars") { graph.metadata.keras3ModelName = try h5.stringAttribute("vars", "name") }
-        graph.metadata.provenance = try readProvenance(h5)
+        if try h5.exists("vars") { state.keras3ModelName = try h5.stringAttribute("vars", "name") }
+        graph.fileStates[KerasH5FileState.self] = state
+        graph.provenance = try readProvenance(h5)
 
         // Every saveable: a group holding `vars`, found under `layers` (recursively for nested models).
         var saveables: [String] = []
@@ -186,21 +184,21 @@ public enum KerasH5Reader {
             }
             let kind = className.map { LayerKind(kerasClassName: $0) } ?? StateDictGrouping.inferKind(layer: entry.name, tensors: tensors)
             graph.layers.append(Layer(name: entry.name, kind: kind, className: className, tensors: tensors,
-                                      inbound: entry.config?.inbound ?? [], keras: KerasPlacement(saveablePath: entry.path)))
+                                      inbound: entry.config?.inbound ?? [], origin: KerasWeightPlacement(saveablePath: entry.path)))
         }
         // Root-level variables of the model itself, if any.
         if try h5.exists("vars") {
             let indices = try h5.children(of: "vars").compactMap { Int($0) }.sorted()
             if !indices.isEmpty {
-                let name = graph.metadata.keras3ModelName ?? "model"
+                let name = state.keras3ModelName ?? "model"
                 let tensors = try indices.map { try tensor(h5, raw: raw, datasetPath: "vars/\($0)", name: "\(name)/vars/\($0)", layer: name, bfloat16Policy: false) }
-                graph.layers.append(Layer(name: name, kind: .model, tensors: tensors, keras: KerasPlacement(saveablePath: "")))
+                graph.layers.append(Layer(name: name, kind: .model, tensors: tensors, origin: KerasWeightPlacement(saveablePath: "")))
             }
         }
         if try h5.exists("optimizer/vars") {
             let indices = try h5.children(of: "optimizer/vars").compactMap { Int($0) }.sorted()
             let tensors = try indices.map { try tensor(h5, raw: raw, datasetPath: "optimizer/vars/\($0)", name: "optimizer/vars/\($0)", layer: "optimizer", bfloat16Policy: false) }
-            graph.optimizer = OptimizerState(flavor: .keras3, name: try h5.stringAttribute("optimizer/vars", "name"), tensors: tensors)
+            graph.optimizer = OptimizerState(layout: KerasOptimizerLayout.keras3(name: try h5.stringAttribute("optimizer/vars", "name")), tensors: tensors)
         }
         return graph
     }
@@ -246,10 +244,4 @@ public enum KerasH5Reader {
         }
         return paths
     }
-}
-
-/// The dataset a tensor was read from, so an HDF5 writer can copy it without decoding.
-public struct HDF5Origin: @unchecked Sendable {
-    let file: HDF5File
-    let datasetPath: String
 }

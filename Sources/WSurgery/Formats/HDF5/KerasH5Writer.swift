@@ -6,7 +6,7 @@ public enum KerasH5Writer {
     /// else created and filled from its bytes.
     static func write(_ tensor: Tensor, to h5: HDF5File, at datasetPath: String) throws {
         defer { WriteProgress.advance(tensor.data.byteCount) }
-        if let origin = tensor.hdf5Origin, !(tensor.data is MemorySource),
+        if let origin = tensor.origin as? HDF5TensorOrigin, !(tensor.data is MemorySource),
            let info = try? origin.file.datasetInfo(origin.datasetPath), info.shape == tensor.shape,
            info.dtype == tensor.dtype || info.dtype == .opaque(name: "V2", bytesPerElement: 2) && tensor.dtype == .bf16 {
             try h5.copyDataset(from: origin.file, origin.datasetPath, to: datasetPath, dtype: tensor.dtype)
@@ -17,7 +17,7 @@ public enum KerasH5Writer {
 
     /// The provenance record as a root attribute (Keras reads only the attributes it knows).
     static func writeProvenance(_ graph: TensorGraph, to h5: HDF5File) throws {
-        guard let provenance = graph.metadata.provenance else { return }
+        guard let provenance = graph.provenance else { return }
         try h5.writeStrings("/", Provenance.key, [provenance.text], scalar: true, utf8: true)
     }
 
@@ -29,8 +29,8 @@ public enum KerasH5Writer {
             for entry in KerasConfig.flattened(KerasConfig.layers(of: config.json)) { owners[entry.layer.name] = entry.owner }
         }
         var groups: [(name: String, tensors: [Tensor])] = []
-        for layer in graph.layers where layer.keras?.legacyGroup != "top_level_model_weights" {
-            let group = layer.keras?.legacyGroup ?? owners[layer.name] ?? layer.name
+        for layer in graph.layers where graph.kerasPlacement(layer)?.legacyGroup != KerasWeightPlacement.topLevelGroup {
+            let group = graph.kerasPlacement(layer)?.legacyGroup ?? owners[layer.name] ?? layer.name
             if let i = groups.firstIndex(where: { $0.name == group }) {
                 groups[i].tensors += layer.tensors
             } else {
@@ -43,7 +43,7 @@ public enum KerasH5Writer {
             let nonTrainable: Set<String> = ["moving_mean", "moving_variance", "running_mean", "running_var", "num_batches_tracked"]
             let ordered = group.tensors.enumerated().sorted { a, b in
                 func key(_ e: (offset: Int, element: Tensor)) -> (Int, Int) {
-                    if let i = e.element.legacyIndex { return (i, e.offset) }
+                    if let i = (e.element.origin as? HDF5TensorOrigin)?.legacyIndex { return (i, e.offset) }
                     var local = StateDictGrouping.split(e.element.name).local
                     if local.hasSuffix(":0") { local = String(local.dropLast(2)) }
                     return (nonTrainable.contains(local) ? 1 << 40 : 0, e.offset)
@@ -65,8 +65,9 @@ public enum KerasH5Writer {
         let h5 = try HDF5File.create(output.temporaryPath)
         let keras: ConfigDocument?
         if case .keras(let config)? = graph.architecture { keras = config } else { keras = nil }
-        let version = graph.metadata.kerasVersion ?? "3.0.0"
-        let backend = graph.metadata.kerasBackend ?? "jax"
+        let savedBy = graph.fileStates[KerasSavedBy.self]
+        let version = savedBy?.version ?? "3.0.0"
+        let backend = savedBy?.backend ?? "jax"
         let root = keras == nil ? "/" : "model_weights"
         func child(_ name: String) -> String { root == "/" ? name : root + "/" + name }
         if let keras {
@@ -75,7 +76,7 @@ public enum KerasH5Writer {
             let legacy = KerasConfig.legacyModelConfig(keras.json)
             let text = legacy == keras.json ? keras.text(style: .python) : legacy.serialized(.python)
             try h5.writeStrings("/", "model_config", [text], scalar: true)
-            if let training = graph.metadata.trainingConfig {
+            if let training = savedBy?.trainingConfig {
                 try h5.writeStrings("/", "training_config", [training], scalar: true)
             }
             try h5.createGroup(root)
@@ -91,14 +92,16 @@ public enum KerasH5Writer {
             try h5.writeNameList(groupPath, "weight_names", group.tensors.map(\.name))
             for tensor in group.tensors { try write(tensor, to: h5, at: groupPath + "/" + tensor.name) }
         }
-        if keras != nil, graph.metadata.kerasTopLevelWeights || graph.layers.contains(where: { $0.keras?.legacyGroup == "top_level_model_weights" }) {
-            let top = graph.layers.first { $0.keras?.legacyGroup == "top_level_model_weights" }?.tensors ?? []
-            try h5.createGroup(child("top_level_model_weights"))
-            try h5.writeNameList(child("top_level_model_weights"), "weight_names", top.map(\.name))
-            for tensor in top { try write(tensor, to: h5, at: child("top_level_model_weights") + "/" + tensor.name) }
+        let topLevel = KerasWeightPlacement.topLevelGroup
+        let topLayer = graph.layers.first { graph.kerasPlacement($0)?.legacyGroup == topLevel }
+        if keras != nil, graph.fileStates[KerasH5FileState.self]?.topLevelWeights == true || topLayer != nil {
+            let top = topLayer?.tensors ?? []
+            try h5.createGroup(child(topLevel))
+            try h5.writeNameList(child(topLevel), "weight_names", top.map(\.name))
+            for tensor in top { try write(tensor, to: h5, at: child(topLevel) + "/" + tensor.name) }
         }
         if let optimizer = graph.optimizer {
-            if optimizer.flavor == .legacyH5, keras != nil {
+            if optimizer.layout as? KerasOptimizerLayout == .legacyH5, keras != nil {
                 try h5.createGroup("optimizer_weights")
                 try h5.writeNameList("optimizer_weights", "weight_names", optimizer.tensors.map(\.name))
                 for tensor in optimizer.tensors { try write(tensor, to: h5, at: "optimizer_weights/" + tensor.name) }
@@ -118,8 +121,8 @@ public enum KerasH5Writer {
             derived = KerasH5Reader.keras3Paths(for: KerasConfig.layers(of: config.json))
         }
         var paths: [String: String] = [:]
-        for layer in graph.layers where layer.keras?.legacyGroup != "top_level_model_weights" {
-            if let path = layer.keras?.saveablePath ?? derived[layer.name] {
+        for layer in graph.layers where graph.kerasPlacement(layer)?.legacyGroup != KerasWeightPlacement.topLevelGroup {
+            if let path = graph.kerasPlacement(layer)?.saveablePath ?? derived[layer.name] {
                 paths[layer.name] = path
             } else if !layer.tensors.isEmpty {
                 throw WSurgeryError.cannotExpress(format: "Keras 3 .weights.h5", tensor: layer.tensors.first?.name,
@@ -151,7 +154,7 @@ public enum KerasH5Writer {
             try h5.writeStrings(vars, "name", [layer.name], scalar: true, utf8: true)
             for (i, tensor) in layer.tensors.enumerated() { try write(tensor, to: h5, at: "\(vars)/\(i)") }
         }
-        var modelName = graph.metadata.keras3ModelName
+        var modelName = graph.fileStates[KerasH5FileState.self]?.keras3ModelName
         if modelName == nil, case .keras(let config)? = graph.architecture { modelName = config.json["config"]?["name"]?.stringValue }
         try h5.createGroup("vars")
         if let modelName { try h5.writeStrings("vars", "name", [modelName], scalar: true, utf8: true) }
@@ -159,9 +162,9 @@ public enum KerasH5Writer {
             for (i, tensor) in own.tensors.enumerated() { try write(tensor, to: h5, at: "vars/\(i)") }
         }
         if let optimizer = graph.optimizer {
-            if optimizer.flavor == .keras3 {
+            if case .keras3(let name)? = optimizer.layout as? KerasOptimizerLayout {
                 try h5.createGroup("optimizer/vars")
-                if let name = optimizer.name { try h5.writeStrings("optimizer/vars", "name", [name], scalar: true, utf8: true) }
+                if let name { try h5.writeStrings("optimizer/vars", "name", [name], scalar: true, utf8: true) }
                 for (i, tensor) in optimizer.tensors.enumerated() { try write(tensor, to: h5, at: "optimizer/vars/\(i)") }
             } else {
                 notes.append("optimizer state (\(optimizer.tensors.count) tensors) dropped: it is kept only between files of the same Keras flavour")

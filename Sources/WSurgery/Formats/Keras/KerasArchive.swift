@@ -45,8 +45,8 @@ public enum KerasArchive {
         }
         var graph = try KerasH5Reader.readKeras3(h5, raw: extracted, config: config, sourceFormat: .kerasArchive, sourcePath: path)
         graph.sourceFiles.append(archiveFile)
-        graph.metadata.kerasArchiveMetadata = metadata
-        graph.metadata.kerasVersion = metadata?.json["keras_version"]?.stringValue
+        if let metadata { graph.fileStates[KerasArchiveState.self] = KerasArchiveState(metadata: metadata) }
+        graph.fileStates[KerasSavedBy.self] = KerasSavedBy(version: metadata?.json["keras_version"]?.stringValue)
         return graph
     }
 
@@ -65,8 +65,8 @@ public enum KerasArchive {
             notes = try KerasH5Writer.writeKeras3Weights(graph, into: h5)
             try h5.flush()
         }
-        let metadata = graph.metadata.kerasArchiveMetadata?.text(style: .python)
-            ?? JSONValue.object([("keras_version", .string(graph.metadata.kerasVersion ?? "3.0.0"))]).serialized(.python)
+        let metadata = graph.fileStates[KerasArchiveState.self]?.metadata.text(style: .python)
+            ?? JSONValue.object([("keras_version", .string(graph.fileStates[KerasSavedBy.self]?.version ?? "3.0.0"))]).serialized(.python)
         try output.closeForReopen()
         let url = URL(fileURLWithPath: output.temporaryPath)
         try? FileManager.default.removeItem(at: url)
@@ -91,7 +91,7 @@ public enum KerasArchive {
         } catch {
             throw WSurgeryError.io(path: output.path, operation: "write the zip archive", reason: "\(error)")
         }
-        if case .keras = graph.architecture, graph.metadata.kerasFlavor == .legacyFullModel || graph.metadata.kerasFlavor == .legacyWeightsOnly {
+        if let flavor = graph.fileStates[KerasH5FileState.self]?.kerasFlavor, flavor == .legacyFullModel || flavor == .legacyWeightsOnly {
             notes.append("the config comes from a legacy HDF5 file; Keras 3 rebuilds layers from it when loading")
         }
         return notes

@@ -4,15 +4,6 @@ import Foundation
 /// they are needed; a Hugging Face `config.json` beside the checkpoint becomes the architecture, and a
 /// Keras model config this tool stored in `__metadata__` comes back as the Keras architecture.
 public enum SafetensorsReader {
-    /// `__metadata__` keys under which a Keras model's root attributes are kept in a safetensors file.
-    enum KerasMetadataKey {
-        static let modelConfig = "keras_model_config"
-        static let version = "keras_version"
-        static let backend = "keras_backend"
-        static let trainingConfig = "keras_training_config"
-        static let all = [modelConfig, version, backend, trainingConfig]
-    }
-
     /// Reads one `.safetensors` file.
     public static func read(path: String) throws -> TensorGraph {
         let file = try InputFile(path: path)
@@ -31,27 +22,36 @@ public enum SafetensorsReader {
                       data: FileRegionSource(region: region))
     }
 
-    /// Splits `__metadata__` into the Keras architecture keys this tool writes and the rest.
-    static func attachMetadata(_ metadata: [(String, String)]?, to graph: inout TensorGraph, path: String) throws {
-        guard let metadata else { return }
-        var rest: [(String, String)] = []
-        for (key, value) in metadata {
-            switch key {
-            case KerasMetadataKey.modelConfig:
-                do { graph.architecture = .keras(try ConfigDocument(text: value)) } catch {
-                    throw WSurgeryError.invalidConfig(path: path, reason: "__metadata__ \(key): \(error)")
-                }
-            case KerasMetadataKey.version: graph.metadata.kerasVersion = value
-            case KerasMetadataKey.backend: graph.metadata.kerasBackend = value
-            case KerasMetadataKey.trainingConfig: graph.metadata.trainingConfig = value
-            default:
-                // A provenance record becomes the history; anything else under that key stays plain metadata.
-                if key == Provenance.key, let history = Provenance(text: value) { graph.metadata.provenance = history } else { rest.append((key, value)) }
+    /// Splits `__metadata__` into the keys this tool writes (a Keras model, the Keras config a
+    /// PyTorch-layout file came from, the provenance record) and the rest, kept as `SafetensorsFileState`.
+    static func attachMetadata(_ metadata: [(String, String)]?, indexMetadata: [(String, JSONValue)]? = nil, to graph: inout TensorGraph, path: String) throws {
+        typealias Key = SafetensorsMetadataKey
+        func config(_ key: String, _ value: String) throws -> ConfigDocument {
+            do { return try ConfigDocument(text: value) } catch {
+                throw WSurgeryError.invalidConfig(path: path, reason: "__metadata__ \(key): \(error)")
             }
         }
-        graph.metadata.safetensors = rest
+        var rest: [(String, String)] = []
+        var savedBy = KerasSavedBy()
+        for (key, value) in metadata ?? [] {
+            switch key {
+            case Key.kerasModelConfig: graph.architecture = .keras(try config(key, value))
+            case Key.sourceKerasModelConfig: graph.originalArchitecture = .keras(try config(key, value))
+            case Key.kerasVersion: savedBy.version = value
+            case Key.kerasBackend: savedBy.backend = value
+            case Key.kerasTrainingConfig: savedBy.trainingConfig = value
+            default:
+                // A provenance record becomes the history; anything else under that key stays plain metadata.
+                if key == Provenance.key, let history = Provenance(text: value) { graph.provenance = history } else { rest.append((key, value)) }
+            }
+        }
+        if metadata != nil || indexMetadata != nil {
+            graph.fileStates[SafetensorsFileState.self] = SafetensorsFileState(metadata: metadata.map { _ in rest }, indexMetadata: indexMetadata)
+        }
+        if savedBy.version != nil || savedBy.backend != nil || savedBy.trainingConfig != nil { graph.fileStates[KerasSavedBy.self] = savedBy }
         if case .keras(let config)? = graph.architecture {
             graph.layers = KerasConfig.arrange(graph.tensors, by: config.json)
+            graph.layersInModelOrder = true
         }
     }
 
@@ -121,8 +121,7 @@ public enum SafetensorsReader {
             throw WSurgeryError.invalidIndex(path: indexPath, reason: "tensor '\(missing)' is listed for shard '\(expected[missing]!)' but that shard does not hold it")
         }
         var graph = TensorGraph(layers: StateDictGrouping.layers(from: tensors), sourceFormat: .shardedSafetensors, sourcePath: indexPath, sourceFiles: files)
-        try attachMetadata(shardMetadata, to: &graph, path: indexPath)
-        graph.metadata.shardIndex = (index["metadata"]?.objectValue ?? []).filter { $0.0 != "total_size" }
+        try attachMetadata(shardMetadata, indexMetadata: (index["metadata"]?.objectValue ?? []).filter { $0.0 != "total_size" }, to: &graph, path: indexPath)
         try attachHuggingFaceConfig(beside: indexPath, to: &graph)
         return graph
     }

@@ -2,20 +2,36 @@
 /// (largest first) then name, the header padded with spaces to a multiple of 8 so every tensor is
 /// aligned, and the data streamed tensor by tensor.
 public enum SafetensorsWriter {
-    /// The `__metadata__` to write: the graph's own entries plus a Keras architecture when it has one
-    /// (safetensors has no other place for it). Warnings go to `notes`.
+    /// The `__metadata__` to write: the entries read, the declared layout (`format: pt` for PyTorch), a
+    /// Keras architecture when the graph has one and the Keras config a PyTorch-layout graph came from
+    /// (safetensors has no other place for them), and the provenance record. Warnings go to `notes`.
     static func metadata(for graph: TensorGraph, notes: inout [String]) -> [(String, String)]? {
-        var entries = graph.metadata.safetensors ?? []
-        if case .keras(let config)? = graph.architecture {
-            typealias Key = SafetensorsReader.KerasMetadataKey
-            entries.removeAll { Key.all.contains($0.0) }
-            entries.append((Key.modelConfig, config.text(style: .python)))
-            if let v = graph.metadata.kerasVersion { entries.append((Key.version, v)) }
-            if let v = graph.metadata.kerasBackend { entries.append((Key.backend, v)) }
-            if let v = graph.metadata.trainingConfig { entries.append((Key.trainingConfig, v)) }
-            notes.append("the Keras model config is kept in __metadata__['\(Key.modelConfig)']")
+        typealias Key = SafetensorsMetadataKey
+        var entries = graph.fileStates[SafetensorsFileState.self]?.metadata ?? []
+        switch graph.declaredLayout {
+        case .torch?:
+            entries.removeAll { $0.0 == Key.format }
+            entries.insert((Key.format, "pt"), at: 0)
+        case .keras?:
+            entries.removeAll { $0.0 == Key.format }
+        case .unknown?, nil:
+            break
         }
-        if let provenance = graph.metadata.provenance {
+        if case .keras(let config)? = graph.architecture {
+            let savedBy = graph.fileStates[KerasSavedBy.self]
+            entries.removeAll { Key.kerasModel.contains($0.0) }
+            entries.append((Key.kerasModelConfig, config.text(style: .python)))
+            if let v = savedBy?.version { entries.append((Key.kerasVersion, v)) }
+            if let v = savedBy?.backend { entries.append((Key.kerasBackend, v)) }
+            if let v = savedBy?.trainingConfig { entries.append((Key.kerasTrainingConfig, v)) }
+            notes.append("the Keras model config is kept in __metadata__['\(Key.kerasModelConfig)']")
+        }
+        if case .keras(let config)? = graph.originalArchitecture {
+            entries.removeAll { $0.0 == Key.sourceKerasModelConfig }
+            entries.append((Key.sourceKerasModelConfig, config.text(style: .python)))
+            notes.append("the Keras model config is kept in __metadata__['\(Key.sourceKerasModelConfig)'], so convert --layout keras restores the Keras model")
+        }
+        if let provenance = graph.provenance {
             entries.removeAll { $0.0 == Provenance.key }
             entries.append((Provenance.key, provenance.text))
         }
@@ -158,7 +174,7 @@ public enum SafetensorsWriter {
         weightMap.sort { Array($0.0.utf8).lexicographicallyPrecedes(Array($1.0.utf8)) }
         let total = tensors.reduce(UInt64(0)) { $0 + $1.data.byteCount }
         let index = JSONValue.object([
-            ("metadata", .object([("total_size", .number(String(total)))] + (graph.metadata.shardIndex ?? []))),
+            ("metadata", .object([("total_size", .number(String(total)))] + (graph.fileStates[SafetensorsFileState.self]?.indexMetadata ?? []))),
             ("weight_map", .object(weightMap)),
         ])
         try HuggingFaceConfigWriter.write(graph, besideOutput: names.index, outputs: outputs, notes: &notes)
