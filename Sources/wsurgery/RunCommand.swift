@@ -68,11 +68,11 @@ struct Run: ParsableCommand {
             let pattern: OutputPattern
             do {
                 pattern = try OutputPattern(patternText)
-                passes = try RecipePasses.passes(for: recipe, output: patternText)
+                passes = try recipe.passes(output: patternText)
             } catch let error as WSurgeryError { throw patternError(error) }
-            guard jobs >= 1 else { throw WSurgeryError.invalidOption(option: "--jobs", reason: "must be at least 1") }
+            guard jobs >= 1 else { throw WSurgeryError.invalidOption(option: "jobs", reason: "must be at least 1") }
             let shard = try self.shard.map(Shard.init(parsing:))
-            guard !inputArguments.isEmpty else { throw WSurgeryError.invalidOption(option: "INPUT", reason: "no input given") }
+            guard !inputArguments.isEmpty else { throw WSurgeryError.invalidArguments(reason: "INPUT: no input given") }
             let inputs = try InputList.expand(inputArguments)
             let selected = shard?.select(inputs) ?? inputs
             let options = BatchRun.Options(outDir: outDir, skipExisting: skipExisting, dryRun: dryRun, force: force, shardSize: recipe.shardSize)
@@ -108,7 +108,7 @@ struct Run: ParsableCommand {
                 try file.commit()
             }
             print(json ? batch.json.serialized(.pretty) : batch.table)
-            if let category = batch.failureCategory { throw ExitCode(ExitStatus.code(for: category)) }
+            if let category = batch.failureCategory { throw ExitStatus.failure(category).exitCode }
         }
     }
 
@@ -119,7 +119,7 @@ struct Run: ParsableCommand {
             return (Recipe(steps: parsed), arguments)
         }
         guard let path = arguments.first else {
-            throw WSurgeryError.invalidOption(option: "RECIPE", reason: "give a recipe file, or steps with --pass")
+            throw WSurgeryError.invalidArguments(reason: "RECIPE: give a recipe file, or steps with --pass")
         }
         return (try Recipe.load(path: path), Array(arguments.dropFirst()))
     }
@@ -167,19 +167,10 @@ enum WorkerProcess {
             return outcome
         }
         // The worker died before reporting: say how, and remove what its atomic writes left behind.
-        removeTemporaryFiles(for: job.output)
+        OutputFile.removeLeftovers(for: job.output)
         let how = process.terminationReason == .uncaughtSignal ? "was killed by signal \(process.terminationStatus)" : "exited with status \(process.terminationStatus) without a report"
         let lastError = String(decoding: errors.data, as: UTF8.self).split(separator: "\n").last.map { ": \($0)" } ?? ""
         return .failure(job, WSurgeryError.workerFailed(input: job.input, reason: how + lastError), seconds: Date().timeIntervalSince(start))
-    }
-
-    /// `.NAME.wsurgery-XXXXXX` files beside the output (what `OutputFile` writes before renaming).
-    static func removeTemporaryFiles(for output: String) {
-        let directory = output.contains("/") ? String(output[..<output.lastIndex(of: "/")!]) : "."
-        let base = output.split(separator: "/").last.map(String.init) ?? output
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix(".\(base)") && name.contains(".wsurgery-") {
-            try? FileManager.default.removeItem(atPath: directory + "/" + name)
-        }
     }
 
     private final class Collected: @unchecked Sendable { var data = Data() }

@@ -29,7 +29,7 @@ struct SurgeryOptions: ParsableArguments {
         try reportingFailures {
             let passes = try makePasses()
             guard dryRun || output != nil else {
-                throw WSurgeryError.invalidOption(option: "OUT", reason: "an output path is needed (or --dry-run)")
+                throw WSurgeryError.invalidArguments(reason: "OUT: an output path is needed (or --dry-run)")
             }
             let shard = try shardSize.map(ShardedSafetensors.parseSize)
             // Bytes written, on a terminal, for outputs large enough to take a while.
@@ -60,212 +60,214 @@ struct SurgeryOptions: ParsableArguments {
     }
 }
 
-/// `--init` and `--seed`, for every command that draws new weights.
+/// `--init` and `--seed`, for every command that draws new weights (`PassCatalog.initOption`, `seedOption`).
 struct InitOptions: ParsableArguments {
-    @Option(name: .customLong("init"), help: "How to initialise new weights: torch-default, kaiming-uniform, kaiming-normal, glorot-uniform, he-normal, uniform:A, trunc-normal:STD, zeros.")
+    @Option(name: .customLong("init"), help: ArgumentHelp(PassCatalog.replaceHead.help("init")))
     var initKind: String?
 
-    @Option(help: "Seed of the initialisation (same seed and input give identical bytes).")
-    var seed: UInt64 = 0
+    @Option(help: ArgumentHelp(PassCatalog.replaceHead.help("seed")))
+    var seed: UInt64?
 
-    func initializer() throws -> Initializer? { try initKind.map { try Initializer(parsing: $0, option: "--init") } }
+    func fill(_ arguments: inout PassArguments) {
+        arguments.set("init", initKind)
+        arguments.set("seed", seed.map(String.init))
+    }
 }
 
-/// `--layer a --layer b` and `--layer a,b` alike.
-func parseLayers(_ layers: [String]) -> [String] {
-    layers.flatMap { $0.split(separator: ",").map(String.init) }
-}
-
-/// The options of one pass-making command. The command line and recipes (`run`) both parse them with
-/// this type, so a recipe step takes exactly the options its command takes.
+/// The command-line face of one `PassSpec` from the library's `PassCatalog`: its options declared for the
+/// argument parser (help text and allowed values from the spec), handed to the spec as `PassArguments`.
+/// Recipes go through the same spec, so both accept the same options and give the same errors; a test
+/// checks that each type declares exactly its spec's options.
 protocol PassOptions: ParsableArguments {
-    /// The command's name (also the step name in recipes) and help.
-    static var command: CommandConfiguration { get }
-    /// The passes these options ask for; `output` (when known) lets a pass refuse a format it cannot write.
-    func passes(output: String?) throws -> [any GraphPass]
+    /// The specification this command line stands for.
+    static var spec: PassSpec { get }
+    /// The options given, by key.
+    var arguments: PassArguments { get }
 }
 
 extension PassOptions {
-    static var commandName: String { command.commandName ?? "" }
+    static var command: CommandConfiguration {
+        CommandConfiguration(commandName: spec.command, abstract: spec.abstract, discussion: spec.discussion)
+    }
 }
 
-/// `convert` and every surgery command: IN, OUT and the shared options, then one `PassOptions` type's passes.
+/// `convert` and every surgery command: IN, OUT and the shared options, then one spec's passes.
 struct PassCommand<Options: PassOptions>: ParsableCommand {
     static var configuration: CommandConfiguration { Options.command }
 
     @OptionGroup var common: SurgeryOptions
     @OptionGroup var options: Options
 
-    func run() throws { try common.run { try options.passes(output: common.output) } }
+    func run() throws { try common.run { try Options.spec.passes(options.arguments, output: common.output) } }
 }
 
-/// Every command a recipe step can name, in the order `wsurgery --help` lists them.
-enum PassCatalog {
+/// Every pass command, in the order `wsurgery --help` lists them.
+enum PassCommands {
     static let all: [any PassOptions.Type] = [
         ConvertOptions.self, CollapseChannelsOptions.self, AdaptChannelsOptions.self, ReplaceHeadOptions.self,
         SetInputShapeOptions.self, DropLayerOptions.self, ResizeDenseOptions.self,
     ]
+}
 
-    static func options(named name: String) -> (any PassOptions.Type)? { all.first { $0.commandName == name } }
+extension ChannelAdaptation.CollapseMode: ExpressibleByArgument {}
+extension InputShapeChange.DensePolicy: ExpressibleByArgument {}
+extension LayoutTarget: ExpressibleByArgument {}
+
+struct ConvertOptions: PassOptions {
+    static let spec = PassCatalog.convert
+
+    @Option(help: ArgumentHelp(spec.help("layout")))
+    var layout: LayoutTarget?
+
+    var arguments: PassArguments {
+        var a = PassArguments()
+        a.set("layout", layout?.rawValue)
+        return a
+    }
 }
 
 struct CollapseChannelsOptions: PassOptions {
-    static let command = CommandConfiguration(
-        commandName: "collapse-channels",
-        abstract: "Make the first convolution take one channel (RGB -> gray).",
-        discussion: "--mode sum (default, timm) keeps model(gray) == original(gray copied to RGB). --fold-normalization folds a per-channel input normalisation into the kernel and bias so the new model takes the raw gray image."
-    )
+    static let spec = PassCatalog.collapseChannels
 
-    @Option(help: "The convolution to change (default: detected).")
+    @Option(help: ArgumentHelp(spec.help("layer")))
     var layer: [String] = []
 
-    @Option(help: "sum, mean or luma.")
-    var mode: String = "sum"
+    @Option(help: ArgumentHelp(spec.help("mode")))
+    var mode: ChannelAdaptation.CollapseMode?
 
-    @Option(help: "imagenet, or MEAN,MEAN,MEAN/STD,STD,STD.")
+    @Option(help: ArgumentHelp(spec.help("fold-normalization")))
     var foldNormalization: String?
 
-    func passes(output: String?) throws -> [any GraphPass] {
-        guard let mode = ChannelAdaptation.CollapseMode(rawValue: mode) else {
-            throw WSurgeryError.invalidOption(option: "--mode", reason: "'\(mode)': expected sum, mean or luma")
-        }
-        let fold = try foldNormalization.map(ChannelAdaptation.Normalization.init(parsing:))
-        return [ChannelAdaptation(rule: .collapse(mode), layers: parseLayers(layer), foldNormalization: fold)]
+    var arguments: PassArguments {
+        var a = PassArguments()
+        a.set("layer", layer)
+        a.set("mode", mode?.rawValue)
+        a.set("fold-normalization", foldNormalization)
+        return a
     }
 }
 
 struct AdaptChannelsOptions: PassOptions {
-    static let command = CommandConfiguration(
-        commandName: "adapt-channels",
-        abstract: "Make the first convolution take N input channels.",
-        discussion: "Default (timm): repeat the source channels cyclically and scale by source/N (sum for N = 1). --extra fills channels beyond the source ones: repeat, zeros, mean or copy:K; the source channels keep their weights and, unless --extra zeros or --no-rescale, everything is scaled by source/N."
-    )
+    static let spec = PassCatalog.adaptChannels
 
-    @Option(help: "The new number of input channels.")
+    @Option(help: ArgumentHelp(spec.help("channels")))
     var channels: Int
 
-    @Option(help: "The convolution to change (default: detected).")
+    @Option(help: ArgumentHelp(spec.help("layer")))
     var layer: [String] = []
 
-    @Option(help: "repeat, zeros, mean or copy:K.")
+    @Option(help: ArgumentHelp(spec.help("extra")))
     var extra: String?
 
-    @Flag(help: "Do not scale the kernel by source/N.")
+    @Flag(help: ArgumentHelp(spec.help("no-rescale")))
     var noRescale = false
 
-    func passes(output: String?) throws -> [any GraphPass] {
-        let fill = try extra.map(ChannelAdaptation.ExtraFill.init(parsing:))
-        return [ChannelAdaptation(rule: .adapt(channels: channels, extra: fill, rescale: !noRescale), layers: parseLayers(layer))]
+    var arguments: PassArguments {
+        var a = PassArguments()
+        a.set("channels", String(channels))
+        a.set("layer", layer)
+        a.set("extra", extra)
+        a.set("no-rescale", flag: noRescale)
+        return a
     }
 }
 
 struct ReplaceHeadOptions: PassOptions {
-    static let command = CommandConfiguration(
-        commandName: "replace-head",
-        abstract: "Give the classifier head a new number of classes.",
-        discussion: "--init: torch-default, kaiming-uniform, kaiming-normal, glorot-uniform, he-normal, uniform:A, trunc-normal:STD, zeros (default: torch-default for PyTorch layouts, glorot-uniform for Keras). --bias takes the same names plus constant:V (default: torch-default after torch-default, else zeros)."
-    )
+    static let spec = PassCatalog.replaceHead
 
-    @Option(help: "The new number of classes.")
+    @Option(help: ArgumentHelp(spec.help("classes")))
     var classes: Int
 
-    @Option(help: "A head layer (repeatable; default: detected).")
+    @Option(help: ArgumentHelp(spec.help("layer")))
     var layer: [String] = []
 
     @OptionGroup var initOptions: InitOptions
 
-    @Option(help: "How to initialise the new bias.")
+    @Option(help: ArgumentHelp(spec.help("bias")))
     var bias: String?
 
-    @Option(help: "Old classes to keep, in order, as new classes 0, 1, ... (e.g. 3,7,9).")
+    @Option(help: ArgumentHelp(spec.help("keep-classes")))
     var keepClasses: String?
 
-    func passes(output: String?) throws -> [any GraphPass] {
-        let keep = try (keepClasses ?? "").split(separator: ",").map { text -> Int in
-            guard let value = Int(text.trimmingCharacters(in: .whitespaces)) else {
-                throw WSurgeryError.invalidOption(option: "--keep-classes", reason: "'\(text)' is not a class index")
-            }
-            return value
-        }
-        return [HeadReplacement(classes: classes, layers: parseLayers(layer),
-                                initializer: try initOptions.initializer(),
-                                bias: try bias.map { try Initializer(parsing: $0, option: "--bias") },
-                                keepClasses: keep, seed: initOptions.seed)]
+    var arguments: PassArguments {
+        var a = PassArguments()
+        a.set("classes", String(classes))
+        a.set("layer", layer)
+        initOptions.fill(&a)
+        a.set("bias", bias)
+        a.set("keep-classes", keepClasses)
+        return a
     }
 }
 
 struct SetInputShapeOptions: PassOptions {
-    static let command = CommandConfiguration(
-        commandName: "set-input-shape",
-        abstract: "Move a model to a new input size; fix the Dense layers that no longer fit.",
-        discussion: "For a Keras model every layer's shapes are inferred at the new size and the report says, per layer, whether its weights transfer unchanged (convolutions always do; a Dense after global pooling does). A Dense fed by Flatten gets a new fan-in: --dense-policy reinit (default) draws a new kernel with --init (default glorot-uniform), resample resizes the kernel viewed as (H, W, C, units) bilinearly and scales it by HW/H'W', error stops and lists the layers. For a state dict, ViT position embeddings (pos_embed, embeddings.position_embeddings) are resampled like timm (bicubic, antialiased), prefix tokens kept. --channels chains adapt-channels."
-    )
+    static let spec = PassCatalog.setInputShape
 
-    @Option(help: "The new input size, HxW (e.g. 256x256).")
+    @Option(help: ArgumentHelp(spec.help("size")))
     var size: String
 
-    @Option(help: "Also adapt the first convolution to this many input channels.")
+    @Option(help: ArgumentHelp(spec.help("channels")))
     var channels: Int?
 
-    @Option(help: "reinit, resample or error.")
-    var densePolicy: String = "reinit"
+    @Option(help: ArgumentHelp(spec.help("dense-policy")))
+    var densePolicy: InputShapeChange.DensePolicy?
 
     @OptionGroup var initOptions: InitOptions
 
-    func passes(output: String?) throws -> [any GraphPass] {
-        let (height, width) = try InputShapeChange.parseSize(size)
-        guard let policy = InputShapeChange.DensePolicy(rawValue: densePolicy) else {
-            throw WSurgeryError.invalidOption(option: "--dense-policy", reason: "'\(densePolicy)': expected reinit, resample or error")
-        }
-        return [InputShapeChange(height: height, width: width, channels: channels, densePolicy: policy,
-                                 initializer: try initOptions.initializer(), seed: initOptions.seed)]
+    var arguments: PassArguments {
+        var a = PassArguments()
+        a.set("size", size)
+        a.set("channels", channels.map(String.init))
+        a.set("dense-policy", densePolicy?.rawValue)
+        initOptions.fill(&a)
+        return a
     }
 }
 
 struct DropLayerOptions: PassOptions {
-    static let command = CommandConfiguration(
-        commandName: "drop-layer",
-        abstract: "Remove layers; the Keras graph is reconnected and its shapes checked.",
-        discussion: "Each removed layer's readers read what it read. When a later layer's weights no longer fit (a Dense between two Dense layers of other sizes), the command stops unless --reinit-next gives that layer new weights (--init, default glorot-uniform / torch-default). --top removes the classifier stack after the last layer with a spatial output, like include_top=False. Without a Keras architecture (a state dict) the layers' tensors are removed and nothing is checked."
-    )
+    static let spec = PassCatalog.dropLayer
 
-    @Option(help: "A layer to remove (repeatable, or comma-separated).")
+    @Option(help: ArgumentHelp(spec.help("layer")))
     var layer: [String] = []
 
-    @Flag(help: "Remove the classifier stack (include_top=False).")
+    @Flag(help: ArgumentHelp(spec.help("top")))
     var top = false
 
-    @Flag(help: "Re-initialise later layers whose weights no longer fit.")
+    @Flag(help: ArgumentHelp(spec.help("reinit-next")))
     var reinitNext = false
 
     @OptionGroup var initOptions: InitOptions
 
-    func passes(output: String?) throws -> [any GraphPass] {
-        return [LayerRemoval(layers: parseLayers(layer), top: top, reinitNext: reinitNext,
-                      initializer: try initOptions.initializer(), seed: initOptions.seed)]
+    var arguments: PassArguments {
+        var a = PassArguments()
+        a.set("layer", layer)
+        a.set("top", flag: top)
+        a.set("reinit-next", flag: reinitNext)
+        initOptions.fill(&a)
+        return a
     }
 }
 
 struct ResizeDenseOptions: PassOptions {
-    static let command = CommandConfiguration(
-        commandName: "resize-dense",
-        abstract: "Give a Dense/Linear layer another number of units; the next layer's fan-in follows.",
-        discussion: "The first min(old, N) units keep their weights; new units get --init (default glorot-uniform for Keras, torch-default for PyTorch layouts) and zero biases (torch-default for PyTorch). Normalisation layers in between get scale 1, shift 0, mean 0, variance 1 for new units; the next Dense/Linear layers keep their existing rows and get new ones drawn the same way. A state dict records no edges: name the reading layers with --next."
-    )
+    static let spec = PassCatalog.resizeDense
 
-    @Option(help: "The Dense/Linear layer to resize.")
+    @Option(help: ArgumentHelp(spec.help("layer")))
     var layer: String
 
-    @Option(help: "The new number of units.")
+    @Option(help: ArgumentHelp(spec.help("units")))
     var units: Int
 
     @OptionGroup var initOptions: InitOptions
 
-    @Option(help: "Layers reading it (state dicts only; repeatable).")
+    @Option(help: ArgumentHelp(spec.help("next")))
     var next: [String] = []
 
-    func passes(output: String?) throws -> [any GraphPass] {
-        return [DenseResize(layer: layer, units: units, initializer: try initOptions.initializer(),
-                     next: parseLayers(next), seed: initOptions.seed)]
+    var arguments: PassArguments {
+        var a = PassArguments()
+        a.set("layer", layer)
+        a.set("units", String(units))
+        initOptions.fill(&a)
+        a.set("next", next)
+        return a
     }
 }

@@ -19,6 +19,12 @@ struct WSurgeryCommand: ParsableCommand {
             PassCommand<SetInputShapeOptions>.self, PassCommand<DropLayerOptions>.self, PassCommand<ResizeDenseOptions>.self,
         ]
     )
+
+    /// Options are mentioned in messages as the command line spells them.
+    static func main() {
+        MessageStyle.optionSpelling = { "--" + $0 }
+        main(nil)
+    }
 }
 
 /// Runs `body`, turning library errors into a message on stderr and a sysexits-style exit code.
@@ -27,7 +33,7 @@ func reportingFailures(_ body: () throws -> Void) throws {
         try body()
     } catch let error as WSurgeryError {
         FileHandleOutput.standardError("wsurgery: error: \(error.description)\n")
-        throw ExitCode(ExitStatus.code(for: error.category))
+        throw ExitStatus.failure(error.category).exitCode
     }
 }
 
@@ -45,28 +51,6 @@ struct Inspect: ParsableCommand {
             let report = InspectReport(graph: try Checkpoint.read(input))
             print(json ? report.json.serialized(.pretty) : report.table)
         }
-    }
-}
-
-struct ConvertOptions: PassOptions {
-    static let command = CommandConfiguration(
-        commandName: "convert",
-        abstract: "Re-container a checkpoint; with --layout, move it between Keras and PyTorch layouts.",
-        discussion: "The output format follows OUT's name: .safetensors, .safetensors.index.json or a directory (sharded), .h5/.hdf5 (legacy Keras), .weights.h5 (Keras 3), .keras."
-    )
-
-    @Option(help: "Also move the tensors to another layout: torch (PyTorch names and axes, written as safetensors) or keras.")
-    var layout: String?
-
-    func passes(output: String?) throws -> [any GraphPass] {
-        guard let layout else { return [] }
-        guard let target = Layout(rawValue: layout), target != .unknown else {
-            throw WSurgeryError.invalidOption(option: "--layout", reason: "'\(layout)': expected torch or keras")
-        }
-        if target == .torch, let output, !output.hasSuffix(".safetensors"), !output.hasSuffix(ShardedSafetensors.indexSuffix), !output.hasSuffix("/") {
-            throw WSurgeryError.invalidOption(option: "--layout", reason: "a PyTorch-layout state dict is written as .safetensors (Keras files need Keras layout); got \(output)")
-        }
-        return [LayoutConversion(target: target)]
     }
 }
 
@@ -91,12 +75,12 @@ struct Diff: ParsableCommand {
     func run() throws {
         var equal = true
         try reportingFailures {
-            guard atol >= 0, atol.isFinite else { throw WSurgeryError.invalidOption(option: "--atol", reason: "must be a finite number >= 0") }
+            guard atol >= 0, atol.isFinite else { throw WSurgeryError.invalidOption(option: "atol", reason: "must be a finite number >= 0") }
             let diff = try CheckpointDiff.compare(a, b, atol: atol)
             print(json ? diff.json.serialized(.pretty) : diff.table)
             equal = diff.equal
         }
-        if !equal { throw ExitCode(1) }
+        if !equal { throw ExitStatus.differ.exitCode }
     }
 }
 

@@ -87,9 +87,13 @@ struct BatchTests {
         #expect(step.options.map(\.key) == ["classes", "seed", "reinit"])
         #expect(step.options[2].value == .bool(true))
         #expect(step.text == "replace-head classes=5 seed=1 reinit=true")
-        #expect(step.error(key: "seed", "x").description == "--pass 2: key 'seed': x")
-        #expect(throws: WSurgeryError.invalidRecipe(location: "--pass 1", key: "a", reason: "given twice")) {
-            try RecipeStep.parse(passArgument: "drop-layer a=1 a=2", position: 1)
+        let commandLine: (String) -> String = { "--" + $0 }
+        #expect(step.error(key: "seed", "x").message(spelling: commandLine) == "--pass 2: key 'seed': x")
+        do {
+            _ = try RecipeStep.parse(passArgument: "drop-layer a=1 a=2", position: 1)
+            Issue.record("a key given twice was accepted")
+        } catch let error as WSurgeryError {
+            #expect(error.message(spelling: commandLine) == "--pass 1: key 'a': given twice")
         }
     }
 

@@ -120,7 +120,7 @@ struct ShapeInferenceTests {
         #expect(KerasConfig.outputs(of: top) == ["conv"])
         let shapes = try ShapeInference.infer(model: top, path: "m")
         #expect(shapes.modelOutputs == [[nil, 6, 6, 4]])
-        let (refreshed, fields) = KerasArchitectureEdit.refreshingShapes(ConfigDocument(json: withoutDrop), with: try ShapeInference.infer(model: withoutDrop, path: "m"))
+        let (refreshed, fields) = KerasConfigEdit.refreshingShapes(ConfigDocument(json: withoutDrop), with: try ShapeInference.infer(model: withoutDrop, path: "m"))
         #expect(fields.contains("fc.build_config.input_shape"))
         let fc = refreshed.json["config"]?["layers"]?.arrayValue?.first { KerasConfig.entryName($0) == "fc" }
         #expect(fc?["build_config"]?["input_shape"] == ShapeInference.json([nil, 144]))
@@ -169,9 +169,9 @@ struct ResamplingTests {
 
     @Test("--size parses HxW and a single number")
     func size() throws {
-        #expect(try InputShapeChange.parseSize("256x192") == (256, 192))
-        #expect(try InputShapeChange.parseSize("64") == (64, 64))
-        #expect(throws: WSurgeryError.self) { try InputShapeChange.parseSize("a x b") }
+        #expect(try ImageSize(parsing: "256x192") == ImageSize(height: 256, width: 192))
+        #expect(try ImageSize(parsing: "64") == ImageSize(height: 64, width: 64))
+        #expect(throws: WSurgeryError.self) { try ImageSize(parsing: "a x b") }
         #expect(throws: WSurgeryError.self) { try InputShapeChange(height: 0, width: 3).validate() }
     }
 }

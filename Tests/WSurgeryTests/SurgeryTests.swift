@@ -135,7 +135,7 @@ struct LayerDetectionTests {
         #expect {
             try LayerDetection.classifierHeads(in: two)
         } throws: { error in
-            "\(error)".contains("p (dense") && "\(error)".contains("q (dense") && "\(error)".contains("--layer")
+            "\(error)".contains("p (dense") && "\(error)".contains("q (dense") && "\(error)".contains("name it with 'layer'")
         }
     }
 

@@ -181,4 +181,31 @@ public enum LayerDetection {
         [.conv1d, .conv2d, .conv3d].contains(layer.kind) && WeightRoles(layer) != nil
     }
 
+    /// The BatchNorm layer the conv feeds: from the recorded edges, the model order, or the usual names
+    /// (`conv1` -> `bn1`, `stem.conv` -> `stem.bn`, `features.0.0` -> `features.0.1`).
+    static func batchNorm(after conv: Layer, in graph: TensorGraph, channels: Int) -> Layer? {
+        func fits(_ layer: Layer?) -> Layer? {
+            guard let layer, layer.kind == .batchNorm,
+                  let m = WeightRoles.tensorIndex(in: layer, named: ["moving_mean", "running_mean"]),
+                  layer.tensors[m].shape == [channels] else { return nil }
+            return layer
+        }
+        if graph.hasEdges {
+            let consumers = graph.consumers[conv.name] ?? []
+            return consumers.count == 1 ? fits(graph.layer(named: consumers[0])) : nil
+        }
+        if graph.layersInModelOrder, let i = graph.layers.firstIndex(where: { $0.name == conv.name }) {
+            return fits(graph.layers.dropFirst(i + 1).first(where: { !$0.tensors.isEmpty }))
+        }
+        var parts = conv.name.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        guard let last = parts.popLast() else { return nil }
+        var names: [String] = []
+        if let index = Int(last) { names.append(String(index + 1)) }
+        if last.hasPrefix("conv") { names.append("bn" + last.dropFirst(4)); names.append("norm" + last.dropFirst(4)) }
+        if last == "conv_stem" { names.append("bn1") }
+        for candidate in names {
+            if let layer = fits(graph.layer(named: (parts + [candidate]).joined(separator: "."))) { return layer }
+        }
+        return nil
+    }
 }

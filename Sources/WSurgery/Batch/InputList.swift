@@ -82,7 +82,7 @@ public struct Shard: Sendable, Equatable, CustomStringConvertible {
     public init(parsing text: String) throws {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 2, let i = Int(parts[0]), let n = Int(parts[1]), n >= 1, i >= 0, i < n else {
-            throw WSurgeryError.invalidOption(option: "--shard", reason: "'\(text)': expected I/N with 0 <= I < N (e.g. 0/4; under Slurm, $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)")
+            throw WSurgeryError.invalidOption(option: "shard", reason: "'\(text)': expected I/N with 0 <= I < N (e.g. 0/4; under Slurm, $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)")
         }
         self.init(index: i, count: n)
     }

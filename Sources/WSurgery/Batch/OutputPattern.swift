@@ -20,7 +20,7 @@ public struct OutputPattern: Sendable, Equatable {
     public init(_ text: String) throws {
         self.text = text
         if text.hasPrefix("/") || text.split(separator: "/").contains("..") {
-            throw WSurgeryError.invalidOption(option: "output", reason: "'\(text)' must stay inside --out-dir (no leading '/', no '..')")
+            throw WSurgeryError.invalidOption(option: "output", reason: "'\(text)' must stay inside \(option("out-dir")) (no leading '/', no '..')")
         }
         var rest = Substring(text)
         while let open = rest.firstIndex(of: "{") {

@@ -64,7 +64,7 @@ public struct CheckpointDiff: Sendable {
         }
         let layoutA = Set(a.tensors.map(\.layout)), layoutB = Set(b.tensors.map(\.layout))
         if !diff.onlyInA.isEmpty, !diff.onlyInB.isEmpty, layoutA.contains(.torch) != layoutB.contains(.torch) {
-            diff.notes.append("one file is in PyTorch layout and the other is not; convert one with `wsurgery convert --layout` before comparing")
+            diff.notes.append("one file is in PyTorch layout and the other is not; convert one to the other's layout before comparing")
         }
         return diff
     }

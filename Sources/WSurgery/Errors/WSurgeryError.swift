@@ -1,3 +1,5 @@
+import Foundation
+
 /// The broad class of a failure; the command-line tool maps each to one sysexits-style exit code.
 public enum FailureCategory: String, Sendable {
     /// The command was used wrongly (bad option, unknown output extension, OUT == IN).
@@ -16,42 +18,71 @@ public enum FailureCategory: String, Sendable {
 /// tensor involved, so a message points at the exact object that is wrong.
 public enum WSurgeryError: Error, Sendable, Equatable {
     // Opening and creating files.
+    /// An input file or directory cannot be opened (missing, unreadable).
     case cannotOpen(path: String, reason: String)
+    /// The output exists and replacing was not asked for.
     case outputExists(path: String)
+    /// The output names an input file (the input is never modified).
     case outputIsInput(path: String)
+    /// The output cannot be created (its directory is missing, permissions).
     case cannotCreateOutput(path: String, reason: String)
+    /// Reading or writing failed part way.
     case io(path: String, operation: String, reason: String)
+    /// The file is none of the formats this tool reads, or an output name asks for none it writes.
     case unknownFormat(path: String, reason: String)
 
     // Safetensors.
+    /// A safetensors file is shorter than its header says.
     case truncatedFile(path: String, expectedBytes: UInt64, actualBytes: UInt64)
+    /// A safetensors header length past the 100 MB limit.
     case headerTooLarge(path: String, headerBytes: UInt64, limit: UInt64)
+    /// A safetensors header length past the end of the file.
     case headerBeyondFile(path: String, headerBytes: UInt64, fileBytes: UInt64)
+    /// A safetensors header that is not the JSON object the format requires.
     case invalidHeader(path: String, reason: String)
+    /// One tensor's header entry is malformed.
     case invalidTensorEntry(path: String, tensor: String, reason: String)
+    /// A tensor name appears twice.
     case duplicateTensor(path: String, tensor: String)
+    /// Two tensors' byte ranges overlap.
     case overlappingTensors(path: String, first: String, second: String, offset: UInt64)
+    /// Bytes between two tensors belong to neither.
     case gapBetweenTensors(path: String, before: String, after: String, gapStart: UInt64, gapEnd: UInt64)
+    /// A tensor's byte range does not match its dtype and shape.
     case tensorSizeMismatch(path: String, tensor: String, dtype: String, shape: [Int], expectedBytes: UInt64, actualBytes: UInt64)
+    /// Bytes after the last tensor.
     case trailingBytes(path: String, expectedBytes: UInt64, actualBytes: UInt64)
+    /// A sharded checkpoint's index is malformed or disagrees with its shards.
     case invalidIndex(path: String, reason: String)
 
     // HDF5 / Keras.
+    /// A file named like HDF5 without HDF5's signature.
     case notHDF5(path: String)
     /// The file has HDF5's signature but libhdf5 cannot open it (truncated, damaged).
     case corruptHDF5(path: String)
+    /// An HDF5 file that is not a Keras weights layout.
     case unknownHDF5Layout(path: String, reason: String)
+    /// An HDF5 soft link (refused in untrusted files).
     case softLink(path: String, object: String, target: String)
+    /// An HDF5 external link to another file (refused).
     case externalLink(path: String, object: String, target: String)
+    /// An HDF5 dataset stored outside the file (external or virtual; refused).
     case externalStorage(path: String, dataset: String, kind: String)
+    /// An HDF5 group or dataset the layout names is missing.
     case missingObject(path: String, object: String, layer: String?)
+    /// A dataset's element type has no dtype here.
     case unsupportedHDF5Type(path: String, dataset: String, reason: String)
+    /// A libhdf5 call failed.
     case hdf5(path: String, object: String, operation: String)
+    /// A model config (Keras or config.json) that cannot be read.
     case invalidConfig(path: String, reason: String)
+    /// A `.keras` archive that cannot be read.
     case invalidArchive(path: String, reason: String)
 
     // Writing.
+    /// The output format cannot hold the graph as it is.
     case cannotExpress(format: String, tensor: String?, reason: String)
+    /// An option's value cannot work whatever the input (`option` is its key, `classes`).
     case invalidOption(option: String, reason: String)
 
     // Surgery.
@@ -76,28 +107,41 @@ public enum WSurgeryError: Error, Sendable, Equatable {
     /// A recipe (file or `--pass` chain) that cannot run: `location` is `recipe.yaml:7` or `--pass 2`,
     /// `key` the offending key when there is one.
     case invalidRecipe(location: String, key: String?, reason: String)
-    /// A child process of `run --jobs N` ended without reporting (killed, crashed).
+    /// A child process of a parallel batch run ended without reporting (killed, crashed).
     case workerFailed(input: String, reason: String)
+    /// The arguments given cannot work together (a missing input or output).
+    case invalidArguments(reason: String)
 
     /// Which kind of failure this is, for exit codes.
     public var category: FailureCategory {
         switch self {
         case .cannotOpen: return .cannotOpenInput
         case .outputExists, .cannotCreateOutput: return .cannotCreateOutput
-        case .io, .hdf5: return .io
-        case .outputIsInput, .unknownFormat, .invalidOption, .unknownLayer, .inputTooSmall, .invalidRecipe: return .usage
-        default: return .badData
+        case .io, .hdf5, .workerFailed: return .io
+        case .outputIsInput, .unknownFormat, .invalidOption, .unknownLayer, .inputTooSmall, .invalidRecipe, .invalidArguments: return .usage
+        case .truncatedFile, .headerTooLarge, .headerBeyondFile, .invalidHeader, .invalidTensorEntry, .duplicateTensor, .overlappingTensors,
+             .gapBetweenTensors, .tensorSizeMismatch, .trailingBytes, .invalidIndex, .notHDF5, .corruptHDF5, .unknownHDF5Layout, .softLink,
+             .externalLink, .externalStorage, .missingObject, .unsupportedHDF5Type, .invalidConfig, .invalidArchive, .cannotExpress,
+             .detectionFailed, .unsupportedLayer, .cannotComputeDType, .unknownLayerClass, .shapeMismatch, .weightsDoNotFit:
+            return .badData
         }
     }
 }
 
 extension WSurgeryError: CustomStringConvertible {
-    public var description: String {
+    /// The message, options spelled the way the front end set (`MessageStyle`).
+    public var description: String { message(spelling: MessageStyle.optionSpelling) }
+
+    /// The message, with every option mentioned spelled by `spelling` (`--classes` on the command line).
+    public func message(spelling: (String) -> String) -> String { OptionMention.render(rawMessage, spelling) }
+
+    /// The one mapping from every error to its text; option mentions are marked (see `OptionMention`).
+    var rawMessage: String {
         switch self {
         case let .cannotOpen(path, reason):
             return "\(path): cannot open: \(reason)"
         case let .outputExists(path):
-            return "\(path): already exists (use --force to replace it)"
+            return "\(path): already exists (use \(option("force")) to replace it)"
         case let .outputIsInput(path):
             return "\(path): the output is the input file; write to a new file (the input is never modified)"
         case let .cannotCreateOutput(path, reason):
@@ -152,12 +196,12 @@ extension WSurgeryError: CustomStringConvertible {
             return "\(path): invalid .keras archive: \(reason)"
         case let .cannotExpress(format, tensor, reason):
             return "cannot write \(format)\(tensor.map { " (tensor '\($0)')" } ?? ""): \(reason)"
-        case let .invalidOption(option, reason):
-            return "\(option): \(reason)"
+        case let .invalidOption(key, reason):
+            return "\(option(key)): \(reason)"
         case let .unknownLayer(path, layer, candidates):
             return "\(path): no layer named '\(layer)'" + WSurgeryError.listing(candidates, "layers with weights")
         case let .detectionFailed(path, what, reason, candidates):
-            return "\(path): cannot find the \(what): \(reason)" + WSurgeryError.listing(candidates, "candidates") + "; name it with --layer"
+            return "\(path): cannot find the \(what): \(reason)" + WSurgeryError.listing(candidates, "candidates") + "; name it with \(option("layer"))"
         case let .unsupportedLayer(path, layer, reason):
             return "\(path): layer '\(layer)': \(reason)"
         case let .unknownLayerClass(path, layer, className, needed):
@@ -173,6 +217,8 @@ extension WSurgeryError: CustomStringConvertible {
             return "\(location): \(key.map { "key '\($0)': " } ?? "")\(reason)"
         case let .workerFailed(input, reason):
             return "\(input): the worker process \(reason)"
+        case let .invalidArguments(reason):
+            return reason
         case let .cannotComputeDType(path, tensor, dtype):
             return "\(path): tensor '\(tensor)': cannot compute with dtype \(dtype) (float16, bfloat16, float32 and float64 can be edited)"
         }
@@ -185,5 +231,18 @@ extension WSurgeryError {
         guard !names.isEmpty else { return "" }
         let shown = names.prefix(12).joined(separator: ", ")
         return "; \(label): \(shown)" + (names.count > 12 ? " (and \(names.count - 12) more)" : "")
+    }
+}
+
+/// How messages spell options (see `OptionMention`). A front end sets it once, before any work: the
+/// command line spells `classes` as `--classes`. The default quotes the key: `'classes'`.
+public enum MessageStyle {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var spelling: @Sendable (String) -> String = { "'\($0)'" }
+
+    /// The current spelling.
+    public static var optionSpelling: @Sendable (String) -> String {
+        get { lock.withLock { spelling } }
+        set { lock.withLock { spelling = newValue } }
     }
 }

@@ -43,12 +43,17 @@ public enum Checkpoint {
         if isDir || path.hasSuffix(ShardedSafetensors.indexSuffix) { return .shardedSafetensors }
         if path.hasSuffix(".safetensors") { return shardSize == nil ? .safetensors : .shardedSafetensors }
         if shardSize != nil {
-            throw WSurgeryError.invalidOption(option: "--shard-size", reason: "only safetensors outputs can be sharded (got \(path))")
+            throw WSurgeryError.invalidOption(option: "shard-size", reason: "only safetensors outputs can be sharded (got \(path))")
         }
         if path.hasSuffix(".weights.h5") { return .kerasWeightsH5 }
         if path.hasSuffix(".h5") || path.hasSuffix(".hdf5") { return .kerasLegacyH5 }
         if path.hasSuffix(".keras") { return .kerasArchive }
         throw WSurgeryError.unknownFormat(path: path, reason: "the output name must end in .safetensors, .safetensors.index.json, .h5, .hdf5, .weights.h5 or .keras (or be a directory for sharded safetensors)")
+    }
+
+    /// Whether an output path names safetensors (one file, an index, or a directory for shards).
+    public static func isSafetensorsOutput(_ path: String) -> Bool {
+        path.hasSuffix(".safetensors") || path.hasSuffix(ShardedSafetensors.indexSuffix) || path.hasSuffix("/")
     }
 
     /// Reads any supported checkpoint.

@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -22,9 +23,7 @@ public final class OutputFile {
     /// Creates the temporary file beside `path`.
     public init(path: String) throws {
         self.path = path
-        let directory = OutputFile.directory(of: path)
-        let base = path.split(separator: "/").last.map(String.init) ?? path
-        var template = Array("\(directory)/.\(base).wsurgery-XXXXXX".utf8CString)
+        var template = Array((OutputFile.temporaryPrefix(for: path) + "XXXXXX").utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         if fd < 0 { throw WSurgeryError.cannotCreateOutput(path: path, reason: Errno.current.message) }
         self.descriptor = fd
@@ -38,6 +37,21 @@ public final class OutputFile {
     deinit {
         if descriptor >= 0 { close(descriptor) }
         if !committed { unlink(temporaryPath) }
+    }
+
+    /// Temporary files for `path` are this prefix and six random characters, beside it: `.NAME.wsurgery-`.
+    static func temporaryPrefix(for path: String) -> String {
+        let base = path.split(separator: "/").last.map(String.init) ?? path
+        return "\(directory(of: path))/.\(base).wsurgery-"
+    }
+
+    /// Removes temporary files a process that died while writing `path` left beside it.
+    public static func removeLeftovers(for path: String) {
+        let directory = directory(of: path)
+        let prefix = String(temporaryPrefix(for: path).dropFirst(directory.count + 1))
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix(prefix) {
+            try? FileManager.default.removeItem(atPath: directory + "/" + name)
+        }
     }
 
     static func directory(of path: String) -> String {

@@ -27,7 +27,7 @@ public struct ChannelAdaptation: GraphPass {
             case "mean": self = .mean
             default:
                 guard text.hasPrefix("copy:"), let k = Int(text.dropFirst(5)), k >= 0 else {
-                    throw WSurgeryError.invalidOption(option: "--extra", reason: "'\(text)': expected repeat, zeros, mean or copy:K")
+                    throw WSurgeryError.invalidOption(option: "extra", reason: "'\(text)': expected repeat, zeros, mean or copy:K")
                 }
                 self = .copy(k)
             }
@@ -64,11 +64,11 @@ public struct ChannelAdaptation: GraphPass {
             let parts = text.split(separator: "/", omittingEmptySubsequences: false)
             let numbers = parts.map { $0.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) } }
             guard parts.count == 2, numbers.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0 != nil } }), numbers[0].count == numbers[1].count else {
-                throw WSurgeryError.invalidOption(option: "--fold-normalization", reason: "'\(text)': expected imagenet or MEAN,MEAN,MEAN/STD,STD,STD")
+                throw WSurgeryError.invalidOption(option: "fold-normalization", reason: "'\(text)': expected imagenet or MEAN,MEAN,MEAN/STD,STD,STD")
             }
             let std = numbers[1].map { $0! }
             guard std.allSatisfy({ $0 > 0 }) else {
-                throw WSurgeryError.invalidOption(option: "--fold-normalization", reason: "every std must be > 0")
+                throw WSurgeryError.invalidOption(option: "fold-normalization", reason: "every std must be > 0")
             }
             self.init(mean: numbers[0].map { $0! }, std: std)
         }
@@ -144,10 +144,10 @@ public struct ChannelAdaptation: GraphPass {
 
     public func validate() throws {
         if case .adapt(let channels, _, _) = rule, channels < 1 {
-            throw WSurgeryError.invalidOption(option: "--channels", reason: "must be at least 1 (got \(channels))")
+            throw WSurgeryError.invalidOption(option: "channels", reason: "must be at least 1 (got \(channels))")
         }
         if foldNormalization != nil, case .adapt = rule {
-            throw WSurgeryError.invalidOption(option: "--fold-normalization", reason: "only applies to collapse-channels")
+            throw WSurgeryError.invalidOption(option: "fold-normalization", reason: "only applies to collapse-channels")
         }
     }
 
@@ -184,11 +184,13 @@ public struct ChannelAdaptation: GraphPass {
             if let offset {
                 try foldOffset(offset, conv: layer, roles: roles, into: &graph, report: &report)
             }
-            if foldNormalization != nil, let padding = convPadding(target, graph), padding != "valid" {
+            if foldNormalization != nil, let padding = graph.editor.padding(ofConvolution: target), padding != "valid" {
                 report.notes.append("'\(target)' pads with zeros (\(padding)): with the normalisation folded in, outputs near the border differ from the original's (the padded zeros were normalised values there)")
             }
         }
-        try updateArchitecture(&graph, convs: targets, channels: newChannels, report: &report)
+        let edit = try graph.editor.settingInputChannels(newChannels, convolutions: targets, in: graph)
+        graph.architecture = edit.architecture
+        report.notes += edit.notes
         graph.dropOptimizerState(in: &report)
         return (graph, report)
     }
@@ -197,21 +199,21 @@ public struct ChannelAdaptation: GraphPass {
         switch rule {
         case .collapse(let mode):
             if mode == .luma, source != 3 {
-                throw WSurgeryError.unsupportedLayer(path: path, layer: layer, reason: "has \(source) input channels; --mode luma needs 3 (RGB)")
+                throw WSurgeryError.unsupportedLayer(path: path, layer: layer, reason: "has \(source) input channels; \(option("mode")) luma needs 3 (RGB)")
             }
             if source < 2 {
                 throw WSurgeryError.unsupportedLayer(path: path, layer: layer, reason: "has \(source) input channel; collapse-channels needs 3 (RGB)")
             }
         case let .adapt(channels, extra, _):
             if case .copy(let k)? = extra, k >= source {
-                throw WSurgeryError.invalidOption(option: "--extra", reason: "copy:\(k) names a channel that '\(layer)' does not have (it has \(source))")
+                throw WSurgeryError.invalidOption(option: "extra", reason: "copy:\(k) names a channel that '\(layer)' does not have (it has \(source))")
             }
             if channels == source {
-                throw WSurgeryError.invalidOption(option: "--channels", reason: "'\(layer)' already has \(source) input channels")
+                throw WSurgeryError.invalidOption(option: "channels", reason: "'\(layer)' already has \(source) input channels")
             }
         }
         if let fold = foldNormalization, fold.mean.count != source {
-            throw WSurgeryError.invalidOption(option: "--fold-normalization", reason: "gives \(fold.mean.count) channels but '\(layer)' has \(source)")
+            throw WSurgeryError.invalidOption(option: "fold-normalization", reason: "gives \(fold.mean.count) channels but '\(layer)' has \(source)")
         }
     }
 
@@ -234,66 +236,13 @@ public struct ChannelAdaptation: GraphPass {
             graph.replaceTensor(layer: conv.name, index: b, with: ValueArray(shape: bias.shape, values: values), action: "normalisation offset folded into the bias", in: &report)
             return
         }
-        guard let bn = followingBatchNorm(conv, graph: graph, channels: offset.count),
+        guard let bn = LayerDetection.batchNorm(after: conv, in: graph, channels: offset.count),
               let m = WeightRoles.tensorIndex(in: bn, named: ["moving_mean", "running_mean"]) else {
-            throw WSurgeryError.unsupportedLayer(path: graph.sourcePath, layer: conv.name, reason: "has no bias and feeds no BatchNorm, so the normalisation offset has nowhere to go; drop --fold-normalization or normalise the input")
+            throw WSurgeryError.unsupportedLayer(path: graph.sourcePath, layer: conv.name, reason: "has no bias and feeds no BatchNorm, so the normalisation offset has nowhere to go; drop \(option("fold-normalization")) or normalise the input")
         }
         // BN(z) uses z - mean; the collapsed conv on raw input gives z + offset, so mean += offset.
         let mean = try TensorValues.decode(bn.tensors[m], path: graph.sourcePath)
         let values = zip(mean.values, offset).map { $0 + $1 }
         graph.replaceTensor(layer: bn.name, index: m, with: ValueArray(shape: mean.shape, values: values), action: "normalisation offset of '\(conv.name)' folded into the moving mean", in: &report)
-    }
-
-    /// The BatchNorm layer the conv feeds: from the recorded edges, the model order, or the usual names
-    /// (`conv1` -> `bn1`, `stem.conv` -> `stem.bn`, `features.0.0` -> `features.0.1`).
-    func followingBatchNorm(_ conv: Layer, graph: TensorGraph, channels: Int) -> Layer? {
-        func fits(_ layer: Layer?) -> Layer? {
-            guard let layer, layer.kind == .batchNorm,
-                  let m = WeightRoles.tensorIndex(in: layer, named: ["moving_mean", "running_mean"]),
-                  layer.tensors[m].shape == [channels] else { return nil }
-            return layer
-        }
-        if graph.hasEdges {
-            let consumers = graph.consumers[conv.name] ?? []
-            return consumers.count == 1 ? fits(graph.layer(named: consumers[0])) : nil
-        }
-        if graph.layersInModelOrder, let i = graph.layers.firstIndex(where: { $0.name == conv.name }) {
-            return fits(graph.layers.dropFirst(i + 1).first(where: { !$0.tensors.isEmpty }))
-        }
-        var parts = conv.name.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
-        guard let last = parts.popLast() else { return nil }
-        var names: [String] = []
-        if let index = Int(last) { names.append(String(index + 1)) }
-        if last.hasPrefix("conv") { names.append("bn" + last.dropFirst(4)); names.append("norm" + last.dropFirst(4)) }
-        if last == "conv_stem" { names.append("bn1") }
-        for candidate in names {
-            if let layer = fits(graph.layer(named: (parts + [candidate]).joined(separator: "."))) { return layer }
-        }
-        return nil
-    }
-
-    func convPadding(_ name: String, _ graph: TensorGraph) -> String? {
-        guard case .keras(let config)? = graph.architecture else { return nil }
-        return KerasConfig.layer(named: name, in: config.json)?.config["padding"]?.stringValue
-    }
-
-    /// Keeps the architecture in step: Keras input shapes, Hugging Face / timm channel fields.
-    func updateArchitecture(_ graph: inout TensorGraph, convs: [String], channels: Int, report: inout PassReport) throws {
-        switch graph.architecture {
-        case .keras(let document)?:
-            var document = document
-            for conv in convs {
-                let (edited, fields) = try KerasArchitectureEdit.settingInputChannels(document, graph: graph, conv: conv, channels: channels)
-                document = edited
-                if !fields.isEmpty { report.notes.append("Keras config: input channels set to \(channels) in " + fields.joined(separator: ", ")) }
-            }
-            graph.architecture = .keras(document)
-        case .huggingFace(let document)?:
-            let (edited, fields) = HuggingFaceConfigEdit.settingChannels(document, channels: channels)
-            graph.architecture = .huggingFace(edited)
-            if !fields.isEmpty { report.notes.append("config.json: " + fields.joined(separator: ", ") + " set to \(channels)") }
-        case nil:
-            break
-        }
     }
 }

@@ -30,7 +30,7 @@ public struct DenseResize: GraphPass {
     }
 
     public func validate() throws {
-        guard units >= 1 else { throw WSurgeryError.invalidOption(option: "--units", reason: "must be at least 1 (got \(units))") }
+        guard units >= 1 else { throw WSurgeryError.invalidOption(option: "units", reason: "must be at least 1 (got \(units))") }
     }
 
     public func apply(to input: TensorGraph) throws -> (TensorGraph, PassReport) {
@@ -42,19 +42,22 @@ public struct DenseResize: GraphPass {
             throw WSurgeryError.unsupportedLayer(path: path, layer: layer, reason: "is not a Dense/Linear layer (\(dense.className ?? dense.kind.rawValue))")
         }
         let old = dense.tensors[roles.kernel].shape[roles.outputAxis]
-        guard old != units else { throw WSurgeryError.invalidOption(option: "--units", reason: "'\(layer)' already has \(units) units") }
+        guard old != units else { throw WSurgeryError.invalidOption(option: "units", reason: "'\(layer)' already has \(units) units") }
         try resize(dense, axis: roles.outputAxis, in: &graph, report: &report)
 
-        switch graph.architecture {
-        case .keras(let document)?:
-            try followKeras(document, old: old, graph: &graph, report: &report)
-        default:
+        let plan = try graph.editor.resizingUnits(of: layer, to: units, in: graph)
+        if let readers = plan.readers {
+            for name in readers { try resizeReader(try graph.requireLayer(name), in: &graph, report: &report) }
+        } else {
             if next.isEmpty, (try? LayerDetection.classifierHeads(in: graph))?.contains(layer) != true {
-                throw WSurgeryError.unsupportedLayer(path: path, layer: layer, reason: "the checkpoint records no edges, so the layers reading it are unknown; name them with --next (or resize the classifier head)")
+                throw WSurgeryError.unsupportedLayer(path: path, layer: layer, reason: "the checkpoint records no edges, so the layers reading it are unknown; name them with \(option("next")) (or resize the classifier head)")
             }
             for name in next { try resizeReader(try graph.requireLayer(name), in: &graph, report: &report) }
             if next.isEmpty { report.notes.append("'\(layer)' is the classifier head: no layer reads it") }
         }
+        graph.architecture = plan.edit.architecture
+        try graph.editor.checkWeights(of: graph, before: input)
+        report.notes += plan.edit.notes
         graph.dropOptimizerState(in: &report)
         return (graph, report)
     }
@@ -99,45 +102,5 @@ public struct DenseResize: GraphPass {
         let values = try fill.rebuilding(tensor, axis: axis, sources: sources, fans: Fans(shape: fanShape ?? shape, layout: layout), seed: seed, path: graph.sourcePath)
         let action = units < old ? "first \(units) of \(old) kept" : "\(old) kept, \(units - old) new (\(fill), seed \(seed))"
         graph.replaceTensor(layer: layer.name, index: index, with: values, action: action, in: &report)
-    }
-
-    /// Keras: `units` in the config, the readers found from the graph (through shape-keeping layers), the
-    /// shapes re-inferred and every weight checked.
-    func followKeras(_ document: ConfigDocument, old: Int, graph: inout TensorGraph, report: inout PassReport) throws {
-        let path = graph.sourcePath
-        var model = document.json
-        model = KerasArchitectureEdit.transformLayers(model) { entry in
-            guard KerasConfig.entryName(entry) == layer, var config = entry["config"] else { return entry }
-            var entry = entry
-            config.set("units", .int(units))
-            entry.set("config", config)
-            return entry
-        }
-        let configs = Dictionary(KerasConfig.flattened(KerasConfig.layers(of: model)).map { ($0.layer.name, $0.layer) }, uniquingKeysWith: { a, _ in a })
-        let consumers = graph.consumers
-        var queue = consumers[layer] ?? []
-        var seen = Set<String>()
-        while !queue.isEmpty {
-            let name = queue.removeFirst()
-            guard seen.insert(name).inserted, let reader = graph.layer(named: name) else { continue }
-            let className = configs[name]?.className ?? ""
-            if reader.tensors.isEmpty {
-                guard LayerShapes.shapePreserving.contains(className) else {
-                    throw WSurgeryError.unsupportedLayer(path: path, layer: name, reason: "reads '\(layer)' and is a \(className); only Dense, normalisation and shape-keeping layers can follow a resized Dense")
-                }
-                queue += consumers[name] ?? []
-                continue
-            }
-            try resizeReader(reader, in: &graph, report: &report)
-            if [.batchNorm, .layerNorm].contains(reader.kind) { queue += consumers[name] ?? [] }
-        }
-        let shapes = try ShapeInference.infer(model: model, path: path)
-        try shapes.requireAll()
-        if let misfit = try Refit.misfits(graph, model: model, shapes: shapes, before: try ShapeInference.infer(model: document.json, path: path)).first {
-            throw WSurgeryError.shapeMismatch(path: path, layer: misfit.layer, reason: misfit.description)
-        }
-        let (edited, _) = KerasArchitectureEdit.refreshingShapes(ConfigDocument(json: model, originalText: document.originalText), with: shapes)
-        graph.architecture = .keras(edited)
-        report.notes.append("Keras config: '\(layer)'.units \(old) -> \(units), shapes downstream updated")
     }
 }

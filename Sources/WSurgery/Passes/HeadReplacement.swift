@@ -34,15 +34,15 @@ public struct HeadReplacement: GraphPass {
     }
 
     public func validate() throws {
-        guard classes >= 1 else { throw WSurgeryError.invalidOption(option: "--classes", reason: "must be at least 1 (got \(classes))") }
+        guard classes >= 1 else { throw WSurgeryError.invalidOption(option: "classes", reason: "must be at least 1 (got \(classes))") }
         if keepClasses.count > classes {
-            throw WSurgeryError.invalidOption(option: "--keep-classes", reason: "keeps \(keepClasses.count) classes but --classes is \(classes)")
+            throw WSurgeryError.invalidOption(option: "keep-classes", reason: "keeps \(keepClasses.count) classes but \(option("classes")) is \(classes)")
         }
         if let negative = keepClasses.first(where: { $0 < 0 }) {
-            throw WSurgeryError.invalidOption(option: "--keep-classes", reason: "class \(negative) is negative")
+            throw WSurgeryError.invalidOption(option: "keep-classes", reason: "class \(negative) is negative")
         }
         if Set(keepClasses).count != keepClasses.count {
-            throw WSurgeryError.invalidOption(option: "--keep-classes", reason: "lists a class twice")
+            throw WSurgeryError.invalidOption(option: "keep-classes", reason: "lists a class twice")
         }
     }
 
@@ -61,7 +61,7 @@ public struct HeadReplacement: GraphPass {
             let old = kernelTensor.shape[roles.outputAxis]
             oldClasses[head] = old
             if let beyond = keepClasses.first(where: { $0 >= old }) {
-                throw WSurgeryError.invalidOption(option: "--keep-classes", reason: "class \(beyond) does not exist: '\(head)' has \(old) classes (0...\(old - 1))")
+                throw WSurgeryError.invalidOption(option: "keep-classes", reason: "class \(beyond) does not exist: '\(head)' has \(old) classes (0...\(old - 1))")
             }
             let weightInit = initializer ?? (roles.layout == .torch ? .torchDefault : .glorotUniform)
             let biasInit = bias ?? (weightInit == .torchDefault ? .torchDefault : .constant(0))
@@ -76,7 +76,9 @@ public struct HeadReplacement: GraphPass {
                 graph.replaceTensor(layer: head, index: b, with: values, action: "new \(biasInit) (seed \(seed))\(kept)", in: &report)
             }
         }
-        try updateArchitecture(&graph, heads: heads, oldClasses: oldClasses, report: &report)
+        let edit = try graph.editor.settingClasses(classes, heads: heads.map { ($0, oldClasses[$0] ?? 0) }, keep: keepClasses, in: graph)
+        graph.architecture = edit.architecture
+        report.notes += edit.notes
         graph.dropOptimizerState(in: &report)
         return (graph, report)
     }
@@ -86,24 +88,5 @@ public struct HeadReplacement: GraphPass {
     func newValues(_ tensor: Tensor, shape: [Int], axis: Int, initializer: Initializer, fans: Fans, path: String) throws -> ValueArray {
         let sources = (0..<shape[axis]).map { $0 < keepClasses.count ? keepClasses[$0] : nil }
         return try initializer.rebuilding(tensor, axis: axis, sources: sources, fans: fans, seed: seed, path: path)
-    }
-
-    func updateArchitecture(_ graph: inout TensorGraph, heads: [String], oldClasses: [String: Int], report: inout PassReport) throws {
-        switch graph.architecture {
-        case .keras(let document)?:
-            var document = document
-            for head in heads {
-                let (edited, fields) = try KerasArchitectureEdit.settingClasses(document, graph: graph, head: head, oldClasses: oldClasses[head] ?? 0, classes: classes)
-                document = edited
-                if !fields.isEmpty { report.notes.append("Keras config: \(classes) classes set in " + fields.joined(separator: ", ")) }
-            }
-            graph.architecture = .keras(document)
-        case .huggingFace(let document)?:
-            let (edited, fields) = HuggingFaceConfigEdit.settingClasses(document, classes: classes, keep: keepClasses)
-            graph.architecture = .huggingFace(edited)
-            if !fields.isEmpty { report.notes.append("config.json: " + fields.joined(separator: ", ") + " updated for \(classes) classes") }
-        case nil:
-            break
-        }
     }
 }

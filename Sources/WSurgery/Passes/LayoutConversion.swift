@@ -17,7 +17,7 @@ public struct LayoutConversion: GraphPass {
     public var options: [(String, String)] { [("layout", target.rawValue)] }
 
     public func validate() throws {
-        guard target != .unknown else { throw WSurgeryError.invalidOption(option: "--layout", reason: "expected torch or keras") }
+        guard target != .unknown else { throw WSurgeryError.invalidOption(option: "layout", reason: "expected torch or keras") }
     }
 
     public func apply(to input: TensorGraph) throws -> (TensorGraph, PassReport) {
@@ -46,71 +46,59 @@ public struct LayoutConversion: GraphPass {
 
     func toTorch(_ input: TensorGraph, _ report: inout PassReport) throws -> TensorGraph {
         let path = input.sourcePath
-        var configs: [String: KerasLayerConfig] = [:]
-        var parents: [String: String] = [:]
-        var shapes: ShapeInference.Result?
-        if case .keras(let document)? = input.architecture {
-            let top = KerasConfig.layers(of: document.json)
-            configs = Dictionary(KerasConfig.flattened(top).map { ($0.layer.name, $0.layer) }, uniquingKeysWith: { a, _ in a })
-            parents = KerasConfig.parentModels(top)
-            shapes = try ShapeInference.infer(model: document.json, path: path)
-        }
-        func module(_ layer: String) -> String { Self.modulePath(layer, parents: parents) }
-        if input.architecture == nil, input.layers.contains(where: { $0.kind == .dense }) {
+        let facts = try input.architecture?.layoutFacts(path: path)
+        if facts == nil, input.layers.contains(where: { $0.kind == .dense }) {
             report.notes.append("no Keras config: Dense kernels are transposed, but whether one follows a Flatten is unknown, so its rows keep Keras's (H, W, C) order")
         }
         var graph = input
         graph.layers = []
         for layer in input.layers {
-            let className = layer.className ?? configs[layer.name]?.className ?? Self.className(for: layer.kind)
-            let prefix = module(layer.name)
+            let kind = facts?.kind(of: layer.name) ?? layer.kind
+            let prefix = facts?.modulePath(of: layer.name) ?? layer.name
             var tensors: [Tensor] = []
             for tensor in layer.tensors {
                 let local = StateDictGrouping.localName(tensor.name)
                 let rank = tensor.shape.count
                 var move: Move
-                switch (local, className) {
-                case ("kernel", "Dense"):
+                switch local {
+                case "kernel" where kind == .dense:
                     move = Move(name: "\(prefix).weight", axes: [1, 0], note: "transposed")
-                    if let flatten = ShapeInference.flatten(before: layer.name, in: configs) {
-                        guard let map = try shapes?.input(of: flatten), map.count == 4, let h = map[1], let w = map[2], let c = map[3], h * w * c == tensor.shape[0] else {
-                            throw WSurgeryError.unsupportedLayer(path: path, layer: layer.name, reason: "follows Flatten '\(flatten)' whose input is not a known (H, W, C) map of \(tensor.shape[0]) values")
-                        }
+                    if let (h, w, c) = try facts?.flattenedInput(of: layer.name, rows: tensor.shape[0]) {
                         move = Move(name: "\(prefix).weight", axes: [3, 2, 0, 1], viewAs: [h, w, c, tensor.shape[1]], shape: [tensor.shape[1], c * h * w],
                                     note: "transposed, rows reordered from Flatten's (H, W, C) = (\(h), \(w), \(c)) to PyTorch's (C, H, W)")
                     }
-                case ("kernel", _) where rank >= 3:
+                case "kernel" where rank >= 3:
                     move = Move(name: "\(prefix).weight", axes: [rank - 1, rank - 2] + Array(0..<(rank - 2)), note: "permuted \(Self.axesText([rank - 1, rank - 2] + Array(0..<(rank - 2))))")
-                case ("kernel", _) where rank == 2:
+                case "kernel" where rank == 2:
                     move = Move(name: "\(prefix).weight", axes: [1, 0], note: "transposed")
-                case ("depthwise_kernel", _) where rank >= 3:
+                case "depthwise_kernel" where rank >= 3:
                     let spatial = Array(0..<(rank - 2))
                     let permuted = Transpose.shape(tensor.shape, [rank - 2, rank - 1] + spatial)
-                    let name = className.hasPrefix("Separable") ? "\(prefix).depthwise.weight" : "\(prefix).weight"
+                    let name = kind == .separableConv2d ? "\(prefix).depthwise.weight" : "\(prefix).weight"
                     move = Move(name: name, axes: [rank - 2, rank - 1] + spatial, shape: [permuted[0] * permuted[1], 1] + Array(permuted[2...]),
                                 note: "permuted \(Self.axesText([rank - 2, rank - 1] + spatial)), reshaped to (in*multiplier, 1, ...)")
-                case ("pointwise_kernel", _) where rank >= 3:
+                case "pointwise_kernel" where rank >= 3:
                     move = Move(name: "\(prefix).pointwise.weight", axes: [rank - 1, rank - 2] + Array(0..<(rank - 2)), note: "permuted \(Self.axesText([rank - 1, rank - 2] + Array(0..<(rank - 2))))")
-                case ("bias", _):
-                    move = Move(name: className.hasPrefix("Separable") ? "\(prefix).pointwise.bias" : "\(prefix).bias", note: "renamed")
-                case ("gamma", _): move = Move(name: "\(prefix).weight", note: "renamed")
-                case ("beta", _): move = Move(name: "\(prefix).bias", note: "renamed")
-                case ("moving_mean", _): move = Move(name: "\(prefix).running_mean", note: "renamed")
-                case ("moving_variance", _): move = Move(name: "\(prefix).running_var", note: "renamed")
-                case ("embeddings", _): move = Move(name: "\(prefix).weight", note: "renamed")
+                case "bias":
+                    move = Move(name: kind == .separableConv2d ? "\(prefix).pointwise.bias" : "\(prefix).bias", note: "renamed")
+                case "gamma": move = Move(name: "\(prefix).weight", note: "renamed")
+                case "beta": move = Move(name: "\(prefix).bias", note: "renamed")
+                case "moving_mean": move = Move(name: "\(prefix).running_mean", note: "renamed")
+                case "moving_variance": move = Move(name: "\(prefix).running_var", note: "renamed")
+                case "embeddings": move = Move(name: "\(prefix).weight", note: "renamed")
                 default:
-                    throw WSurgeryError.unsupportedLayer(path: path, layer: layer.name, reason: "no PyTorch equivalent known for variable '\(local)' of \(className) (shape \(ShapeText.python(tensor.shape)))")
+                    throw WSurgeryError.unsupportedLayer(path: path, layer: layer.name, reason: "no PyTorch equivalent known for variable '\(local)' of \(layer.className ?? kind.rawValue) (shape \(ShapeText.python(tensor.shape)))")
                 }
                 tensors.append(try apply(move, to: tensor, layer: prefix, layout: rank >= 2 ? .torch : .unknown, path: path, report: &report))
             }
-            if layer.kind == .batchNorm || className == "BatchNormalization" {
+            if kind == .batchNorm {
                 let counter = Tensor(name: "\(prefix).num_batches_tracked", dtype: .i64, shape: [], layout: .unknown, data: MemorySource(bytes: [UInt8](repeating: 0, count: 8)))
                 tensors.append(counter)
                 report.changes.append(TensorChange(layer: prefix, tensor: counter.name, oldShape: [], newShape: [], action: "added (int64 0, as a fresh PyTorch BatchNorm)"))
             }
             graph.layers.append(Layer(name: prefix, kind: layer.kind, className: layer.className, tensors: tensors))
         }
-        if case .keras? = input.architecture {
+        if facts != nil {
             graph.originalArchitecture = input.architecture
             report.notes.append("the Keras model config is kept with the tensors, so converting back to the Keras layout restores the Keras model")
         }
@@ -124,21 +112,9 @@ public struct LayoutConversion: GraphPass {
 
     func toKeras(_ input: TensorGraph, _ report: inout PassReport) throws -> TensorGraph {
         let path = input.sourcePath
-        var document: ConfigDocument?
-        if case .keras(let kept)? = input.originalArchitecture { document = kept }
-        // Keras layers by PyTorch module path, when the config is known.
-        var byModule: [String: KerasLayerConfig] = [:]
-        var configs: [String: KerasLayerConfig] = [:]
-        var shapes: ShapeInference.Result?
-        if let document {
-            let top = KerasConfig.layers(of: document.json)
-            let parents = KerasConfig.parentModels(top)
-            for (layer, _) in KerasConfig.flattened(top) {
-                byModule[Self.modulePath(layer.name, parents: parents)] = layer
-                configs[layer.name] = layer
-            }
-            shapes = try ShapeInference.infer(model: document.json, path: path)
-        } else {
+        // Keras layers by PyTorch module path, when the tensors came from a Keras model.
+        let facts = try input.originalArchitecture?.layoutFacts(path: path)
+        if facts == nil {
             report.notes.append("no Keras config in the file: names and axes follow each tensor's own shape; a Linear after a flatten keeps PyTorch's (C, H, W) row order, and a depthwise convolution cannot be told from one with a single input channel")
         }
         var converted: [Tensor] = []
@@ -146,37 +122,34 @@ public struct LayoutConversion: GraphPass {
             for tensor in layer.tensors {
                 let (moduleName, local) = StateDictGrouping.split(tensor.name)
                 var prefix = moduleName
-                var keras = byModule[moduleName]
+                var keras = facts?.layer(atModulePath: moduleName)
                 var part = ""
-                if keras == nil, let dot = moduleName.lastIndex(of: "."), let owner = byModule[String(moduleName[..<dot])] {
+                if keras == nil, let dot = moduleName.lastIndex(of: "."), let owner = facts?.layer(atModulePath: String(moduleName[..<dot])) {
                     keras = owner
                     prefix = String(moduleName[..<dot])
                     part = String(moduleName[moduleName.index(after: dot)...])
                 }
-                if document != nil, keras == nil {
+                if facts != nil, keras == nil {
                     throw WSurgeryError.unsupportedLayer(path: path, layer: moduleName, reason: "the Keras config in the file has no layer for PyTorch module '\(moduleName)'")
                 }
                 let kerasName = keras?.name ?? prefix
-                let className = keras?.className ?? Self.className(for: layer.kind)
+                let kind = keras?.kind ?? layer.kind
                 let rank = tensor.shape.count
                 if local == "num_batches_tracked" {
                     report.changes.append(TensorChange(layer: kerasName, tensor: tensor.name, oldShape: tensor.shape, newShape: [], action: "dropped (Keras keeps no batch counter)"))
                     continue
                 }
-                let isNorm = ["BatchNormalization", "LayerNormalization", "GroupNormalization"].contains(className) || [.batchNorm, .layerNorm, .groupNorm].contains(layer.kind) || (rank == 1 && local == "weight")
+                let isNorm = [.batchNorm, .layerNorm, .groupNorm].contains(kind) || (rank == 1 && local == "weight")
                 var move: Move
                 switch local {
-                case "weight" where className == "Dense" || (keras == nil && rank == 2 && layer.kind != .embedding):
+                case "weight" where kind == .dense || (keras == nil && rank == 2 && layer.kind != .embedding):
                     move = Move(name: "\(kerasName)/kernel", axes: [1, 0], note: "transposed")
-                    if let flatten = ShapeInference.flatten(before: kerasName, in: configs) {
-                        guard let map = try shapes?.input(of: flatten), map.count == 4, let h = map[1], let w = map[2], let c = map[3], h * w * c == tensor.shape[1] else {
-                            throw WSurgeryError.unsupportedLayer(path: path, layer: kerasName, reason: "follows Flatten '\(flatten)' whose input is not a known (H, W, C) map of \(tensor.shape[1]) values")
-                        }
+                    if let (h, w, c) = try facts?.flattenedInput(of: kerasName, rows: tensor.shape[1]) {
                         move = Move(name: "\(kerasName)/kernel", axes: [2, 3, 1, 0], viewAs: [tensor.shape[0], c, h, w], shape: [h * w * c, tensor.shape[0]],
                                     note: "transposed, rows reordered from PyTorch's (C, H, W) to Flatten's (H, W, C) = (\(h), \(w), \(c))")
                     }
-                case "weight" where className.hasPrefix("Depthwise") || part == "depthwise":
-                    let multiplier = keras?.config["depth_multiplier"]?.intValue ?? 1
+                case "weight" where kind == .depthwiseConv2d || part == "depthwise":
+                    let multiplier = keras?.depthMultiplier ?? 1
                     guard multiplier > 0, tensor.shape[0] % multiplier == 0 else {
                         throw WSurgeryError.unsupportedLayer(path: path, layer: kerasName, reason: "depthwise weight \(ShapeText.python(tensor.shape)) does not split into channels x multiplier")
                     }
@@ -187,10 +160,10 @@ public struct LayoutConversion: GraphPass {
                     move = Move(name: "\(kerasName)/pointwise_kernel", axes: Array(2..<rank) + [1, 0], note: "permuted \(Self.axesText(Array(2..<rank) + [1, 0]))")
                 case "weight" where rank >= 3:
                     move = Move(name: "\(kerasName)/kernel", axes: Array(2..<rank) + [1, 0], note: "permuted \(Self.axesText(Array(2..<rank) + [1, 0]))")
-                case "weight" where layer.kind == .embedding || className == "Embedding":
+                case "weight" where kind == .embedding:
                     move = Move(name: "\(kerasName)/embeddings", note: "renamed")
                 case "weight" where isNorm: move = Move(name: "\(kerasName)/gamma", note: "renamed")
-                case "bias" where isNorm && !className.hasPrefix("Conv") && className != "Dense": move = Move(name: "\(kerasName)/beta", note: "renamed")
+                case "bias" where isNorm: move = Move(name: "\(kerasName)/beta", note: "renamed")
                 case "bias": move = Move(name: "\(kerasName)/bias", note: "renamed")
                 case "running_mean": move = Move(name: "\(kerasName)/moving_mean", note: "renamed")
                 case "running_var": move = Move(name: "\(kerasName)/moving_variance", note: "renamed")
@@ -201,16 +174,11 @@ public struct LayoutConversion: GraphPass {
             }
         }
         var graph = input
+        graph.architecture = input.originalArchitecture
         graph.originalArchitecture = nil
         graph.declaredLayout = .keras
-        if let document {
-            graph.architecture = .keras(document)
-            graph.layers = KerasConfig.arrange(converted, by: document.json)
-            graph.layersInModelOrder = true
-        } else {
-            graph.architecture = nil
-            graph.layers = StateDictGrouping.layers(from: converted)
-        }
+        graph.layers = facts?.arrange(converted) ?? StateDictGrouping.layers(from: converted)
+        graph.layersInModelOrder = facts != nil
         graph.recordChange(.layout)
         return graph
     }
@@ -235,31 +203,5 @@ public struct LayoutConversion: GraphPass {
         return result
     }
 
-    /// The PyTorch module path of a Keras layer: the models holding it, then its name (`base.base_conv`).
-    static func modulePath(_ layer: String, parents: [String: String]) -> String {
-        var names = [layer]
-        var next = parents[layer]
-        while let parent = next { names.insert(parent, at: 0); next = parents[parent] }
-        return names.joined(separator: ".")
-    }
-
     static func axesText(_ axes: [Int]) -> String { "(" + axes.map(String.init).joined(separator: ", ") + ")" }
-
-    /// The Keras class a layer kind stands for, for files without a config.
-    static func className(for kind: LayerKind) -> String {
-        switch kind {
-        case .dense: return "Dense"
-        case .conv1d: return "Conv1D"
-        case .conv2d: return "Conv2D"
-        case .conv3d: return "Conv3D"
-        case .depthwiseConv2d: return "DepthwiseConv2D"
-        case .separableConv2d: return "SeparableConv2D"
-        case .conv2dTranspose: return "Conv2DTranspose"
-        case .batchNorm: return "BatchNormalization"
-        case .layerNorm: return "LayerNormalization"
-        case .groupNorm: return "GroupNormalization"
-        case .embedding: return "Embedding"
-        default: return kind.rawValue
-        }
-    }
 }

@@ -13,7 +13,7 @@ public struct RecipeLocation: Sendable, Equatable, CustomStringConvertible {
         self.line = line
     }
 
-    public var description: String { file.map { "\($0):\(line)" } ?? "--pass \(line)" }
+    public var description: String { file.map { "\($0):\(line)" } ?? "\(option("pass")) \(line)" }
 }
 
 /// An option value as a recipe wrote it. Numbers stay text: the command's own parser reads them, so a
@@ -90,7 +90,7 @@ public struct RecipeStep: Sendable, Equatable {
         let location = RecipeLocation(file: nil, line: position)
         let words = passArgument.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
         guard let command = words.first else {
-            throw WSurgeryError.invalidRecipe(location: location.description, key: nil, reason: "empty --pass; expected 'COMMAND key=value ...'")
+            throw WSurgeryError.invalidRecipe(location: location.description, key: nil, reason: "empty \(option("pass")); expected 'COMMAND key=value ...'")
         }
         var options: [RecipeOption] = []
         for word in words.dropFirst() {

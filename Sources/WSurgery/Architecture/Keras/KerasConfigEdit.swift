@@ -2,7 +2,7 @@
 /// convolution takes another number of channels, `units` / `filters` and the shapes downstream when the
 /// head has another number of classes. Edits touch only the fields that change, so the rest of the
 /// config comes out as it was.
-enum KerasArchitectureEdit {
+enum KerasConfigEdit {
     /// Layer classes that leave the channel count as it is, so they may sit between the input and the
     /// first convolution, or after the head.
     static let channelPreserving: Set<String> = LayerShapes.shapePreserving.union([

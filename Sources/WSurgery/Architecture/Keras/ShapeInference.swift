@@ -1,6 +1,6 @@
 /// A Keras feature shape, batch axis first; nil marks a size the model leaves open (the batch, or an
 /// input built as `(None, None, 3)`).
-public typealias KerasShape = [Int?]
+public typealias KerasShape = FeatureShape
 
 /// Computes every layer's input and output shapes from a Keras model config and an input shape, the way
 /// Keras's own `compute_output_shape` does, without running anything. Nested Functional and Sequential

@@ -29,7 +29,7 @@ public enum SafetensorsWriter {
         if case .keras(let config)? = graph.originalArchitecture {
             entries.removeAll { $0.0 == Key.sourceKerasModelConfig }
             entries.append((Key.sourceKerasModelConfig, config.text(style: .python)))
-            notes.append("the Keras model config is kept in __metadata__['\(Key.sourceKerasModelConfig)'], so convert --layout keras restores the Keras model")
+            notes.append("the Keras model config is kept in __metadata__['\(Key.sourceKerasModelConfig)'], so converting back to the Keras layout restores the Keras model")
         }
         if let provenance = graph.provenance {
             entries.removeAll { $0.0 == Provenance.key }

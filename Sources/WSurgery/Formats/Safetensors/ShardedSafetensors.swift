@@ -56,6 +56,6 @@ public enum ShardedSafetensors {
             break
         }
         if let value = UInt64(t), value > 0 { return value }
-        throw WSurgeryError.invalidOption(option: "--shard-size", reason: "'\(text)' is not a size such as 5GB, 500MB or 2GiB")
+        throw WSurgeryError.invalidOption(option: "shard-size", reason: "'\(text)' is not a size such as 5GB, 500MB or 2GiB")
     }
 }

@@ -1,0 +1,178 @@
+/// A feature shape, batch axis first; nil marks a size the model leaves open (the batch, or an input built
+/// as `(None, None, 3)`).
+public typealias FeatureShape = [Int?]
+
+/// What a model's architecture says about the model and how it follows an edit of the weights. Passes
+/// decide what to do to the tensors and ask the editor of the graph's architecture (`TensorGraph.editor`)
+/// what that means for the rest of the model: each dialect (a Keras model config, a Hugging Face
+/// `config.json`, a bare state dict) answers its own way. A new model family is a new editor or a change
+/// inside one, never a branch inside a pass.
+public protocol ArchitectureEditor: Sendable {
+    /// The padding a convolution applies (`same`, `valid`), when the architecture records it.
+    func padding(ofConvolution layer: String) -> String?
+
+    /// The architecture after the convolutions `convolutions` (the first ones, reading the input) were
+    /// given `channels` input channels.
+    func settingInputChannels(_ channels: Int, convolutions: [String], in graph: TensorGraph) throws -> ArchitectureEdit
+
+    /// The architecture after the classifier `heads` (with their old class counts) were given `classes`
+    /// outputs; old class `keep[i]` became class i.
+    func settingClasses(_ classes: Int, heads: [(layer: String, oldClasses: Int)], keep: [Int], in graph: TensorGraph) throws -> ArchitectureEdit
+
+    /// The architecture at input size `height` x `width`, and the weights that depend on the size.
+    func settingInputSize(height: Int, width: Int, in graph: TensorGraph) throws -> InputSizeEdit
+
+    /// The architecture without the layers `selection` names, and the weights that no longer fit.
+    func removingLayers(_ selection: LayerSelection, in graph: TensorGraph) throws -> LayerRemovalEdit
+
+    /// The architecture after the Dense/Linear `layer` was given `units` units, and the layers reading it.
+    func resizingUnits(of layer: String, to units: Int, in graph: TensorGraph) throws -> UnitResizeEdit
+
+    /// Throws when a tensor of `graph` does not fit its architecture; `before` is the graph before the
+    /// edit (a layer of a kind without shape rules is refused only when its input changed).
+    func checkWeights(of graph: TensorGraph, before: TensorGraph) throws
+}
+
+/// An edited architecture and what the report should say about it.
+public struct ArchitectureEdit: Sendable {
+    /// The new architecture (nil: the graph records none).
+    public var architecture: Architecture?
+    /// What changed in it (`Keras config: input channels set to 1 in image.batch_shape`).
+    public var notes: [String]
+
+    /// An edit.
+    public init(architecture: Architecture?, notes: [String] = []) {
+        self.architecture = architecture
+        self.notes = notes
+    }
+}
+
+/// A tensor whose shape no longer matches what its layer's input needs after an edit.
+public struct WeightMisfit: Sendable {
+    /// The layer owning the tensor.
+    public var layer: String
+    /// The tensor's index in the layer.
+    public var index: Int
+    /// The tensor as it is.
+    public var tensor: Tensor
+    /// The shape it needs (nil: a size the architecture leaves open).
+    public var expected: [Int?]
+    /// The layer's new input shape.
+    public var input: FeatureShape
+
+    /// A misfit.
+    public init(layer: String, index: Int, tensor: Tensor, expected: [Int?], input: FeatureShape) {
+        self.layer = layer
+        self.index = index
+        self.tensor = tensor
+        self.expected = expected
+        self.input = input
+    }
+
+    /// `'fc/kernel' is (1568, 10) but its input (None, 2048) needs (2048, 10)`.
+    public var description: String {
+        "'\(tensor.name)' is \(ShapeText.python(tensor.shape)) but its input \(ShapeText.python(input)) needs \(ShapeText.python(expected))"
+    }
+}
+
+/// A Dense kernel whose fan-in is a flattened feature map, so it follows the input size.
+public struct FanInChange: Sendable {
+    /// The kernel that no longer fits.
+    public var misfit: WeightMisfit
+    /// The (height, width, channels) map it read and the (height, width) it reads now, when the kernel
+    /// reads a Flatten of a channels-last map right before it; else why not.
+    public var grid: Result<FlattenedGrid, ArchitectureProblem>
+}
+
+/// The spatial grid a Dense kernel's rows stand for.
+public struct FlattenedGrid: Sendable, Equatable {
+    /// Height, width and channels before the edit.
+    public var old: (height: Int, width: Int, channels: Int)
+    /// Height and width after it (same channels).
+    public var new: (height: Int, width: Int)
+
+    /// Equal grids.
+    public static func == (a: FlattenedGrid, b: FlattenedGrid) -> Bool { a.old == b.old && a.new == b.new }
+}
+
+/// Why an architecture cannot answer a question (shown to the user as the reason).
+public struct ArchitectureProblem: Error, Sendable {
+    /// The reason.
+    public var reason: String
+}
+
+/// An absolute position embedding that follows the input size (ViT `pos_embed`).
+public struct PositionEmbeddingChange: Sendable {
+    /// The layer owning it.
+    public var layer: String
+    /// The tensor's index in the layer.
+    public var index: Int
+    /// The patch grid it was trained at.
+    public var oldGrid: (height: Int, width: Int)
+    /// The patch grid at the new size.
+    public var newGrid: (height: Int, width: Int)
+    /// Tokens before the grid (class, distillation) that are kept as they are.
+    public var prefixTokens: Int
+}
+
+/// One layer's output shape before and after an edit.
+public struct LayerOutputShapes: Sendable, Equatable {
+    /// The layer.
+    public var layer: String
+    /// Its output shape before.
+    public var old: FeatureShape?
+    /// Its output shape after.
+    public var new: FeatureShape?
+}
+
+/// What `settingInputSize` found.
+public struct InputSizeEdit: Sendable {
+    /// The architecture at the new size.
+    public var edit: ArchitectureEdit
+    /// Kernels whose fan-in changes (a Dense after Flatten).
+    public var fanInChanges: [FanInChange] = []
+    /// Position embeddings to resample.
+    public var positionEmbeddings: [PositionEmbeddingChange] = []
+    /// Every layer's output shape before and after, when the architecture records the layers.
+    public var layerShapes: [LayerOutputShapes] = []
+    /// The global pooling layers, for the note on a fully convolutional model.
+    public var globalPooling: [String] = []
+}
+
+/// Which layers `removingLayers` removes.
+public enum LayerSelection: Sendable, Equatable {
+    /// These layers.
+    case named([String])
+    /// The classifier stack (like `include_top=False`).
+    case top
+}
+
+/// What `removingLayers` found.
+public struct LayerRemovalEdit: Sendable {
+    /// The architecture without the layers.
+    public var edit: ArchitectureEdit
+    /// The layers to remove.
+    public var removed: [String]
+    /// Tensors of the remaining layers that no longer fit.
+    public var misfits: [WeightMisfit]
+}
+
+/// What `resizingUnits` found.
+public struct UnitResizeEdit: Sendable {
+    /// The architecture with the new unit count.
+    public var edit: ArchitectureEdit
+    /// The layers with weights that read the resized layer (nil: the architecture records no edges).
+    public var readers: [String]?
+}
+
+extension TensorGraph {
+    /// The editor for this graph's architecture: its Keras config, its Hugging Face config.json, or the
+    /// names and shapes of a bare state dict.
+    public var editor: any ArchitectureEditor {
+        switch architecture {
+        case .keras(let document)?: return KerasArchitecture(document: document)
+        case .huggingFace(let document)?: return HuggingFaceArchitecture(document: document)
+        case nil: return StateDictArchitecture()
+        }
+    }
+}
