@@ -42,5 +42,9 @@ let package = Package(
             ]
         ),
         .testTarget(name: "WSurgeryTests", dependencies: ["WSurgery"]),
+        .testTarget(
+            name: "wsurgeryCLITests",
+            dependencies: ["wsurgery", "WSurgery", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
     ]
 )

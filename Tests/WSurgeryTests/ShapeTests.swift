@@ -10,7 +10,7 @@ private func functional(_ input: KerasShape, _ rows: [(String, String, [(String,
     }
     var layers: [JSONValue] = [.object([
         ("class_name", .string("InputLayer")), ("name", .string("image")),
-        ("config", .object([("batch_shape", ShapeInference.json(input)), ("name", .string("image"))])), ("inbound_nodes", .array([])),
+        ("config", .object([("batch_shape", ShapeText.json(input)), ("name", .string("image"))])), ("inbound_nodes", .array([])),
     ])]
     for (name, className, config, inbound) in rows {
         let args: JSONValue = inbound.count == 1 ? tensor(inbound[0]) : .array(inbound.map(tensor))
@@ -123,7 +123,7 @@ struct ShapeInferenceTests {
         let (refreshed, fields) = KerasConfigEdit.refreshingShapes(ConfigDocument(json: withoutDrop), with: try ShapeInference.infer(model: withoutDrop, path: "m"))
         #expect(fields.contains("fc.build_config.input_shape"))
         let fc = refreshed.json["config"]?["layers"]?.arrayValue?.first { KerasConfig.entryName($0) == "fc" }
-        #expect(fc?["build_config"]?["input_shape"] == ShapeInference.json([nil, 144]))
+        #expect(fc?["build_config"]?["input_shape"] == ShapeText.json([nil, 144]))
         #expect(throws: WSurgeryError.self) { try KerasLayerRemoval.removing(["image"], from: model, path: "m") }
     }
 }

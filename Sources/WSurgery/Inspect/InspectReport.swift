@@ -41,7 +41,7 @@ public struct InspectReport: Sendable {
         guard let shapes else { return .null }
         var pairs: [(String, JSONValue)] = []
         for name in shapes.order {
-            let outputs: [JSONValue] = (shapes.outputs[name] ?? []).map(ShapeInference.json)
+            let outputs: [JSONValue] = (shapes.outputs[name] ?? []).map(ShapeText.json)
             pairs.append((name, shapes.blockedBy[name] != nil ? .null : .array(outputs)))
         }
         return .object(pairs)

@@ -45,7 +45,7 @@ public struct LayerRemoval: GraphPass {
         remove(Set(names), from: &graph, report: &report)
         for misfit in plan.misfits { try Refit.reinitialise(misfit, in: &graph, initializer: initializer, seed: seed, report: &report) }
         graph.architecture = plan.edit.architecture
-        // Where a format places layers by position (Keras 3 saveables), the places change.
+        // Where a format places layers by their position, the places change.
         graph.recordChange(.layerList)
         report.notes += plan.edit.notes
         graph.dropOptimizerState(in: &report)

@@ -24,8 +24,8 @@ public struct TensorChange: Sendable, Equatable {
 /// One layer's output shape before and after an edit, and what happened to its weights.
 public struct LayerShapeChange: Sendable, Equatable {
     public var layer: String
-    public var oldOutput: KerasShape?
-    public var newOutput: KerasShape?
+    public var oldOutput: FeatureShape?
+    public var newOutput: FeatureShape?
     /// `unchanged`, `re-initialised`, `resampled`, `-` (no weights).
     public var weights: String
 }
@@ -63,8 +63,8 @@ public struct PassReport: Sendable {
             ("layers", .array(layerShapes.map { l in
                 .object([
                     ("layer", .string(l.layer)),
-                    ("old_output", l.oldOutput.map(ShapeInference.json) ?? .null),
-                    ("new_output", l.newOutput.map(ShapeInference.json) ?? .null),
+                    ("old_output", l.oldOutput.map(ShapeText.json) ?? .null),
+                    ("new_output", l.newOutput.map(ShapeText.json) ?? .null),
                     ("weights", .string(l.weights)),
                 ])
             })),

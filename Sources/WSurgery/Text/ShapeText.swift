@@ -7,4 +7,7 @@ public enum ShapeText {
     public static func python(_ shape: [Int?]) -> String {
         "(" + shape.map { $0.map(String.init) ?? "None" }.joined(separator: ", ") + (shape.count == 1 ? ",)" : ")")
     }
+
+    /// `[null, 32, 32, 3]`: a shape as JSON, unknown sizes null.
+    public static func json(_ shape: [Int?]) -> JSONValue { .array(shape.map { $0.map(JSONValue.int) ?? .null }) }
 }

@@ -172,7 +172,7 @@ enum KerasConfigEdit {
         var edited: [String] = []
         func inputValue(_ name: String) -> JSONValue? {
             guard let inputs = shapes.inputs[name], !inputs.isEmpty else { return nil }
-            return inputs.count == 1 ? ShapeInference.json(inputs[0]) : .array(inputs.map(ShapeInference.json))
+            return inputs.count == 1 ? ShapeText.json(inputs[0]) : .array(inputs.map(ShapeText.json))
         }
         func set(_ object: inout JSONValue, _ key: String, _ value: JSONValue?, _ label: String) {
             guard let value, let old = object[key], !old.isNull, old != value else { return }
@@ -183,9 +183,9 @@ enum KerasConfigEdit {
             var entry = entry
             var config = entry["config"] ?? .null
             let className = entry["class_name"]?.stringValue
-            let input = modelInputs.map { $0.count == 1 ? ShapeInference.json($0[0]) : .array($0.map(ShapeInference.json)) } ?? inputValue(name)
+            let input = modelInputs.map { $0.count == 1 ? ShapeText.json($0[0]) : .array($0.map(ShapeText.json)) } ?? inputValue(name)
             if className == "InputLayer" {
-                let output = shapes.outputs[name]?.first.map(ShapeInference.json)
+                let output = shapes.outputs[name]?.first.map(ShapeText.json)
                 set(&config, "batch_shape", output, name)
                 set(&config, "batch_input_shape", output, name)
             } else {
@@ -200,7 +200,7 @@ enum KerasConfigEdit {
             if let nodes = entry["inbound_nodes"] {
                 let rewritten = rewritingTensorShapes(nodes) { source, index, old in
                     guard let outputs = shapes.outputs[source], index < outputs.count else { return nil }
-                    let new = ShapeInference.json(outputs[index])
+                    let new = ShapeText.json(outputs[index])
                     return new == old ? nil : new
                 }
                 if rewritten != nodes { edited.append("\(name).inbound_nodes") }

@@ -259,10 +259,6 @@ public enum ShapeInference {
         return items.map(\.intValue)
     }
 
-    /// The JSON spelling of a shape.
-    public static func json(_ shape: KerasShape) -> JSONValue {
-        .array(shape.map { $0.map(JSONValue.int) ?? .null })
-    }
 
     /// A Functional config's input layer names (`[["image", 0, 0]]` or `["image", 0, 0]`).
     static func inputLayerNames(_ config: JSONValue) -> [String] {
