@@ -19,23 +19,26 @@ extension HDF5File {
             guard try objectType(datasetPath) == .dataset else {
                 throw WSurgeryError.unknownHDF5Layout(path: path, reason: "'\(datasetPath)' is not a dataset")
             }
-            let d = H5Dopen2(id, datasetPath, wsh5_P_DEFAULT())
-            if d < 0 { throw WSurgeryError.hdf5(path: path, object: datasetPath, operation: "open the dataset") }
-            let dataset = H5ID(d, H5Dclose)
-            let dcpl = H5ID(H5Dget_create_plist(dataset.id), H5Pclose)
+            let check = check(datasetPath)
+            let dataset = try check.handle(H5Dopen2(id, datasetPath, wsh5_P_DEFAULT()), H5Dclose, "open the dataset")
+            let dcpl = try check.handle(H5Dget_create_plist(dataset.id), H5Pclose, "read the dataset's properties")
             let layout = H5Pget_layout(dcpl.id)
+            try check.status(layout.rawValue, "read the dataset's layout")
             if layout == H5D_VIRTUAL { throw WSurgeryError.externalStorage(path: path, dataset: datasetPath, kind: "virtual dataset") }
-            if H5Pget_external_count(dcpl.id) > 0 { throw WSurgeryError.externalStorage(path: path, dataset: datasetPath, kind: "external raw-data file") }
-            let space = H5ID(H5Dget_space(dataset.id), H5Sclose)
+            if try check.status(H5Pget_external_count(dcpl.id), "read the dataset's storage") > 0 {
+                throw WSurgeryError.externalStorage(path: path, dataset: datasetPath, kind: "external raw-data file")
+            }
+            let space = try check.handle(H5Dget_space(dataset.id), H5Sclose, "read the dataset's shape")
             let rank = H5Sget_simple_extent_ndims(space.id)
             if rank < 0 { throw WSurgeryError.unknownHDF5Layout(path: path, reason: "dataset '\(datasetPath)' has no simple dataspace") }
             var dims = [hsize_t](repeating: 0, count: Int(rank))
-            if rank > 0 { H5Sget_simple_extent_dims(space.id, &dims, nil) }
-            let dtypeAttribute = H5Aexists(dataset.id, "dtype") > 0 ? try stringAttribute(datasetPath, "dtype") : nil
-            let ftype = H5ID(H5Dget_type(dataset.id), H5Tclose)
-            let (dtype, littleEndianAsStored) = try HDF5Types.dtype(of: ftype.id, dtypeAttribute: dtypeAttribute, file: path, dataset: datasetPath)
+            if rank > 0 { try check.status(H5Sget_simple_extent_dims(space.id, &dims, nil), "read the dataset's shape") }
+            let hasDType = try check.status(H5Aexists(dataset.id, "dtype"), "look up the dtype attribute") > 0
+            let dtypeAttribute = hasDType ? try stringAttribute(datasetPath, "dtype") : nil
+            let ftype = try check.handle(H5Dget_type(dataset.id), H5Tclose, "read the dataset's type")
+            let (dtype, littleEndianAsStored) = try HDF5Types.dtype(of: ftype.id, dtypeAttribute: dtypeAttribute, check: check)
             var offset: UInt64?
-            if layout == H5D_CONTIGUOUS, H5Pget_nfilters(dcpl.id) == 0, littleEndianAsStored {
+            if layout == H5D_CONTIGUOUS, try check.status(H5Pget_nfilters(dcpl.id), "read the dataset's filters") == 0, littleEndianAsStored {
                 let address = H5Dget_offset(dataset.id)
                 if address != wsh5_HADDR_UNDEF() { offset = UInt64(address) }
             }
@@ -47,17 +50,16 @@ extension HDF5File {
     /// row block so memory stays bounded.
     func writeDataset(_ datasetPath: String, dtype: DType, shape: [Int], from source: any TensorSource, tensorName: String) throws {
         try HDF5Lock.run {
-            let ftype = try HDF5Types.fileType(for: dtype, tensor: tensorName)
+            let check = check(datasetPath)
+            let ftype = try HDF5Types.fileType(for: dtype, tensor: tensorName, check: check)
             var dims = shape.map { hsize_t($0) }
-            let space = H5ID(shape.isEmpty ? H5Screate(H5S_SCALAR) : H5Screate_simple(Int32(shape.count), &dims, nil), H5Sclose)
-            let lcpl = H5ID(H5Pcreate(wsh5_P_LINK_CREATE()), H5Pclose)
-            H5Pset_create_intermediate_group(lcpl.id, 1)
+            let space = try check.handle(shape.isEmpty ? H5Screate(H5S_SCALAR) : H5Screate_simple(Int32(shape.count), &dims, nil), H5Sclose, "make the dataset's shape")
+            let lcpl = try check.handle(H5Pcreate(wsh5_P_LINK_CREATE()), H5Pclose, "make link properties")
+            try check.status(H5Pset_create_intermediate_group(lcpl.id, 1), "make link properties")
             // No modification times in the object header: the same input and options give the same bytes.
-            let dcpl = H5ID(H5Pcreate(wsh5_P_DATASET_CREATE()), H5Pclose)
-            H5Pset_obj_track_times(dcpl.id, false)
-            let d = H5Dcreate2(id, datasetPath, ftype.id, space.id, lcpl.id, dcpl.id, wsh5_P_DEFAULT())
-            if d < 0 { throw WSurgeryError.hdf5(path: path, object: datasetPath, operation: "create the dataset") }
-            let dataset = H5ID(d, H5Dclose)
+            let dcpl = try check.handle(H5Pcreate(wsh5_P_DATASET_CREATE()), H5Pclose, "make dataset properties")
+            try check.status(H5Pset_obj_track_times(dcpl.id, false), "make dataset properties")
+            let dataset = try check.handle(H5Dcreate2(id, datasetPath, ftype.id, space.id, lcpl.id, dcpl.id, wsh5_P_DEFAULT()), H5Dclose, "create the dataset")
             if let attribute = HDF5Types.dtypeAttribute(for: dtype) {
                 try writeStrings(datasetPath, "dtype", [attribute], scalar: true)
             }
@@ -80,8 +82,8 @@ extension HDF5File {
                     start[0] = hsize_t(row)
                     var count = dims
                     count[0] = hsize_t(rows)
-                    H5Sselect_hyperslab(space.id, H5S_SELECT_SET, &start, nil, &count, nil)
-                    let memory = H5ID(H5Screate_simple(Int32(shape.count), &count, nil), H5Sclose)
+                    try check.status(H5Sselect_hyperslab(space.id, H5S_SELECT_SET, &start, nil, &count, nil), "select rows to write")
+                    let memory = try check.handle(H5Screate_simple(Int32(shape.count), &count, nil), H5Sclose, "make a block's shape")
                     if H5Dwrite(dataset.id, ftype.id, memory.id, space.id, wsh5_P_DEFAULT(), pending) < 0 {
                         throw WSurgeryError.hdf5(path: path, object: datasetPath, operation: "write")
                     }
@@ -105,8 +107,9 @@ extension HDF5File {
     /// Copies a dataset from another HDF5 file without decoding it (keeps chunking, compression, attributes).
     func copyDataset(from source: HDF5File, _ sourcePath: String, to datasetPath: String, dtype: DType) throws {
         try HDF5Lock.run {
-            let lcpl = H5ID(H5Pcreate(wsh5_P_LINK_CREATE()), H5Pclose)
-            H5Pset_create_intermediate_group(lcpl.id, 1)
+            let check = check(datasetPath)
+            let lcpl = try check.handle(H5Pcreate(wsh5_P_LINK_CREATE()), H5Pclose, "make link properties")
+            try check.status(H5Pset_create_intermediate_group(lcpl.id, 1), "make link properties")
             if H5Ocopy(source.id, sourcePath, id, datasetPath, wsh5_P_DEFAULT(), lcpl.id) < 0 {
                 throw WSurgeryError.hdf5(path: path, object: datasetPath, operation: "copy '\(sourcePath)' from \(source.path) into")
             }
@@ -131,11 +134,10 @@ struct HDF5DatasetSource: TensorSource {
     func forEachChunk(maxChunk: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         try HDF5Lock.run {
             let path = file.path
-            let d = H5Dopen2(file.id, datasetPath, wsh5_P_DEFAULT())
-            if d < 0 { throw WSurgeryError.hdf5(path: path, object: datasetPath, operation: "open the dataset") }
-            let dataset = H5ID(d, H5Dclose)
-            let ftype = H5ID(H5Dget_type(dataset.id), H5Tclose)
-            let mtype = H5ID(HDF5Types.memoryType(forFileType: ftype.id), H5Tclose)
+            let check = file.check(datasetPath)
+            let dataset = try check.handle(H5Dopen2(file.id, datasetPath, wsh5_P_DEFAULT()), H5Dclose, "open the dataset")
+            let ftype = try check.handle(H5Dget_type(dataset.id), H5Tclose, "read the dataset's type")
+            let mtype = try HDF5Types.memoryType(forFileType: ftype.id, check: check)
             let total = Int(byteCount)
             if total == 0 { return }
             if shape.isEmpty || shape[0] == 0 {
@@ -146,7 +148,7 @@ struct HDF5DatasetSource: TensorSource {
                 try buffer.withUnsafeBytes { try body($0) }
                 return
             }
-            let space = H5ID(H5Dget_space(dataset.id), H5Sclose)
+            let space = try check.handle(H5Dget_space(dataset.id), H5Sclose, "read the dataset's shape")
             let rowBytes = total / shape[0]
             let rowsPerBlock = max(1, maxChunk / max(rowBytes, 1))
             var buffer = [UInt8](repeating: 0, count: min(rowsPerBlock, shape[0]) * rowBytes)
@@ -157,8 +159,8 @@ struct HDF5DatasetSource: TensorSource {
                 start[0] = hsize_t(row)
                 var count = shape.map { hsize_t($0) }
                 count[0] = hsize_t(rows)
-                H5Sselect_hyperslab(space.id, H5S_SELECT_SET, &start, nil, &count, nil)
-                let memory = H5ID(H5Screate_simple(Int32(shape.count), &count, nil), H5Sclose)
+                try check.status(H5Sselect_hyperslab(space.id, H5S_SELECT_SET, &start, nil, &count, nil), "select rows to read")
+                let memory = try check.handle(H5Screate_simple(Int32(shape.count), &count, nil), H5Sclose, "make a block's shape")
                 let status = buffer.withUnsafeMutableBytes { H5Dread(dataset.id, mtype.id, memory.id, space.id, wsh5_P_DEFAULT(), $0.baseAddress) }
                 if status < 0 { throw WSurgeryError.hdf5(path: path, object: datasetPath, operation: "read") }
                 try buffer.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[0..<(rows * rowBytes)])) }
@@ -172,13 +174,18 @@ struct HDF5DatasetSource: TensorSource {
 enum HDF5Types {
     /// The dtype of a file type. Returns whether the stored bytes are already the little-endian bytes
     /// this tool uses (so a contiguous dataset can be copied as a file region).
-    static func dtype(of type: hid_t, dtypeAttribute: String?, file: String, dataset: String) throws -> (DType, Bool) {
-        func unsupported(_ reason: String) -> WSurgeryError { .unsupportedHDF5Type(path: file, dataset: dataset, reason: reason) }
-        let size = H5Tget_size(type)
+    static func dtype(of type: hid_t, dtypeAttribute: String?, check: HDF5Check) throws -> (DType, Bool) {
+        func unsupported(_ reason: String) -> WSurgeryError { .unsupportedHDF5Type(path: check.path, dataset: check.object, reason: reason) }
+        let size = try check.size(H5Tget_size(type), "read the type's size")
+        let typeClass = H5Tget_class(type)
+        try check.status(typeClass.rawValue, "read the type's class")
+        // Byte order is meaningless (and reported as an error or NONE) for some classes; only numbers use it.
         let littleEndian = H5Tget_order(type) == H5T_ORDER_LE
-        switch H5Tget_class(type) {
+        switch typeClass {
         case H5T_INTEGER:
-            let signed = H5Tget_sign(type) == H5T_SGN_2
+            let sign = H5Tget_sign(type)
+            try check.status(sign.rawValue, "read the integer type's sign")
+            let signed = sign == H5T_SGN_2
             let dtype: DType
             switch (size, signed) {
             case (1, true): dtype = .i8
@@ -194,7 +201,7 @@ enum HDF5Types {
             return (dtype, littleEndian || size == 1)
         case H5T_FLOAT:
             var spos = 0, epos = 0, esize = 0, mpos = 0, msize = 0
-            H5Tget_fields(type, &spos, &epos, &esize, &mpos, &msize)
+            try check.status(H5Tget_fields(type, &spos, &epos, &esize, &mpos, &msize), "read the float type's fields")
             switch (size, esize, msize) {
             case (4, 8, 23): return (.f32, littleEndian)
             case (8, 11, 52): return (.f64, littleEndian)
@@ -204,7 +211,7 @@ enum HDF5Types {
             }
         case H5T_ENUM:
             // h5py stores numpy bool as an int8 enum {FALSE: 0, TRUE: 1}.
-            if size == 1, H5Tget_nmembers(type) == 2 { return (.bool, true) }
+            if size == 1, try check.status(H5Tget_nmembers(type), "read the enumeration") == 2 { return (.bool, true) }
             throw unsupported("enumeration")
         case H5T_OPAQUE:
             if let attribute = dtypeAttribute, let known = DType(numpyName: attribute), known.bitsPerElement == size * 8 {
@@ -218,30 +225,30 @@ enum HDF5Types {
             return (.opaque(name: tag.isEmpty ? "V\(size)" : tag, bytesPerElement: size), true)
         case H5T_COMPOUND:
             // h5py's complex64: {r: float32, i: float32}.
-            if size == 8, H5Tget_nmembers(type) == 2 {
-                let r = H5ID(H5Tget_member_type(type, 0), H5Tclose)
+            if size == 8, try check.status(H5Tget_nmembers(type), "read the compound type") == 2 {
+                let r = try check.handle(H5Tget_member_type(type, 0), H5Tclose, "read the compound type")
                 if H5Tget_class(r.id) == H5T_FLOAT, H5Tget_size(r.id) == 4 {
                     return (.c64, H5Tget_order(r.id) == H5T_ORDER_LE)
                 }
             }
             throw unsupported("compound type")
         case H5T_STRING: throw unsupported("string data")
-        default: throw unsupported("type class \(H5Tget_class(type).rawValue)")
+        default: throw unsupported("type class \(typeClass.rawValue)")
         }
     }
 
     /// The in-memory type used to read a dataset: the file type with little-endian byte order.
-    static func memoryType(forFileType type: hid_t) -> hid_t {
-        let copy = H5Tcopy(type)
+    static func memoryType(forFileType type: hid_t, check: HDF5Check) throws -> H5ID {
         let typeClass = H5Tget_class(type)
-        if typeClass == H5T_INTEGER || typeClass == H5T_FLOAT { H5Tset_order(copy, H5T_ORDER_LE) }
+        try check.status(typeClass.rawValue, "read the type's class")
         if typeClass == H5T_COMPOUND {
-            H5Tclose(copy)
-            let c = H5Tcreate(H5T_COMPOUND, 8)
-            H5Tinsert(c, "r", 0, wsh5_T_IEEE_F32LE())
-            H5Tinsert(c, "i", 4, wsh5_T_IEEE_F32LE())
+            let c = try check.handle(H5Tcreate(H5T_COMPOUND, 8), H5Tclose, "make a complex type")
+            try check.status(H5Tinsert(c.id, "r", 0, wsh5_T_IEEE_F32LE()), "make a complex type")
+            try check.status(H5Tinsert(c.id, "i", 4, wsh5_T_IEEE_F32LE()), "make a complex type")
             return c
         }
+        let copy = try check.handle(H5Tcopy(type), H5Tclose, "copy the type")
+        if typeClass == H5T_INTEGER || typeClass == H5T_FLOAT { try check.status(H5Tset_order(copy.id, H5T_ORDER_LE), "make a little-endian type") }
         return copy
     }
 
@@ -254,42 +261,43 @@ enum HDF5Types {
     }
 
     /// The file type h5py would create for `dtype`.
-    static func fileType(for dtype: DType, tensor: String) throws -> H5ID {
-        func copy(_ t: hid_t) -> H5ID { H5ID(H5Tcopy(t), H5Tclose) }
+    static func fileType(for dtype: DType, tensor: String, check: HDF5Check) throws -> H5ID {
+        func copy(_ t: hid_t) throws -> H5ID { try check.handle(H5Tcopy(t), H5Tclose, "make the type for \(dtype.numpyName)") }
+        func set(_ status: herr_t) throws { try check.status(status, "make the type for \(dtype.numpyName)") }
         switch dtype {
-        case .f32: return copy(wsh5_T_IEEE_F32LE())
-        case .f64: return copy(wsh5_T_IEEE_F64LE())
-        case .i8: return copy(wsh5_T_STD_I8LE())
-        case .i16: return copy(wsh5_T_STD_I16LE())
-        case .i32: return copy(wsh5_T_STD_I32LE())
-        case .i64: return copy(wsh5_T_STD_I64LE())
-        case .u8: return copy(wsh5_T_STD_U8LE())
-        case .u16: return copy(wsh5_T_STD_U16LE())
-        case .u32: return copy(wsh5_T_STD_U32LE())
-        case .u64: return copy(wsh5_T_STD_U64LE())
+        case .f32: return try copy(wsh5_T_IEEE_F32LE())
+        case .f64: return try copy(wsh5_T_IEEE_F64LE())
+        case .i8: return try copy(wsh5_T_STD_I8LE())
+        case .i16: return try copy(wsh5_T_STD_I16LE())
+        case .i32: return try copy(wsh5_T_STD_I32LE())
+        case .i64: return try copy(wsh5_T_STD_I64LE())
+        case .u8: return try copy(wsh5_T_STD_U8LE())
+        case .u16: return try copy(wsh5_T_STD_U16LE())
+        case .u32: return try copy(wsh5_T_STD_U32LE())
+        case .u64: return try copy(wsh5_T_STD_U64LE())
         case .f16:
             // h5py's IEEE half: a 32-bit float type narrowed to 1/5/10 bits with bias 15.
-            let t = copy(wsh5_T_IEEE_F32LE())
-            H5Tset_fields(t.id, 15, 10, 5, 0, 10)
-            H5Tset_size(t.id, 2)
-            H5Tset_ebias(t.id, 15)
+            let t = try copy(wsh5_T_IEEE_F32LE())
+            try set(H5Tset_fields(t.id, 15, 10, 5, 0, 10))
+            try set(H5Tset_size(t.id, 2))
+            try set(H5Tset_ebias(t.id, 15))
             return t
         case .bool:
-            let t = H5ID(H5Tenum_create(wsh5_T_NATIVE_INT8()), H5Tclose)
+            let t = try check.handle(H5Tenum_create(wsh5_T_NATIVE_INT8()), H5Tclose, "make the type for bool")
             var no: Int8 = 0, yes: Int8 = 1
-            H5Tenum_insert(t.id, "FALSE", &no)
-            H5Tenum_insert(t.id, "TRUE", &yes)
+            try set(H5Tenum_insert(t.id, "FALSE", &no))
+            try set(H5Tenum_insert(t.id, "TRUE", &yes))
             return t
         case .c64:
-            let t = H5ID(H5Tcreate(H5T_COMPOUND, 8), H5Tclose)
-            H5Tinsert(t.id, "r", 0, wsh5_T_IEEE_F32LE())
-            H5Tinsert(t.id, "i", 4, wsh5_T_IEEE_F32LE())
+            let t = try check.handle(H5Tcreate(H5T_COMPOUND, 8), H5Tclose, "make the type for complex64")
+            try set(H5Tinsert(t.id, "r", 0, wsh5_T_IEEE_F32LE()))
+            try set(H5Tinsert(t.id, "i", 4, wsh5_T_IEEE_F32LE()))
             return t
         case .bf16, .f8e4m3, .f8e5m2, .f8e8m0, .f8e4m3fnuz, .f8e5m2fnuz:
-            return H5ID(H5Tcreate(H5T_OPAQUE, dtype.bitsPerElement! / 8), H5Tclose)
+            return try check.handle(H5Tcreate(H5T_OPAQUE, dtype.bitsPerElement! / 8), H5Tclose, "make the type for \(dtype.numpyName)")
         case .opaque(let name, let bytes?):
-            let t = H5ID(H5Tcreate(H5T_OPAQUE, bytes), H5Tclose)
-            if name != "V\(bytes)" { H5Tset_tag(t.id, name) }
+            let t = try check.handle(H5Tcreate(H5T_OPAQUE, bytes), H5Tclose, "make the type for \(name)")
+            if name != "V\(bytes)" { try set(H5Tset_tag(t.id, name)) }
             return t
         case .opaque(let name, nil):
             throw WSurgeryError.cannotExpress(format: "HDF5", tensor: tensor, reason: "dtype '\(name)' is unknown to this tool, so its element size is unknown")

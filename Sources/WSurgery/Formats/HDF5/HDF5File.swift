@@ -26,6 +26,32 @@ final class H5ID {
     deinit { HDF5Lock.run { _ = closer(id) } }
 }
 
+/// Checks libhdf5's return codes for one object: every status, identifier and count a call returns goes
+/// through it, so a failure becomes an error naming the file, the object and what failed.
+struct HDF5Check {
+    let path: String
+    let object: String
+
+    /// A status (`herr_t`), or a tri-state (`htri_t`) whose negative values are errors.
+    @discardableResult
+    func status<T: SignedInteger>(_ value: T, _ operation: String) throws -> T {
+        if value < 0 { throw WSurgeryError.hdf5(path: path, object: object, operation: operation) }
+        return value
+    }
+
+    /// An identifier, closed with `closer` when released.
+    func handle(_ id: hid_t, _ closer: @escaping (hid_t) -> herr_t, _ operation: String) throws -> H5ID {
+        try status(id, operation)
+        return H5ID(id, closer)
+    }
+
+    /// A size that libhdf5 reports as 0 on failure.
+    func size(_ value: Int, _ operation: String) throws -> Int {
+        if value == 0 { throw WSurgeryError.hdf5(path: path, object: object, operation: operation) }
+        return value
+    }
+}
+
 /// The kind of an HDF5 object at a path.
 enum HDF5ObjectType {
     case group, dataset, other
@@ -43,6 +69,9 @@ final class HDF5File: @unchecked Sendable {
     }
 
     deinit { HDF5Lock.run { _ = H5Fclose(id) } }
+
+    /// The checker for calls about `object` in this file.
+    func check(_ object: String) -> HDF5Check { HDF5Check(path: path, object: object) }
 
     /// Opens an existing file read-only.
     static func open(_ path: String) throws -> HDF5File {
@@ -78,7 +107,7 @@ final class HDF5File: @unchecked Sendable {
             var prefix = ""
             for component in objectPath.split(separator: "/") {
                 prefix += (prefix.isEmpty ? "" : "/") + component
-                if H5Lexists(id, prefix, wsh5_P_DEFAULT()) <= 0 { return false }
+                if try check(prefix).status(H5Lexists(id, prefix, wsh5_P_DEFAULT()), "look up the link") == 0 { return false }
                 try checkLink(prefix)
             }
             return true
@@ -131,11 +160,11 @@ final class HDF5File: @unchecked Sendable {
             var info = H5G_info_t()
             if H5Gget_info(g.id, &info) < 0 { throw WSurgeryError.hdf5(path: path, object: groupPath, operation: "list the group") }
             var names: [String] = []
+            let check = check(groupPath)
             for i in 0..<info.nlinks {
-                let length = H5Lget_name_by_idx(g.id, ".", H5_INDEX_NAME, H5_ITER_INC, i, nil, 0, wsh5_P_DEFAULT())
-                if length < 0 { throw WSurgeryError.hdf5(path: path, object: groupPath, operation: "list the group") }
+                let length = try check.status(H5Lget_name_by_idx(g.id, ".", H5_INDEX_NAME, H5_ITER_INC, i, nil, 0, wsh5_P_DEFAULT()), "list the group")
                 var buffer = [CChar](repeating: 0, count: Int(length) + 1)
-                _ = H5Lget_name_by_idx(g.id, ".", H5_INDEX_NAME, H5_ITER_INC, i, &buffer, Int(length) + 1, wsh5_P_DEFAULT())
+                try check.status(H5Lget_name_by_idx(g.id, ".", H5_INDEX_NAME, H5_ITER_INC, i, &buffer, Int(length) + 1, wsh5_P_DEFAULT()), "list the group")
                 let name = String(cString: buffer)
                 try checkLink(groupPath == "/" ? name : groupPath + "/" + name)
                 names.append(name)
@@ -159,7 +188,7 @@ final class HDF5File: @unchecked Sendable {
     func hasAttribute(_ objectPath: String, _ name: String) throws -> Bool {
         try HDF5Lock.run {
             let o = try openObject(objectPath)
-            return H5Aexists(o.id, name) > 0
+            return try check("\(objectPath)@\(name)").status(H5Aexists(o.id, name), "look up the attribute") > 0
         }
     }
 
@@ -169,10 +198,13 @@ final class HDF5File: @unchecked Sendable {
     func stringsAttribute(_ objectPath: String, _ name: String) throws -> [String]? {
         try HDF5Lock.run {
             let o = try openObject(objectPath)
-            if H5Aexists(o.id, name) > 0 { return try readStrings(o, objectPath: objectPath, name: name) }
+            func exists(_ attribute: String) throws -> Bool {
+                try check("\(objectPath)@\(attribute)").status(H5Aexists(o.id, attribute), "look up the attribute") > 0
+            }
+            if try exists(name) { return try readStrings(o, objectPath: objectPath, name: name) }
             var parts: [String] = []
             var index = 0
-            while H5Aexists(o.id, "\(name)\(index)") > 0 {
+            while try exists("\(name)\(index)") {
                 parts += try readStrings(o, objectPath: objectPath, name: "\(name)\(index)")
                 index += 1
             }
@@ -191,39 +223,43 @@ final class HDF5File: @unchecked Sendable {
 
     private func readStrings(_ object: H5ID, objectPath: String, name: String) throws -> [String] {
         func fail(_ what: String) -> WSurgeryError { .unknownHDF5Layout(path: path, reason: "attribute '\(name)' of '\(objectPath)': \(what)") }
-        let a = H5Aopen(object.id, name, wsh5_P_DEFAULT())
-        if a < 0 { throw WSurgeryError.hdf5(path: path, object: "\(objectPath)@\(name)", operation: "open the attribute") }
-        let attr = H5ID(a, H5Aclose)
-        let ftype = H5ID(H5Aget_type(attr.id), H5Tclose)
-        let space = H5ID(H5Aget_space(attr.id), H5Sclose)
-        let count = Int(H5Sget_simple_extent_npoints(space.id))
+        let check = check("\(objectPath)@\(name)")
+        let attr = try check.handle(H5Aopen(object.id, name, wsh5_P_DEFAULT()), H5Aclose, "open the attribute")
+        let ftype = try check.handle(H5Aget_type(attr.id), H5Tclose, "read the attribute's type")
+        let space = try check.handle(H5Aget_space(attr.id), H5Sclose, "read the attribute's shape")
+        let count = Int(try check.status(H5Sget_simple_extent_npoints(space.id), "read the attribute's shape"))
         let typeClass = H5Tget_class(ftype.id)
+        try check.status(typeClass.rawValue, "read the attribute's type")
         if typeClass != H5T_STRING {
             if count == 0 { return [] }
             throw fail("not a string")
         }
         if count == 0 { return [] }
-        if H5Tis_variable_str(ftype.id) > 0 {
-            let mtype = H5ID(H5Tcopy(wsh5_T_C_S1()), H5Tclose)
-            H5Tset_size(mtype.id, wsh5_T_VARIABLE())
-            H5Tset_cset(mtype.id, H5Tget_cset(ftype.id))
+        let cset = H5Tget_cset(ftype.id)
+        try check.status(cset.rawValue, "read the attribute's character set")
+        if try check.status(H5Tis_variable_str(ftype.id), "read the attribute's type") > 0 {
+            let mtype = try check.handle(H5Tcopy(wsh5_T_C_S1()), H5Tclose, "make a string type")
+            try check.status(H5Tset_size(mtype.id, wsh5_T_VARIABLE()), "make a string type")
+            try check.status(H5Tset_cset(mtype.id, cset), "make a string type")
             var pointers = [UnsafeMutablePointer<CChar>?](repeating: nil, count: count)
             if H5Aread(attr.id, mtype.id, &pointers) < 0 { throw fail("unreadable") }
             defer { _ = wsh5_reclaim(mtype.id, space.id, &pointers) }
             return pointers.map { $0.map { String(cString: $0) } ?? "" }
         }
-        let size = H5Tget_size(ftype.id)
-        let mtype = H5ID(H5Tcopy(wsh5_T_C_S1()), H5Tclose)
-        H5Tset_size(mtype.id, size)
-        H5Tset_cset(mtype.id, H5Tget_cset(ftype.id))
-        H5Tset_strpad(mtype.id, H5Tget_strpad(ftype.id))
+        let size = try check.size(H5Tget_size(ftype.id), "read the attribute's type")
+        let strpad = H5Tget_strpad(ftype.id)
+        try check.status(strpad.rawValue, "read the attribute's padding")
+        let mtype = try check.handle(H5Tcopy(wsh5_T_C_S1()), H5Tclose, "make a string type")
+        try check.status(H5Tset_size(mtype.id, size), "make a string type")
+        try check.status(H5Tset_cset(mtype.id, cset), "make a string type")
+        try check.status(H5Tset_strpad(mtype.id, strpad), "make a string type")
         var buffer = [UInt8](repeating: 0, count: size * count)
         if H5Aread(attr.id, mtype.id, &buffer) < 0 { throw fail("unreadable") }
         return (0..<count).map { i in
             let slice = buffer[(i * size)..<((i + 1) * size)]
             let end = slice.firstIndex(of: 0) ?? slice.endIndex
             var s = String(decoding: buffer[slice.startIndex..<end], as: UTF8.self)
-            while s.hasSuffix(" ") && H5Tget_strpad(ftype.id) == H5T_STR_SPACEPAD { s.removeLast() }
+            while s.hasSuffix(" ") && strpad == H5T_STR_SPACEPAD { s.removeLast() }
             return s
         }
     }
@@ -232,16 +268,15 @@ final class HDF5File: @unchecked Sendable {
     func writeStrings(_ objectPath: String, _ name: String, _ values: [String], scalar: Bool, utf8: Bool = false) throws {
         try HDF5Lock.run {
             let o = try openObject(objectPath)
-            if H5Aexists(o.id, name) > 0 { H5Adelete(o.id, name) }
-            let type = H5ID(H5Tcopy(wsh5_T_C_S1()), H5Tclose)
-            H5Tset_size(type.id, wsh5_T_VARIABLE())
+            let check = check("\(objectPath)@\(name)")
+            if try check.status(H5Aexists(o.id, name), "look up the attribute") > 0 { try check.status(H5Adelete(o.id, name), "replace the attribute") }
+            let type = try check.handle(H5Tcopy(wsh5_T_C_S1()), H5Tclose, "make a string type")
+            try check.status(H5Tset_size(type.id, wsh5_T_VARIABLE()), "make a string type")
             let needsUTF8 = utf8 || values.contains { $0.utf8.contains { $0 > 0x7F } }
-            H5Tset_cset(type.id, needsUTF8 ? H5T_CSET_UTF8 : H5T_CSET_ASCII)
+            try check.status(H5Tset_cset(type.id, needsUTF8 ? H5T_CSET_UTF8 : H5T_CSET_ASCII), "make a string type")
             var dims: [hsize_t] = [hsize_t(values.count)]
-            let space = H5ID(scalar ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dims, nil), H5Sclose)
-            let a = H5Acreate2(o.id, name, type.id, space.id, wsh5_P_DEFAULT(), wsh5_P_DEFAULT())
-            if a < 0 { throw WSurgeryError.hdf5(path: path, object: "\(objectPath)@\(name)", operation: "create the attribute") }
-            let attr = H5ID(a, H5Aclose)
+            let space = try check.handle(scalar ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dims, nil), H5Sclose, "make the attribute's shape")
+            let attr = try check.handle(H5Acreate2(o.id, name, type.id, space.id, wsh5_P_DEFAULT(), wsh5_P_DEFAULT()), H5Aclose, "create the attribute")
             let cStrings = values.map { strdup($0) }
             defer { cStrings.forEach { free($0) } }
             var pointers: [UnsafePointer<CChar>?] = cStrings.map { UnsafePointer($0) }
@@ -259,10 +294,9 @@ final class HDF5File: @unchecked Sendable {
             try HDF5Lock.run {
                 let o = try openObject(objectPath)
                 var dims: [hsize_t] = [0]
-                let space = H5ID(H5Screate_simple(1, &dims, nil), H5Sclose)
-                let a = H5Acreate2(o.id, name, wsh5_T_IEEE_F64LE(), space.id, wsh5_P_DEFAULT(), wsh5_P_DEFAULT())
-                if a < 0 { throw WSurgeryError.hdf5(path: path, object: "\(objectPath)@\(name)", operation: "create the attribute") }
-                _ = H5ID(a, H5Aclose)
+                let check = check("\(objectPath)@\(name)")
+                let space = try check.handle(H5Screate_simple(1, &dims, nil), H5Sclose, "make the attribute's shape")
+                _ = try check.handle(H5Acreate2(o.id, name, wsh5_T_IEEE_F64LE(), space.id, wsh5_P_DEFAULT(), wsh5_P_DEFAULT()), H5Aclose, "create the attribute")
             }
             return
         }
@@ -298,15 +332,14 @@ final class HDF5File: @unchecked Sendable {
     /// Creates a group (and missing parents).
     func createGroup(_ groupPath: String) throws {
         try HDF5Lock.run {
-            if H5Lexists(id, groupPath, wsh5_P_DEFAULT()) > 0 { return }
-            let lcpl = H5ID(H5Pcreate(wsh5_P_LINK_CREATE()), H5Pclose)
-            H5Pset_create_intermediate_group(lcpl.id, 1)
+            let check = check(groupPath)
+            if try exists(groupPath) { return }
+            let lcpl = try check.handle(H5Pcreate(wsh5_P_LINK_CREATE()), H5Pclose, "make link properties")
+            try check.status(H5Pset_create_intermediate_group(lcpl.id, 1), "make link properties")
             // No modification times, so the same graph always gives the same bytes.
-            let gcpl = H5ID(H5Pcreate(wsh5_P_GROUP_CREATE()), H5Pclose)
-            H5Pset_obj_track_times(gcpl.id, false)
-            let g = H5Gcreate2(id, groupPath, lcpl.id, gcpl.id, wsh5_P_DEFAULT())
-            if g < 0 { throw WSurgeryError.hdf5(path: path, object: groupPath, operation: "create the group") }
-            _ = H5Gclose(g)
+            let gcpl = try check.handle(H5Pcreate(wsh5_P_GROUP_CREATE()), H5Pclose, "make group properties")
+            try check.status(H5Pset_obj_track_times(gcpl.id, false), "make group properties")
+            _ = try check.handle(H5Gcreate2(id, groupPath, lcpl.id, gcpl.id, wsh5_P_DEFAULT()), H5Gclose, "create the group")
         }
     }
 }
