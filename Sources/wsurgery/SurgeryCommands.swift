@@ -62,7 +62,7 @@ struct SurgeryOptions: ParsableArguments {
 
 /// `--init` and `--seed`, for every command that draws new weights (`PassCatalog.initOption`, `seedOption`).
 struct InitOptions: ParsableArguments {
-    @Option(name: .customLong("init"), help: ArgumentHelp(PassCatalog.replaceHead.help("init")))
+    @Option(name: .customLong("init"), help: ArgumentHelp(PassCatalog.replaceHead.help("init")), completion: .list(Initializer.spellings))
     var initKind: String?
 
     @Option(help: ArgumentHelp(PassCatalog.replaceHead.help("seed")))
@@ -87,7 +87,7 @@ protocol PassOptions: ParsableArguments {
 
 extension PassOptions {
     static var command: CommandConfiguration {
-        CommandConfiguration(commandName: spec.command, abstract: spec.abstract, discussion: spec.discussion)
+        CommandConfiguration(commandName: spec.command, abstract: spec.abstract, discussion: spec.discussion(spelling: { "--" + $0 }))
     }
 }
 
@@ -183,7 +183,7 @@ struct ReplaceHeadOptions: PassOptions {
 
     @OptionGroup var initOptions: InitOptions
 
-    @Option(help: ArgumentHelp(spec.help("bias")))
+    @Option(help: ArgumentHelp(spec.help("bias")), completion: .list(Initializer.spellings))
     var bias: String?
 
     @Option(help: ArgumentHelp(spec.help("keep-classes")))

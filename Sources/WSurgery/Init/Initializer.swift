@@ -20,6 +20,9 @@ public enum Initializer: Equatable, Sendable, CustomStringConvertible {
     /// A constant (`zeros` is constant 0).
     case constant(Double)
 
+    /// The spellings `init(parsing:)` accepts (`uniform:`, `trunc-normal:` and `constant:` take a number).
+    public static let spellings = ["torch-default", "kaiming-uniform", "kaiming-normal", "glorot-uniform", "he-normal", "uniform:", "trunc-normal:", "zeros", "constant:"]
+
     /// Parses the command-line spelling (`torch-default`, `uniform:0.05`, `trunc-normal:0.02`, `zeros`,
     /// `constant:-1.5`); `option` names the flag in errors.
     public init(parsing text: String, option: String) throws {

@@ -26,18 +26,8 @@ public enum Pipeline {
             graph = next
             reports.append(report)
         }
-        if output != nil { try recordProvenance(of: passes, input: input, in: &graph) }
+        if output != nil { try Provenance.record(passes, input: input, in: &graph) }
         let notes = try output.map { try Checkpoint.write(graph, to: $0, options: options) } ?? []
         return Result(reports: reports, writerNotes: notes, tensorCount: graph.tensors.count, byteCount: graph.byteCount, sourceFormat: graph.sourceFormat)
-    }
-
-    /// Appends this run to the graph's history: the passes with their resolved options and the input's
-    /// name, format and SHA-256 (of the index for a sharded input).
-    static func recordProvenance(of passes: [any GraphPass], input: String, in graph: inout TensorGraph) throws {
-        let digestPath = graph.sourceFormat == .shardedSafetensors ? try ShardedSafetensors.indexPath(for: input) : input
-        let name = input.split(separator: "/").last.map(String.init) ?? input
-        let entry = Provenance.Entry(passes: passes.map { ($0.name, $0.options) }, inputName: name,
-                                     inputFormat: graph.sourceFormat.rawValue, inputSHA256: try SHA256.file(try InputFile(path: digestPath)))
-        graph.provenance = Provenance(entries: (graph.provenance?.entries ?? []) + [entry])
     }
 }

@@ -129,11 +129,23 @@ public struct PassSpec: Sendable {
     public let command: String
     /// One line of help.
     public let abstract: String
-    /// More help.
-    public let discussion: String
+    /// More help; options are mentioned as `discussion(spelling:)` spells them.
+    let discussionText: String
     /// The options, in help order.
     public let options: [OptionSpec]
     let build: @Sendable (PassArguments, _ output: String?) throws -> [any GraphPass]
+
+    /// A spec; `discussion` may mention options with `option(_:)`.
+    init(command: String, abstract: String, discussion: String, options: [OptionSpec], build: @escaping @Sendable (PassArguments, String?) throws -> [any GraphPass]) {
+        self.command = command
+        self.abstract = abstract
+        self.discussionText = discussion
+        self.options = options
+        self.build = build
+    }
+
+    /// More help, with every option spelled by `spelling` (`--mode` on the command line).
+    public func discussion(spelling: (String) -> String) -> String { OptionMention.render(discussionText, spelling) }
 
     /// The option with this key.
     public func option(_ key: String) -> OptionSpec? { options.first { $0.key == key } }
@@ -189,10 +201,10 @@ public enum PassCatalog {
     public static let collapseChannels = PassSpec(
         command: "collapse-channels",
         abstract: "Make the first convolution take one channel (RGB -> gray).",
-        discussion: "Mode sum (default, timm) keeps model(gray) == original(gray copied to RGB). Folding a normalization folds a per-channel input normalisation into the kernel and bias so the new model takes the raw gray image.",
+        discussion: "\(option("mode")) sum (default, timm) keeps model(gray) == original(gray copied to RGB). \(option("fold-normalization")) folds a per-channel input normalisation into the kernel and bias so the new model takes the raw gray image.",
         options: [
             OptionSpec("layer", .text(format: "a layer name"), repeating: true, help: "The convolution to change (default: detected)."),
-            OptionSpec("mode", .choice(ChannelAdaptation.CollapseMode.allCases.map(\.rawValue)), help: "sum, mean or luma."),
+            OptionSpec("mode", .choice(ChannelAdaptation.CollapseMode.allCases.map(\.rawValue)), help: "sum (default), mean or luma."),
             OptionSpec("fold-normalization", .text(format: "imagenet or MEAN,MEAN,MEAN/STD,STD,STD"), help: "imagenet, or MEAN,MEAN,MEAN/STD,STD,STD."),
         ],
         build: { arguments, _ in
@@ -205,7 +217,7 @@ public enum PassCatalog {
     public static let adaptChannels = PassSpec(
         command: "adapt-channels",
         abstract: "Make the first convolution take N input channels.",
-        discussion: "Default (timm): repeat the source channels cyclically and scale by source/N (sum for N = 1). An extra fill (repeat, zeros, mean or copy:K) fills channels beyond the source ones; the source channels keep their weights and, unless the fill is zeros or rescaling is off, everything is scaled by source/N.",
+        discussion: "Default (timm): repeat the source channels cyclically and scale by source/N (sum for N = 1). \(option("extra")) fills channels beyond the source ones: repeat, zeros, mean or copy:K; the source channels keep their weights and, unless \(option("extra")) zeros or \(option("no-rescale")), everything is scaled by source/N.",
         options: [
             OptionSpec("channels", .integer, required: true, help: "The new number of input channels."),
             OptionSpec("layer", .text(format: "a layer name"), repeating: true, help: "The convolution to change (default: detected)."),
@@ -222,7 +234,7 @@ public enum PassCatalog {
     public static let replaceHead = PassSpec(
         command: "replace-head",
         abstract: "Give the classifier head a new number of classes.",
-        discussion: "Initializers: \(initializerFormat) (default: torch-default for PyTorch layouts, glorot-uniform for Keras). The bias takes the same names plus constant:V (default: torch-default after torch-default, else zeros).",
+        discussion: "\(option("init")): \(initializerFormat) (default: torch-default for PyTorch layouts, glorot-uniform for Keras). \(option("bias")) takes the same names plus constant:V (default: torch-default after torch-default, else zeros).",
         options: [
             OptionSpec("classes", .integer, required: true, help: "The new number of classes."),
             OptionSpec("layer", .text(format: "a layer name"), repeating: true, help: "A head layer (repeatable; default: detected)."),
@@ -247,11 +259,11 @@ public enum PassCatalog {
     public static let setInputShape = PassSpec(
         command: "set-input-shape",
         abstract: "Move a model to a new input size; fix the Dense layers that no longer fit.",
-        discussion: "For a Keras model every layer's shapes are inferred at the new size and the report says, per layer, whether its weights transfer unchanged (convolutions always do; a Dense after global pooling does). A Dense fed by Flatten gets a new fan-in: dense policy reinit (default) draws a new kernel (default glorot-uniform), resample resizes the kernel viewed as (H, W, C, units) bilinearly and scales it by HW/H'W', error stops and lists the layers. For a state dict, ViT position embeddings (pos_embed, embeddings.position_embeddings) are resampled like timm (bicubic, antialiased), prefix tokens kept. Channels chain adapt-channels.",
+        discussion: "For a Keras model every layer's shapes are inferred at the new size and the report says, per layer, whether its weights transfer unchanged (convolutions always do; a Dense after global pooling does). A Dense fed by Flatten gets a new fan-in: \(option("dense-policy")) reinit (default) draws a new kernel with \(option("init")) (default glorot-uniform), resample resizes the kernel viewed as (H, W, C, units) bilinearly and scales it by HW/H'W', error stops and lists the layers. For a state dict, ViT position embeddings (pos_embed, embeddings.position_embeddings) are resampled like timm (bicubic, antialiased), prefix tokens kept. \(option("channels")) chains adapt-channels.",
         options: [
             OptionSpec("size", .text(format: "HxW"), required: true, help: "The new input size, HxW (e.g. 256x256)."),
             OptionSpec("channels", .integer, help: "Also adapt the first convolution to this many input channels."),
-            OptionSpec("dense-policy", .choice(InputShapeChange.DensePolicy.allCases.map(\.rawValue)), help: "reinit, resample or error."),
+            OptionSpec("dense-policy", .choice(InputShapeChange.DensePolicy.allCases.map(\.rawValue)), help: "reinit (default), resample or error."),
             initOption,
             seedOption,
         ],
@@ -266,7 +278,7 @@ public enum PassCatalog {
     public static let dropLayer = PassSpec(
         command: "drop-layer",
         abstract: "Remove layers; the Keras graph is reconnected and its shapes checked.",
-        discussion: "Each removed layer's readers read what it read. When a later layer's weights no longer fit (a Dense between two Dense layers of other sizes), the command stops unless reinit-next gives that layer new weights (default glorot-uniform / torch-default). Top removes the classifier stack after the last layer with a spatial output, like include_top=False. Without a Keras architecture (a state dict) the layers' tensors are removed and nothing is checked.",
+        discussion: "Each removed layer's readers read what it read. When a later layer's weights no longer fit (a Dense between two Dense layers of other sizes), the command stops unless \(option("reinit-next")) gives that layer new weights (\(option("init")), default glorot-uniform / torch-default). \(option("top")) removes the classifier stack after the last layer with a spatial output, like include_top=False. Without a Keras architecture (a state dict) the layers' tensors are removed and nothing is checked.",
         options: [
             OptionSpec("layer", .text(format: "a layer name"), repeating: true, help: "A layer to remove (repeatable, or comma-separated)."),
             OptionSpec("top", .flag, help: "Remove the classifier stack (include_top=False)."),
@@ -283,7 +295,7 @@ public enum PassCatalog {
     public static let resizeDense = PassSpec(
         command: "resize-dense",
         abstract: "Give a Dense/Linear layer another number of units; the next layer's fan-in follows.",
-        discussion: "The first min(old, N) units keep their weights; new units are initialised (default glorot-uniform for Keras, torch-default for PyTorch layouts) with zero biases (torch-default for PyTorch). Normalisation layers in between get scale 1, shift 0, mean 0, variance 1 for new units; the next Dense/Linear layers keep their existing rows and get new ones drawn the same way. A state dict records no edges: name the reading layers.",
+        discussion: "The first min(old, N) units keep their weights; new units get \(option("init")) (default glorot-uniform for Keras, torch-default for PyTorch layouts) and zero biases (torch-default for PyTorch). Normalisation layers in between get scale 1, shift 0, mean 0, variance 1 for new units; the next Dense/Linear layers keep their existing rows and get new ones drawn the same way. A state dict records no edges: name the reading layers with \(option("next")).",
         options: [
             OptionSpec("layer", .text(format: "a layer name"), required: true, help: "The Dense/Linear layer to resize."),
             OptionSpec("units", .integer, required: true, help: "The new number of units."),
