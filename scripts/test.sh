@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Quick start 2: the whole test suite: Swift unit and round-trip tests, then the interop tests in which
+# Quick start 2: the whole test suite: the swift-format lint, Swift unit and round-trip tests, then the interop tests in which
 # real Keras (jax backend), h5py, numpy and the safetensors library load what wsurgery wrote.
 # Makes its own Python venv (.venv) with the pinned versions in fixtures/requirements.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+# Style: the tree is formatted with .swift-format, and every public declaration has a doc comment.
+swift format lint --strict -r Sources Tests
 swift build
 swift test
 venv=.venv

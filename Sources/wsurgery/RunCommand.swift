@@ -6,14 +6,14 @@ struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Apply a recipe (or a chain of --pass steps) to many checkpoints.",
         discussion: """
-        A recipe is YAML or JSON: 'passes:' lists steps, each a command with its options as on the command line \
-        (long flag without dashes), and 'output:' names each output inside --out-dir from the input \
-        ({stem}, {ext}, {name}, {parent}); its extension picks the format. Without a recipe file, chain steps with \
-        --pass 'replace-head classes=5 seed=1' (then every argument is an input) and name outputs with --output.
-        INPUTs are files, directories (searched recursively; a directory with a *.safetensors.index.json is one \
-        checkpoint) or glob patterns. Every output is written atomically; one failing input does not stop the \
-        others; the exit code is that of the first failure (see the README), 0 when none failed.
-        """
+            A recipe is YAML or JSON: 'passes:' lists steps, each a command with its options as on the command line \
+            (long flag without dashes), and 'output:' names each output inside --out-dir from the input \
+            ({stem}, {ext}, {name}, {parent}); its extension picks the format. Without a recipe file, chain steps with \
+            --pass 'replace-head classes=5 seed=1' (then every argument is an input) and name outputs with --output.
+            INPUTs are files, directories (searched recursively; a directory with a *.safetensors.index.json is one \
+            checkpoint) or glob patterns. Every output is written atomically; one failing input does not stop the \
+            others; the exit code is that of the first failure (see the README), 0 when none failed.
+            """
     )
 
     @Argument(help: "The recipe file, then the inputs (with --pass: only inputs).")
@@ -77,7 +77,9 @@ struct Run: ParsableCommand {
             let selected = shard?.select(inputs) ?? inputs
             let options = BatchRun.Options(outDir: outDir, skipExisting: skipExisting, dryRun: dryRun, force: force, shardSize: recipe.shardSize)
             let plan: [BatchJob]
-            do { plan = try BatchRun.plan(inputs: selected, pattern: pattern, options: options) } catch let error as WSurgeryError { throw patternError(error) }
+            do { plan = try BatchRun.plan(inputs: selected, pattern: pattern, options: options) } catch let error as WSurgeryError {
+                throw patternError(error)
+            }
             if !dryRun {
                 do { try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true) } catch {
                     throw WSurgeryError.cannotCreateOutput(path: outDir, reason: "cannot create the output directory")
@@ -168,7 +170,9 @@ enum WorkerProcess {
         }
         // The worker died before reporting: say how, and remove what its atomic writes left behind.
         OutputFile.removeLeftovers(for: job.output)
-        let how = process.terminationReason == .uncaughtSignal ? "was killed by signal \(process.terminationStatus)" : "exited with status \(process.terminationStatus) without a report"
+        let how =
+            process.terminationReason == .uncaughtSignal
+            ? "was killed by signal \(process.terminationStatus)" : "exited with status \(process.terminationStatus) without a report"
         let lastError = String(decoding: errors.data, as: UTF8.self).split(separator: "\n").last.map { ": \($0)" } ?? ""
         return .failure(job, WSurgeryError.workerFailed(input: job.input, reason: how + lastError), seconds: Date().timeIntervalSince(start))
     }

@@ -2,7 +2,7 @@ import ArgumentParser
 import WSurgery
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The `wsurgery` command line: parses arguments, runs the library, prints reports. Exit codes come from
@@ -38,7 +38,8 @@ func reportingFailures(_ body: () throws -> Void) throws {
 }
 
 struct Inspect: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List layers, tensors, totals, format metadata and the detected first convolution and head.")
+    static let configuration = CommandConfiguration(
+        abstract: "List layers, tensors, totals, format metadata and the detected first convolution and head.")
 
     @Argument(help: "A checkpoint: .h5, .weights.h5, .keras, .safetensors, a *.safetensors.index.json or its directory.")
     var input: String
@@ -57,7 +58,8 @@ struct Inspect: ParsableCommand {
 struct Diff: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Compare two checkpoints tensor by tensor, across formats.",
-        discussion: "Tensors are matched by layer/name. Lists tensors only in A or only in B, shape and dtype changes, and for the rest whether they are bit-identical or their max absolute and relative differences. Exit status: 0 when equal within --atol, 1 when they differ (other codes: errors, see the README)."
+        discussion:
+            "Tensors are matched by layer/name. Lists tensors only in A or only in B, shape and dtype changes, and for the rest whether they are bit-identical or their max absolute and relative differences. Exit status: 0 when equal within --atol, 1 when they differ (other codes: errors, see the README)."
     )
 
     @Argument(help: "The first checkpoint.")

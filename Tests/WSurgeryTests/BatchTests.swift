@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import WSurgery
 
 /// Recipes, output patterns, shards, batch plans, provenance, SHA-256 and diff arithmetic.
@@ -7,10 +8,15 @@ struct BatchTests {
     // MARK: SHA-256
 
     @Test func sha256MatchesTheStandardVectors() {
-        func digest(_ text: String) -> String { var h = SHA256(); h.update(Array(text.utf8)); return h.finalize() }
+        func digest(_ text: String) -> String {
+            var h = SHA256()
+            h.update(Array(text.utf8))
+            return h.finalize()
+        }
         #expect(digest("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         #expect(digest("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        #expect(digest("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq") == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        #expect(
+            digest("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq") == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
     }
 
     @Test func sha256IsTheSameWhateverTheChunking() {
@@ -31,12 +37,13 @@ struct BatchTests {
     // MARK: Recipes
 
     @Test func theIssueRecipeParsesInOrderWithLines() throws {
-        let recipe = try Recipe.parse("""
-        passes:
-          - collapse-channels: {mode: sum}
-          - replace-head: {classes: 5, seed: 1}
-        output: "{stem}-gray5.h5"
-        """, path: "r.yaml")
+        let recipe = try Recipe.parse(
+            """
+            passes:
+              - collapse-channels: {mode: sum}
+              - replace-head: {classes: 5, seed: 1}
+            output: "{stem}-gray5.h5"
+            """, path: "r.yaml")
         #expect(recipe.steps.map(\.command) == ["collapse-channels", "replace-head"])
         #expect(recipe.steps[1].options.map(\.key) == ["classes", "seed"])
         #expect(recipe.steps[1].options[0].value == .text("5"))
@@ -46,7 +53,8 @@ struct BatchTests {
     }
 
     @Test func jsonRecipesAndBareStepsAndValueKinds() throws {
-        let json = try Recipe.parse(#"{"passes": [{"drop-layer": {"top": true, "layer": ["a", "b"]}}, "collapse-channels"], "output": "{name}"}"#, path: "r.json")
+        let json = try Recipe.parse(
+            #"{"passes": [{"drop-layer": {"top": true, "layer": ["a", "b"]}}, "collapse-channels"], "output": "{name}"}"#, path: "r.json")
         #expect(json.steps[0].options[0].value == .bool(true))
         #expect(json.steps[0].options[1].value == .list([.text("a"), .text("b")]))
         #expect(json.steps[1].command == "collapse-channels" && json.steps[1].options.isEmpty)
@@ -57,28 +65,46 @@ struct BatchTests {
 
     @Test func structuralErrorsNameTheLineAndKey() {
         func failure(_ text: String) -> WSurgeryError? {
-            do { _ = try Recipe.parse(text, path: "r.yaml"); return nil } catch { return error as? WSurgeryError }
+            do {
+                _ = try Recipe.parse(text, path: "r.yaml")
+                return nil
+            } catch { return error as? WSurgeryError }
         }
-        #expect(failure("passes:\n  - collapse-channels\nouput: x.h5\n") == .invalidRecipe(location: "r.yaml:3", key: "ouput", reason: "unknown key; a recipe has passes, output, shard-size"))
-        #expect(failure("output: x.h5\n") == .invalidRecipe(location: "r.yaml:1", key: "passes", reason: "missing; list the steps to apply, e.g. '- collapse-channels: {mode: sum}'"))
+        #expect(
+            failure("passes:\n  - collapse-channels\nouput: x.h5\n")
+                == .invalidRecipe(location: "r.yaml:3", key: "ouput", reason: "unknown key; a recipe has passes, output, shard-size"))
+        #expect(
+            failure("output: x.h5\n")
+                == .invalidRecipe(
+                    location: "r.yaml:1", key: "passes", reason: "missing; list the steps to apply, e.g. '- collapse-channels: {mode: sum}'"))
         if case let .invalidRecipe(location, _, reason)? = failure("passes:\n  - collapse-channels: {mode: sum}\n    replace-head: {classes: 5}\n") {
             #expect(location == "r.yaml:2")
             #expect(reason.contains("2 keys"))
-        } else { Issue.record("a step with two commands was accepted") }
+        } else {
+            Issue.record("a step with two commands was accepted")
+        }
         if case let .invalidRecipe(location, key, _)? = failure("passes:\n  - replace-head: 5\n") {
             #expect(location == "r.yaml:2" && key == "replace-head")
-        } else { Issue.record("options given as a number were accepted") }
+        } else {
+            Issue.record("options given as a number were accepted")
+        }
         if case let .invalidRecipe(location, _, reason)? = failure("passes: [\n") {
             #expect(location.hasPrefix("r.yaml:"))
             #expect(reason.hasPrefix("not valid YAML or JSON"))
-        } else { Issue.record("malformed YAML was accepted") }
+        } else {
+            Issue.record("malformed YAML was accepted")
+        }
         if case let .invalidRecipe(location, key, _)? = failure("passes:\n  - convert\nshard-size: lots\n") {
             #expect(location == "r.yaml:3" && key == "shard-size")
-        } else { Issue.record("a malformed shard-size was accepted") }
+        } else {
+            Issue.record("a malformed shard-size was accepted")
+        }
         #expect((try? Recipe.parse("passes:\n  - convert\nshard-size: 2GB\n", path: "r.yaml"))?.shardSize == 2_000_000_000)
         if case let .invalidRecipe(_, _, reason)? = failure("passes:\n  - collapse-channels\npasses:\n  - convert\n") {
             #expect(reason.contains("duplicate"))
-        } else { Issue.record("a duplicate key was accepted") }
+        } else {
+            Issue.record("a duplicate key was accepted")
+        }
     }
 
     @Test func passArgumentsParseLikeRecipeSteps() throws {
@@ -129,15 +155,21 @@ struct BatchTests {
         let options = BatchRun.Options(outDir: "/tmp/out")
         let jobs = try BatchRun.plan(inputs: ["a/m.h5", "b/m.h5"], pattern: try OutputPattern("{parent}-{stem}.safetensors"), options: options)
         #expect(jobs.map(\.output) == ["/tmp/out/a-m.safetensors", "/tmp/out/b-m.safetensors"])
-        #expect(throws: WSurgeryError.self) { try BatchRun.plan(inputs: ["a/m.h5", "b/m.h5"], pattern: try OutputPattern("{stem}.h5"), options: options) }
+        #expect(throws: WSurgeryError.self) {
+            try BatchRun.plan(inputs: ["a/m.h5", "b/m.h5"], pattern: try OutputPattern("{stem}.h5"), options: options)
+        }
         #expect(throws: WSurgeryError.self) { try BatchRun.plan(inputs: ["a/m.h5"], pattern: try OutputPattern("{stem}.txt"), options: options) }
     }
 
     @Test func inputListsSearchDirectoriesAndGlobsAndSkipHiddenFiles() throws {
         let dir = TestSupport.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        for name in ["b.h5", "a.safetensors", ".a.h5.wsurgery-123456", "notes.txt", "sub/c.keras", "shards/model.safetensors.index.json", "shards/model-00001-of-00001.safetensors"] {
-            try FileManager.default.createDirectory(atPath: dir + "/" + (name.contains("/") ? String(name.split(separator: "/")[0]) : ""), withIntermediateDirectories: true)
+        for name in [
+            "b.h5", "a.safetensors", ".a.h5.wsurgery-123456", "notes.txt", "sub/c.keras", "shards/model.safetensors.index.json",
+            "shards/model-00001-of-00001.safetensors",
+        ] {
+            try FileManager.default.createDirectory(
+                atPath: dir + "/" + (name.contains("/") ? String(name.split(separator: "/")[0]) : ""), withIntermediateDirectories: true)
             FileManager.default.createFile(atPath: dir + "/" + name, contents: Data())
         }
         #expect(try InputList.expand([dir]) == [dir + "/a.safetensors", dir + "/b.h5", dir + "/shards", dir + "/sub/c.keras"])
@@ -149,8 +181,9 @@ struct BatchTests {
     // MARK: Provenance
 
     @Test func provenanceRoundTripsThroughItsText() throws {
-        let entry = Provenance.Entry(passes: [("collapse-channels", [("mode", "sum")]), ("replace-head", [("classes", "5"), ("seed", "1")])],
-                                     inputName: "m.h5", inputFormat: "keras-legacy-h5", inputSHA256: String(repeating: "ab", count: 32))
+        let entry = Provenance.Entry(
+            passes: [("collapse-channels", [("mode", "sum")]), ("replace-head", [("classes", "5"), ("seed", "1")])],
+            inputName: "m.h5", inputFormat: "keras-legacy-h5", inputSHA256: String(repeating: "ab", count: 32))
         let record = Provenance(entries: [entry, entry])
         #expect(Provenance(text: record.text) == record)
         #expect(entry.seeds == ["1"])

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import WSurgery
 
 @Suite("JSON values keep order and number text")

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import WSurgery
 
 @Suite("Keras HDF5 readers and writers")
@@ -41,7 +42,9 @@ struct KerasH5Tests {
 
     @Test func softAndExternalLinksAndUnknownLayoutsGetSpecificErrors() throws {
         let soft = TestSupport.fixture("bad/soft_link.h5")
-        #expect(throws: WSurgeryError.softLink(path: soft, object: "model_weights/dense", target: "/model_weights/real")) { try Checkpoint.read(soft) }
+        #expect(throws: WSurgeryError.softLink(path: soft, object: "model_weights/dense", target: "/model_weights/real")) {
+            try Checkpoint.read(soft)
+        }
         let external = TestSupport.fixture("bad/external_link.h5")
         #expect(throws: WSurgeryError.externalLink(path: external, object: "model_weights/dense", target: "elsewhere.h5:/model_weights/dense")) {
             try Checkpoint.read(external)
@@ -51,7 +54,10 @@ struct KerasH5Tests {
             _ = try Checkpoint.read(other)
             Issue.record("expected an error")
         } catch let error as WSurgeryError {
-            guard case .unknownHDF5Layout(let path, _) = error else { Issue.record("wrong error \(error)"); return }
+            guard case .unknownHDF5Layout(let path, _) = error else {
+                Issue.record("wrong error \(error)")
+                return
+            }
             #expect(path == other)
             #expect(error.category == .badData)
         }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import WSurgery
 
 /// Recipes are passes in the library: they run from Swift code, and their errors come from the same
@@ -32,14 +33,23 @@ struct RecipeTests {
 
     @Test("recipe errors name the line and key and list the allowed values")
     func errorsListAllowedValues() {
-        #expect(failure("collapse-channels: {mode: gray}") == .invalidRecipe(location: "r.yaml:2", key: "mode", reason: "'gray': expected sum, mean or luma"))
-        #expect(failure("set-input-shape: {size: 64, dense-policy: maybe}") == .invalidRecipe(location: "r.yaml:2", key: "dense-policy", reason: "'maybe': expected reinit, resample or error"))
+        #expect(
+            failure("collapse-channels: {mode: gray}")
+                == .invalidRecipe(location: "r.yaml:2", key: "mode", reason: "'gray': expected sum, mean or luma"))
+        #expect(
+            failure("set-input-shape: {size: 64, dense-policy: maybe}")
+                == .invalidRecipe(location: "r.yaml:2", key: "dense-policy", reason: "'maybe': expected reinit, resample or error"))
         #expect(failure("convert: {layout: jax}") == .invalidRecipe(location: "r.yaml:2", key: "layout", reason: "'jax': expected torch or keras"))
-        #expect(failure("replace-head: {classes: five}") == .invalidRecipe(location: "r.yaml:2", key: "classes", reason: "'five' is not a whole number"))
+        #expect(
+            failure("replace-head: {classes: five}") == .invalidRecipe(location: "r.yaml:2", key: "classes", reason: "'five' is not a whole number"))
         #expect(failure("replace-head: {seed: 1}") == .invalidRecipe(location: "r.yaml:2", key: "classes", reason: "is required"))
         #expect(failure("replace-head: {classes: 0}") == .invalidRecipe(location: "r.yaml:2", key: "classes", reason: "must be at least 1 (got 0)"))
-        #expect(failure("replace-head: {classes: 3, keep-classes: '1,2,3,4'}") == .invalidRecipe(location: "r.yaml:2", key: "keep-classes", reason: "keeps 4 classes but 'classes' is 3"))
-        #expect(failure("drop-layer: {top: yes please}") == .invalidRecipe(location: "r.yaml:2", key: "top", reason: "a flag: expected true or false, got a value 'yes please'"))
+        #expect(
+            failure("replace-head: {classes: 3, keep-classes: '1,2,3,4'}")
+                == .invalidRecipe(location: "r.yaml:2", key: "keep-classes", reason: "keeps 4 classes but 'classes' is 3"))
+        #expect(
+            failure("drop-layer: {top: yes please}")
+                == .invalidRecipe(location: "r.yaml:2", key: "top", reason: "a flag: expected true or false, got a value 'yes please'"))
     }
 
     @Test("the command-line spelling of options is the front end's choice")

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import WSurgery
 
 @Suite("safetensors reader validates before trusting")
@@ -45,21 +46,27 @@ struct SafetensorsValidationTests {
     @Test func sizeMustMatchDtypeTimesShape() throws {
         let header = #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}"#
         let path = TestSupport.safetensors(header: header, data: four, in: dir)
-        #expect(throws: WSurgeryError.tensorSizeMismatch(path: path, tensor: "a", dtype: "F32", shape: [2], expectedBytes: 8, actualBytes: 4)) { try read(path) }
+        #expect(throws: WSurgeryError.tensorSizeMismatch(path: path, tensor: "a", dtype: "F32", shape: [2], expectedBytes: 8, actualBytes: 4)) {
+            try read(path)
+        }
     }
 
     @Test func dataEndingBeforeTheLastTensorIsTruncated() throws {
         let header = #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#
         let path = TestSupport.safetensors(header: header, data: four, in: dir)
         let headerBytes = UInt64(header.utf8.count)
-        #expect(throws: WSurgeryError.truncatedFile(path: path, expectedBytes: 8 + headerBytes + 8, actualBytes: 8 + headerBytes + 4)) { try read(path) }
+        #expect(throws: WSurgeryError.truncatedFile(path: path, expectedBytes: 8 + headerBytes + 8, actualBytes: 8 + headerBytes + 4)) {
+            try read(path)
+        }
     }
 
     @Test func trailingBytesAreRefused() throws {
         let header = #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#
         let path = TestSupport.safetensors(header: header, data: four + [0], in: dir)
         let headerBytes = UInt64(header.utf8.count)
-        #expect(throws: WSurgeryError.trailingBytes(path: path, expectedBytes: 8 + headerBytes + 4, actualBytes: 8 + headerBytes + 5)) { try read(path) }
+        #expect(throws: WSurgeryError.trailingBytes(path: path, expectedBytes: 8 + headerBytes + 4, actualBytes: 8 + headerBytes + 5)) {
+            try read(path)
+        }
     }
 
     @Test func duplicateNamesAreRefused() throws {

@@ -1,30 +1,42 @@
 import Foundation
 import Testing
+
 @testable import WSurgery
 
 /// A Keras 3 Functional config from (name, class, config, inbound) rows; the first row is the input.
 private func functional(_ input: KerasShape, _ rows: [(String, String, [(String, JSONValue)], [String])]) -> JSONValue {
     func tensor(_ source: String) -> JSONValue {
-        .object([("class_name", .string("__keras_tensor__")),
-                 ("config", .object([("shape", .null), ("keras_history", .array([.string(source), .int(0), .int(0)]))]))])
+        .object([
+            ("class_name", .string("__keras_tensor__")),
+            ("config", .object([("shape", .null), ("keras_history", .array([.string(source), .int(0), .int(0)]))])),
+        ])
     }
-    var layers: [JSONValue] = [.object([
-        ("class_name", .string("InputLayer")), ("name", .string("image")),
-        ("config", .object([("batch_shape", ShapeText.json(input)), ("name", .string("image"))])), ("inbound_nodes", .array([])),
-    ])]
+    var layers: [JSONValue] = [
+        .object([
+            ("class_name", .string("InputLayer")), ("name", .string("image")),
+            ("config", .object([("batch_shape", ShapeText.json(input)), ("name", .string("image"))])), ("inbound_nodes", .array([])),
+        ])
+    ]
     for (name, className, config, inbound) in rows {
         let args: JSONValue = inbound.count == 1 ? tensor(inbound[0]) : .array(inbound.map(tensor))
-        layers.append(.object([
-            ("class_name", .string(className)), ("name", .string(name)), ("config", .object([("name", .string(name))] + config)),
-            ("build_config", .object([("input_shape", .array([.null, .int(1)]))])),
-            ("inbound_nodes", .array([.object([("args", .array([args])), ("kwargs", .object([]))])])),
-        ]))
+        layers.append(
+            .object([
+                ("class_name", .string(className)), ("name", .string(name)), ("config", .object([("name", .string(name))] + config)),
+                ("build_config", .object([("input_shape", .array([.null, .int(1)]))])),
+                ("inbound_nodes", .array([.object([("args", .array([args])), ("kwargs", .object([]))])])),
+            ]))
     }
-    return .object([("class_name", .string("Functional")), ("config", .object([
-        ("name", .string("m")), ("layers", .array(layers)),
-        ("input_layers", .array([.string("image"), .int(0), .int(0)])),
-        ("output_layers", .array([.string(rows.last!.0), .int(0), .int(0)])),
-    ]))])
+    return .object([
+        ("class_name", .string("Functional")),
+        (
+            "config",
+            .object([
+                ("name", .string("m")), ("layers", .array(layers)),
+                ("input_layers", .array([.string("image"), .int(0), .int(0)])),
+                ("output_layers", .array([.string(rows.last!.0), .int(0), .int(0)])),
+            ])
+        ),
+    ])
 }
 
 @Suite("Shape inference")
@@ -46,7 +58,12 @@ struct ShapeInferenceTests {
         var rows: [(String, String, [(String, JSONValue)], [String])] = []
         var previous = "image"
         for block in 1...5 {
-            rows.append(("conv\(block)", "Conv2D", [("filters", .int(min(64 << (block - 1), 512))), ("kernel_size", .array([.int(3), .int(3)])), ("padding", .string("same"))], [previous]))
+            rows.append(
+                (
+                    "conv\(block)", "Conv2D",
+                    [("filters", .int(min(64 << (block - 1), 512))), ("kernel_size", .array([.int(3), .int(3)])), ("padding", .string("same"))],
+                    [previous]
+                ))
             rows.append(("pool\(block)", "MaxPooling2D", [("pool_size", .array([.int(2), .int(2)])), ("strides", .null)], ["conv\(block)"]))
             previous = "pool\(block)"
         }
@@ -64,33 +81,42 @@ struct ShapeInferenceTests {
 
     @Test("merges: Add broadcasts equal shapes and refuses different ones; Concatenate sums its axis")
     func merges() throws {
-        let ok = functional([nil, 8, 8, 3], [
-            ("a", "Conv2D", [("filters", .int(4)), ("kernel_size", .int(3)), ("padding", .string("same"))], ["image"]),
-            ("b", "Conv2D", [("filters", .int(6)), ("kernel_size", .int(1))], ["image"]),
-            ("cat", "Concatenate", [("axis", .int(-1))], ["a", "b"]),
-        ])
+        let ok = functional(
+            [nil, 8, 8, 3],
+            [
+                ("a", "Conv2D", [("filters", .int(4)), ("kernel_size", .int(3)), ("padding", .string("same"))], ["image"]),
+                ("b", "Conv2D", [("filters", .int(6)), ("kernel_size", .int(1))], ["image"]),
+                ("cat", "Concatenate", [("axis", .int(-1))], ["a", "b"]),
+            ])
         #expect(try ShapeInference.infer(model: ok, path: "m").output(of: "cat") == [nil, 8, 8, 10])
-        let bad = functional([nil, 8, 8, 3], [
-            ("a", "Conv2D", [("filters", .int(4)), ("kernel_size", .int(3))], ["image"]),
-            ("b", "Conv2D", [("filters", .int(4)), ("kernel_size", .int(1))], ["image"]),
-            ("add", "Add", [], ["a", "b"]),
-        ])
+        let bad = functional(
+            [nil, 8, 8, 3],
+            [
+                ("a", "Conv2D", [("filters", .int(4)), ("kernel_size", .int(3))], ["image"]),
+                ("b", "Conv2D", [("filters", .int(4)), ("kernel_size", .int(1))], ["image"]),
+                ("add", "Add", [], ["a", "b"]),
+            ])
         #expect(throws: WSurgeryError.self) { try ShapeInference.infer(model: bad, path: "m") }
         do {
             _ = try ShapeInference.infer(model: bad, path: "m")
         } catch let error as WSurgeryError {
-            guard case .shapeMismatch(_, let layer, _) = error else { Issue.record("wrong error \(error)"); return }
+            guard case .shapeMismatch(_, let layer, _) = error else {
+                Issue.record("wrong error \(error)")
+                return
+            }
             #expect(layer == "add")
         }
     }
 
     @Test("an unknown class blocks only what comes after it, and the error names it")
     func unknownClass() throws {
-        let model = functional([nil, 8, 8, 3], [
-            ("conv", "Conv2D", [("filters", .int(4)), ("kernel_size", .int(3))], ["image"]),
-            ("magic", "MyCustomLayer", [], ["conv"]),
-            ("head", "Dense", [("units", .int(2))], ["magic"]),
-        ])
+        let model = functional(
+            [nil, 8, 8, 3],
+            [
+                ("conv", "Conv2D", [("filters", .int(4)), ("kernel_size", .int(3))], ["image"]),
+                ("magic", "MyCustomLayer", [], ["conv"]),
+                ("head", "Dense", [("units", .int(2))], ["magic"]),
+            ])
         let result = try ShapeInference.infer(model: model, path: "m.keras")
         #expect(try result.output(of: "conv") == [nil, 6, 6, 4])
         #expect(throws: WSurgeryError.unknownLayerClass(path: "m.keras", layer: "magic", className: "MyCustomLayer", needed: "head")) {
@@ -108,19 +134,22 @@ struct ShapeInferenceTests {
 
     @Test("removing a layer reconnects its reader and the outputs; the recorded shapes are refreshed")
     func removal() throws {
-        let model = functional([nil, 8, 8, 3], [
-            ("conv", "Conv2D", [("filters", .int(4)), ("kernel_size", .int(3))], ["image"]),
-            ("flatten", "Flatten", [], ["conv"]),
-            ("drop", "Dropout", [], ["flatten"]),
-            ("fc", "Dense", [("units", .int(2))], ["drop"]),
-        ])
+        let model = functional(
+            [nil, 8, 8, 3],
+            [
+                ("conv", "Conv2D", [("filters", .int(4)), ("kernel_size", .int(3))], ["image"]),
+                ("flatten", "Flatten", [], ["conv"]),
+                ("drop", "Dropout", [], ["flatten"]),
+                ("fc", "Dense", [("units", .int(2))], ["drop"]),
+            ])
         let withoutDrop = try KerasLayerRemoval.removing(["drop"], from: model, path: "m")
         #expect(KerasConfig.layer(named: "fc", in: withoutDrop)?.inbound == ["flatten"])
         let top = try KerasLayerRemoval.removing(["flatten", "drop", "fc"], from: model, path: "m")
         #expect(KerasConfig.outputs(of: top) == ["conv"])
         let shapes = try ShapeInference.infer(model: top, path: "m")
         #expect(shapes.modelOutputs == [[nil, 6, 6, 4]])
-        let (refreshed, fields) = KerasConfigEdit.refreshingShapes(ConfigDocument(json: withoutDrop), with: try ShapeInference.infer(model: withoutDrop, path: "m"))
+        let (refreshed, fields) = KerasConfigEdit.refreshingShapes(
+            ConfigDocument(json: withoutDrop), with: try ShapeInference.infer(model: withoutDrop, path: "m"))
         #expect(fields.contains("fc.build_config.input_shape"))
         let fc = refreshed.json["config"]?["layers"]?.arrayValue?.first { KerasConfig.entryName($0) == "fc" }
         #expect(fc?["build_config"]?["input_shape"] == ShapeText.json([nil, 144]))

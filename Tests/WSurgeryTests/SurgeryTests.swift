@@ -1,12 +1,14 @@
 import Foundation
 import Testing
+
 @testable import WSurgery
 
 /// A layer of float32 tensors with the given names and shapes (zeros), as a state dict would give.
 private func stateDict(_ entries: [(String, [Int])], path: String = "synthetic.safetensors") -> TensorGraph {
     let tensors = entries.map { name, shape in
-        Tensor(name: name, dtype: .f32, shape: shape, layout: StateDictGrouping.layout(name: name, shape: shape),
-               data: MemorySource(bytes: [UInt8](repeating: 0, count: 4 * shape.reduce(1, *))))
+        Tensor(
+            name: name, dtype: .f32, shape: shape, layout: StateDictGrouping.layout(name: name, shape: shape),
+            data: MemorySource(bytes: [UInt8](repeating: 0, count: 4 * shape.reduce(1, *))))
     }
     return TensorGraph(layers: StateDictGrouping.layers(from: tensors), sourceFormat: .safetensors, sourcePath: path, sourceFiles: [])
 }
@@ -93,11 +95,12 @@ struct SurgeryMathTests {
     func dtypes() throws {
         let values: [Double] = [0, 1, -2.5, 0.1, 65504]
         for dtype in [DType.f16, .bf16, .f32, .f64] {
-            let tensor = Tensor(name: "t", dtype: dtype, shape: [5], layout: .unknown, data: MemorySource(bytes: TensorValues.encode(values, as: dtype)))
+            let tensor = Tensor(
+                name: "t", dtype: dtype, shape: [5], layout: .unknown, data: MemorySource(bytes: TensorValues.encode(values, as: dtype)))
             let back = try TensorValues.decode(tensor, path: "mem")
             for (x, y) in zip(values, back.values) { #expect(abs(x - y) <= abs(x) * 0.01) }
         }
-        #expect(TensorValues.bfloat16Bits(Float(bitPattern: 0x3F80_8000)) == 0x3F80) // tie -> even
+        #expect(TensorValues.bfloat16Bits(Float(bitPattern: 0x3F80_8000)) == 0x3F80)  // tie -> even
         #expect(TensorValues.bfloat16Bits(Float(bitPattern: 0x3F81_8000)) == 0x3F82)
         let ints = Tensor(name: "q", dtype: .i8, shape: [1], layout: .unknown, data: MemorySource(bytes: [1]))
         #expect(throws: WSurgeryError.self) { try TensorValues.decode(ints, path: "mem") }
@@ -108,16 +111,22 @@ struct SurgeryMathTests {
 struct LayerDetectionTests {
     @Test("state-dict names people use: Hugging Face, VGG, DeiT")
     func names() throws {
-        let hf = stateDict([("resnet.embedder.embedder.convolution.weight", [8, 3, 7, 7]), ("resnet.encoder.conv.weight", [8, 8, 3, 3]),
-                            ("classifier.1.weight", [10, 8]), ("classifier.1.bias", [10])])
+        let hf = stateDict([
+            ("resnet.embedder.embedder.convolution.weight", [8, 3, 7, 7]), ("resnet.encoder.conv.weight", [8, 8, 3, 3]),
+            ("classifier.1.weight", [10, 8]), ("classifier.1.bias", [10]),
+        ])
         #expect(try LayerDetection.firstConvolution(in: hf) == "resnet.embedder.embedder.convolution")
         #expect(try LayerDetection.classifierHeads(in: hf) == ["classifier.1"])
-        let vgg = stateDict([("features.0.weight", [64, 3, 3, 3]), ("features.2.weight", [64, 64, 3, 3]),
-                             ("classifier.0.weight", [4096, 25088]), ("classifier.3.weight", [4096, 4096]), ("classifier.6.weight", [1000, 4096])])
+        let vgg = stateDict([
+            ("features.0.weight", [64, 3, 3, 3]), ("features.2.weight", [64, 64, 3, 3]),
+            ("classifier.0.weight", [4096, 25088]), ("classifier.3.weight", [4096, 4096]), ("classifier.6.weight", [1000, 4096]),
+        ])
         #expect(try LayerDetection.firstConvolution(in: vgg) == "features.0")
         #expect(try LayerDetection.classifierHeads(in: vgg) == ["classifier.6"])
-        let deit = stateDict([("patch_embed.proj.weight", [192, 3, 16, 16]), ("blocks.0.mlp.fc1.weight", [768, 192]),
-                              ("head.weight", [1000, 192]), ("head_dist.weight", [1000, 192])])
+        let deit = stateDict([
+            ("patch_embed.proj.weight", [192, 3, 16, 16]), ("blocks.0.mlp.fc1.weight", [768, 192]),
+            ("head.weight", [1000, 192]), ("head_dist.weight", [1000, 192]),
+        ])
         #expect(try LayerDetection.firstConvolution(in: deit) == "patch_embed.proj")
         #expect(try LayerDetection.classifierHeads(in: deit) == ["head", "head_dist"])
         let wrapped = stateDict([("module.conv1.weight", [8, 3, 3, 3]), ("module.fc.weight", [10, 8])])
@@ -160,7 +169,11 @@ struct SurgeryRoundTripTests {
             let result = try Pipeline.run([ChannelAdaptation(rule: .collapse(.sum))], input: input, output: dir + "/" + name)
             #expect(result.reports[0].changes.map(\.tensor) == ["conv1/kernel"])
             let back = try Checkpoint.read(dir + "/" + name)
-            let kernel = try #require(back.tensors.first { StateDictGrouping.localName($0.name) == "kernel" && $0.shape.count == 4 && $0.shape[3] == 8 && $0.shape[0] == 3 && $0.shape[2] == 1 })
+            let kernel = try #require(
+                back.tensors.first {
+                    StateDictGrouping.localName($0.name) == "kernel" && $0.shape.count == 4 && $0.shape[3] == 8 && $0.shape[0] == 3
+                        && $0.shape[2] == 1
+                })
             #expect(kernel.shape == [3, 3, 1, 8])
             let after = try TestSupport.tensorBytes(back)
             var unchanged = 0

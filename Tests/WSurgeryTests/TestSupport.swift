@@ -1,4 +1,5 @@
 import Foundation
+
 @testable import WSurgery
 
 /// Paths and helpers shared by the tests.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Testing
 import WSurgery
+
 @testable import wsurgery
 
 /// The command line declares exactly the options of each library `PassSpec`, with the same kinds, so a

@@ -1,7 +1,7 @@
 /// Finds the layers surgery acts on: the first convolution (which reads the image) and the classifier
 /// head(s). With a Keras architecture it follows the graph; for a state dict it uses the names people's
 /// checkpoints use (timm, torchvision, Hugging Face) and the shapes. It never guesses: when it finds
-/// none or several, the error lists the candidates so the user can name one with `--layer`.
+/// none or several, the error lists the candidates so the user can name one.
 public enum LayerDetection {
     /// Names people's checkpoints use for the stem convolution (timm `first_conv`, torchvision, Hugging Face, Keras applications).
     public static let firstConvNames = [
@@ -26,17 +26,21 @@ public enum LayerDetection {
     public static func firstConvolution(in graph: TensorGraph) throws -> String {
         let convs = graph.layers.filter(isConvolutionWithKernel)
         let fail = { (reason: String, candidates: [Layer]) in
-            WSurgeryError.detectionFailed(path: graph.sourcePath, what: "first convolution", reason: reason,
-                                          candidates: candidates.map { describe($0) })
+            WSurgeryError.detectionFailed(
+                path: graph.sourcePath, what: "first convolution", reason: reason,
+                candidates: candidates.map { describe($0) })
         }
         if graph.hasEdges {
             let found = firstWeightedLayers(in: graph)
             guard found.count == 1, let layer = graph.layer(named: found[0]) else {
-                throw fail(found.isEmpty ? "no layer with weights is reachable from the input" : "several layers read the input",
-                           found.compactMap { graph.layer(named: $0) })
+                throw fail(
+                    found.isEmpty ? "no layer with weights is reachable from the input" : "several layers read the input",
+                    found.compactMap { graph.layer(named: $0) })
             }
             guard isConvolutionWithKernel(layer) else {
-                throw fail("the first layer with weights after the input is '\(layer.name)' (\(layer.className ?? layer.kind.rawValue)), not a convolution", convs)
+                throw fail(
+                    "the first layer with weights after the input is '\(layer.name)' (\(layer.className ?? layer.kind.rawValue)), not a convolution",
+                    convs)
             }
             return layer.name
         }
@@ -56,15 +60,17 @@ public enum LayerDetection {
             return layer.tensors[roles.kernel].shape[roles.inputAxis] == 3
         }
         if rgb.count == 1 { return rgb[0].name }
-        throw fail(rgb.isEmpty ? "no convolution has a known stem name or 3 input channels" : "several convolutions have 3 input channels",
-                   rgb.isEmpty ? convs : rgb)
+        throw fail(
+            rgb.isEmpty ? "no convolution has a known stem name or 3 input channels" : "several convolutions have 3 input channels",
+            rgb.isEmpty ? convs : rgb)
     }
 
     /// The layer(s) producing the logits: a Dense/Linear, or a convolution followed by global pooling.
     public static func classifierHeads(in graph: TensorGraph) throws -> [String] {
         let fail = { (reason: String, candidates: [Layer]) in
-            WSurgeryError.detectionFailed(path: graph.sourcePath, what: "classifier head", reason: reason,
-                                          candidates: candidates.map { describe($0) })
+            WSurgeryError.detectionFailed(
+                path: graph.sourcePath, what: "classifier head", reason: reason,
+                candidates: candidates.map { describe($0) })
         }
         let dense = graph.layers.filter { $0.kind == .dense && WeightRoles($0) != nil }
         if graph.hasEdges {
@@ -102,7 +108,8 @@ public enum LayerDetection {
             return [layer.name] + (partnerHeads[name] ?? []).compactMap { find($0)?.name }
         }
         if dense.count == 1 { return [dense[0].name] }
-        throw fail(dense.isEmpty ? "no Dense/Linear layer and no known head name" : "several Dense/Linear layers and none has a known head name", dense)
+        throw fail(
+            dense.isEmpty ? "no Dense/Linear layer and no known head name" : "several Dense/Linear layers and none has a known head name", dense)
     }
 
     /// Walks back from an output layer past layers without weights to the layer that produces the logits.
@@ -119,11 +126,14 @@ public enum LayerDetection {
                 return layer.name
             }
             if !layer.tensors.isEmpty {
-                throw fail("the layer before output '\(output)' is '\(layer.name)' (\(layer.className ?? layer.kind.rawValue)), not a Dense layer or a convolution", [layer])
+                throw fail(
+                    "the layer before output '\(output)' is '\(layer.name)' (\(layer.className ?? layer.kind.rawValue)), not a Dense layer or a convolution",
+                    [layer])
             }
             if let className = layer.className, className.hasPrefix("Global") { pooled = true }
             if layer.kind == .model, case .keras(let config)? = graph.architecture,
-               let inner = KerasConfig.outputs(of: config.json, nested: layer.name).first {
+                let inner = KerasConfig.outputs(of: config.json, nested: layer.name).first
+            {
                 name = inner
                 continue
             }
@@ -186,8 +196,9 @@ public enum LayerDetection {
     static func batchNorm(after conv: Layer, in graph: TensorGraph, channels: Int) -> Layer? {
         func fits(_ layer: Layer?) -> Layer? {
             guard let layer, layer.kind == .batchNorm,
-                  let m = WeightRoles.tensorIndex(in: layer, named: ["moving_mean", "running_mean"]),
-                  layer.tensors[m].shape == [channels] else { return nil }
+                let m = WeightRoles.tensorIndex(in: layer, named: ["moving_mean", "running_mean"]),
+                layer.tensors[m].shape == [channels]
+            else { return nil }
             return layer
         }
         if graph.hasEdges {
@@ -201,7 +212,10 @@ public enum LayerDetection {
         guard let last = parts.popLast() else { return nil }
         var names: [String] = []
         if let index = Int(last) { names.append(String(index + 1)) }
-        if last.hasPrefix("conv") { names.append("bn" + last.dropFirst(4)); names.append("norm" + last.dropFirst(4)) }
+        if last.hasPrefix("conv") {
+            names.append("bn" + last.dropFirst(4))
+            names.append("norm" + last.dropFirst(4))
+        }
         if last == "conv_stem" { names.append("bn1") }
         for candidate in names {
             if let layer = fits(graph.layer(named: (parts + [candidate]).joined(separator: "."))) { return layer }

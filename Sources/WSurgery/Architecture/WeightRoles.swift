@@ -5,6 +5,7 @@ public struct WeightRoles: Sendable {
     public var kernel: Int
     /// Index of the bias, when the layer has one.
     public var bias: Int?
+    /// The kernel's layout, which places its channel axes.
     public var layout: Layout
     /// The kernel's input-channel axis: Keras (..., in, out) -> rank-2; PyTorch (out, in, ...) -> 1.
     public var inputAxis: Int
@@ -13,7 +14,10 @@ public struct WeightRoles: Sendable {
 
     /// The roles in `layer`, or nil when it has no kernel of rank >= 2 with a known layout.
     public init?(_ layer: Layer) {
-        guard let k = layer.tensors.firstIndex(where: { ["kernel", "weight"].contains(StateDictGrouping.localName($0.name)) && $0.shape.count >= 2 && $0.layout != .unknown })
+        guard
+            let k = layer.tensors.firstIndex(where: {
+                ["kernel", "weight"].contains(StateDictGrouping.localName($0.name)) && $0.shape.count >= 2 && $0.layout != .unknown
+            })
         else { return nil }
         let kernel = layer.tensors[k]
         self.kernel = k

@@ -2,9 +2,12 @@ import Foundation
 
 /// One input of a batch run and where its output goes.
 public struct BatchJob: Sendable, Equatable {
+    /// The input checkpoint.
     public var input: String
+    /// Its output.
     public var output: String
 
+    /// A job.
     public init(input: String, output: String) {
         self.input = input
         self.output = output
@@ -13,27 +16,34 @@ public struct BatchJob: Sendable, Equatable {
 
 /// What happened to one input.
 public struct BatchOutcome: Sendable, Equatable {
+    /// How an input ended.
     public enum Status: String, Sendable {
         case written
-        /// `--skip-existing` and the output was already there.
+        /// Asked to skip existing outputs, and the output was already there.
         case skipped
-        /// `--dry-run`: the passes ran, nothing was written.
+        /// A dry run: the passes ran, nothing was written.
         case checked = "dry-run"
         case failed
     }
 
+    /// The input.
     public var input: String
+    /// Its output.
     public var output: String
+    /// How it ended.
     public var status: Status
     /// Each pass with its options (`replace-head (classes=5, seed=1)`).
     public var passes: [String] = []
     /// `layer/tensor` names whose shape or values a pass changed, in pass order.
     public var tensorsChanged: [String] = []
+    /// Seconds spent on it.
     public var seconds: Double = 0
+    /// The error, when it failed.
     public var error: String?
     /// The error's category, for the exit code.
     public var errorCategory: FailureCategory?
 
+    /// An outcome.
     public init(input: String, output: String, status: Status) {
         self.input = input
         self.output = output
@@ -68,9 +78,11 @@ public struct BatchOutcome: Sendable, Equatable {
         ])
     }
 
+    /// An outcome read back from `json` (a worker's report); nil when malformed.
     public init?(json: JSONValue) {
         guard let input = json["input"]?.stringValue, let output = json["output"]?.stringValue,
-              let status = json["status"]?.stringValue.flatMap(Status.init(rawValue:)) else { return nil }
+            let status = json["status"]?.stringValue.flatMap(Status.init(rawValue:))
+        else { return nil }
         self.init(input: input, output: output, status: status)
         if case .array(let items)? = json["passes"] { passes = items.compactMap(\.stringValue) }
         if case .array(let items)? = json["tensors_changed"] { tensorsChanged = items.compactMap(\.stringValue) }
@@ -85,12 +97,18 @@ public struct BatchOutcome: Sendable, Equatable {
 public enum BatchRun {
     /// Options of a run.
     public struct Options: Sendable {
+        /// Where outputs go.
         public var outDir: String
+        /// Skip inputs whose output exists.
         public var skipExisting = false
+        /// Run the passes, write nothing.
         public var dryRun = false
+        /// Replace existing outputs.
         public var force = false
+        /// Shard safetensors outputs at this many bytes.
         public var shardSize: UInt64?
 
+        /// Options.
         public init(outDir: String, skipExisting: Bool = false, dryRun: Bool = false, force: Bool = false, shardSize: UInt64? = nil) {
             self.outDir = outDir
             self.skipExisting = skipExisting
@@ -113,7 +131,9 @@ public enum BatchRun {
             }
             let key = URL(fileURLWithPath: output).standardizedFileURL.path
             if let other = owners[key] {
-                throw WSurgeryError.invalidOption(option: "output", reason: "'\(pattern.text)' names the same output \(output) for \(other) and \(input); add {parent} or {name} to the pattern")
+                throw WSurgeryError.invalidOption(
+                    option: "output",
+                    reason: "'\(pattern.text)' names the same output \(output) for \(other) and \(input); add {parent} or {name} to the pattern")
             }
             if key == URL(fileURLWithPath: input).standardizedFileURL.path { throw WSurgeryError.outputIsInput(path: output) }
             owners[key] = input
@@ -133,8 +153,9 @@ public enum BatchRun {
                 let directory = OutputFile.directory(of: job.output)
                 try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             }
-            let result = try Pipeline.run(passes, input: job.input, output: options.dryRun ? nil : job.output,
-                                          options: .init(force: options.force, shardSize: options.shardSize))
+            let result = try Pipeline.run(
+                passes, input: job.input, output: options.dryRun ? nil : job.output,
+                options: .init(force: options.force, shardSize: options.shardSize))
             var outcome = BatchOutcome(input: job.input, output: job.output, status: options.dryRun ? .checked : .written)
             outcome.passes = result.reports.map { report in
                 report.pass + (report.options.isEmpty ? "" : " (" + report.options.map { "\($0.0)=\($0.1)" }.joined(separator: ", ") + ")")
@@ -157,8 +178,10 @@ public enum BatchRun {
 
     /// Runs `perform` over the jobs with at most `parallelism` at once; `finished` is called (serially)
     /// after each job with the numbers done and failed so far. Outcomes come back in job order.
-    public static func run(_ jobs: [BatchJob], parallelism: Int, perform: @escaping @Sendable (BatchJob) -> BatchOutcome,
-                           finished: @escaping @Sendable (_ done: Int, _ failed: Int) -> Void) -> [BatchOutcome] {
+    public static func run(
+        _ jobs: [BatchJob], parallelism: Int, perform: @escaping @Sendable (BatchJob) -> BatchOutcome,
+        finished: @escaping @Sendable (_ done: Int, _ failed: Int) -> Void
+    ) -> [BatchOutcome] {
         let state = SharedState(count: jobs.count)
         let workers = max(1, min(parallelism, jobs.count))
         if workers == 1 {
@@ -212,12 +235,18 @@ public enum BatchRun {
 
 /// The outcomes of a batch run, as the summary table (stdout) and the `--report` JSON.
 public struct BatchReport: Sendable {
+    /// The recipe file, or nil for a chain of steps.
     public var recipe: String?
+    /// The steps as text.
     public var steps: [String]
+    /// Where outputs went.
     public var outDir: String
+    /// The slice of inputs this run took.
     public var shard: Shard?
+    /// Every input's outcome, in input order.
     public var outcomes: [BatchOutcome]
 
+    /// A report.
     public init(recipe: String?, steps: [String], outDir: String, shard: Shard?, outcomes: [BatchOutcome]) {
         self.recipe = recipe
         self.steps = steps
@@ -226,6 +255,7 @@ public struct BatchReport: Sendable {
         self.outcomes = outcomes
     }
 
+    /// How many inputs ended with `status`.
     public func count(_ status: BatchOutcome.Status) -> Int { outcomes.filter { $0.status == status }.count }
 
     /// The first failure's category (the exit code), or nil when nothing failed.
@@ -233,6 +263,7 @@ public struct BatchReport: Sendable {
         outcomes.first { $0.status == .failed }.map { $0.errorCategory ?? .io }
     }
 
+    /// `4 input(s), 3 written, 1 failed`.
     public var summaryLine: String {
         var parts = ["\(outcomes.count) input(s)"]
         for status in [BatchOutcome.Status.written, .checked, .skipped, .failed] where count(status) > 0 {
@@ -241,6 +272,7 @@ public struct BatchReport: Sendable {
         return parts.joined(separator: ", ")
     }
 
+    /// One row per input and the summary line.
     public var table: String {
         var rows: [[String]] = [["input", "status", "output / error", "seconds"]]
         for outcome in outcomes {
@@ -250,6 +282,7 @@ public struct BatchReport: Sendable {
         return (TextTable.render(rows, rightAligned: [3]) + [summaryLine]).joined(separator: "\n")
     }
 
+    /// The report as JSON (`--report`).
     public var json: JSONValue {
         .object([
             ("tool", .string("wsurgery \(Provenance.toolVersion)")),

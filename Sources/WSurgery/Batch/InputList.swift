@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The checkpoints a batch run works on: files, directories (searched recursively; a directory holding
@@ -70,9 +71,12 @@ public enum InputList {
 /// `--shard I/N`: the I-th of N slices of a sorted input list, taken round-robin (inputs I, I+N, I+2N,
 /// ...) so slices stay balanced when the list is sorted by size or by name.
 public struct Shard: Sendable, Equatable, CustomStringConvertible {
+    /// This slice, from 0.
     public var index: Int
+    /// The number of slices.
     public var count: Int
 
+    /// Slice `index` of `count`.
     public init(index: Int, count: Int) {
         self.index = index
         self.count = count
@@ -82,7 +86,9 @@ public struct Shard: Sendable, Equatable, CustomStringConvertible {
     public init(parsing text: String) throws {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 2, let i = Int(parts[0]), let n = Int(parts[1]), n >= 1, i >= 0, i < n else {
-            throw WSurgeryError.invalidOption(option: "shard", reason: "'\(text)': expected I/N with 0 <= I < N (e.g. 0/4; under Slurm, $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)")
+            throw WSurgeryError.invalidOption(
+                option: "shard",
+                reason: "'\(text)': expected I/N with 0 <= I < N (e.g. 0/4; under Slurm, $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)")
         }
         self.init(index: i, count: n)
     }
@@ -92,5 +98,6 @@ public struct Shard: Sendable, Equatable, CustomStringConvertible {
         items.enumerated().filter { $0.offset % count == index }.map(\.element)
     }
 
+    /// `I/N`.
     public var description: String { "\(index)/\(count)" }
 }

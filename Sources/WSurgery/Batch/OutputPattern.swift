@@ -10,10 +10,12 @@ import Foundation
 /// The output's extension picks its format, as for single commands. Subdirectories are allowed
 /// (`{parent}/{stem}.h5`); absolute paths and `..` are not.
 public struct OutputPattern: Sendable, Equatable {
+    /// The placeholders a pattern may use.
     public static let placeholders = ["name", "stem", "ext", "parent"]
     /// Extensions that name a checkpoint format, longest first.
     static let extensions = [".safetensors.index.json", ".weights.h5", ".safetensors", ".keras", ".hdf5", ".h5"]
 
+    /// The pattern as given.
     public var text: String
 
     /// Checks the placeholders and the shape of the pattern.
@@ -29,7 +31,9 @@ public struct OutputPattern: Sendable, Equatable {
             }
             let name = String(rest[rest.index(after: open)..<close])
             if !OutputPattern.placeholders.contains(name) {
-                throw WSurgeryError.invalidOption(option: "output", reason: "unknown placeholder {\(name)}; use \(OutputPattern.placeholders.map { "{\($0)}" }.joined(separator: ", "))")
+                throw WSurgeryError.invalidOption(
+                    option: "output",
+                    reason: "unknown placeholder {\(name)}; use \(OutputPattern.placeholders.map { "{\($0)}" }.joined(separator: ", "))")
             }
             rest = rest[rest.index(after: close)...]
         }

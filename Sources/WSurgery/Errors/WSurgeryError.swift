@@ -8,7 +8,7 @@ public enum FailureCategory: String, Sendable {
     case badData
     /// An input file could not be opened.
     case cannotOpenInput
-    /// The output could not be created (exists without --force, directory missing, permission).
+    /// The output could not be created (exists and replacing was not asked for, directory missing, permission).
     case cannotCreateOutput
     /// Reading or writing failed part way.
     case io
@@ -86,7 +86,7 @@ public enum WSurgeryError: Error, Sendable, Equatable {
     case invalidOption(option: String, reason: String)
 
     // Surgery.
-    /// `--layer NAME` names no layer of the checkpoint.
+    /// A layer named by the user is not in the checkpoint.
     case unknownLayer(path: String, layer: String, candidates: [String])
     /// Detection of the first convolution or the head found none, or more than one.
     case detectionFailed(path: String, what: String, reason: String, candidates: [String])
@@ -100,11 +100,11 @@ public enum WSurgeryError: Error, Sendable, Equatable {
     case shapeMismatch(path: String, layer: String, reason: String)
     /// The input size makes a layer's spatial output empty.
     case inputTooSmall(path: String, layer: String, shape: [Int?])
-    /// Weights that no longer fit the new shapes, when the policy says to stop (`--dense-policy error`).
+    /// Weights that no longer fit the new shapes, when the dense policy says to stop.
     case weightsDoNotFit(path: String, layers: [String], hint: String)
 
     // Recipes and batch runs.
-    /// A recipe (file or `--pass` chain) that cannot run: `location` is `recipe.yaml:7` or `--pass 2`,
+    /// A recipe (file or chain of steps) that cannot run: `location` is `recipe.yaml:7` or the step's position,
     /// `key` the offending key when there is one.
     case invalidRecipe(location: String, key: String?, reason: String)
     /// A child process of a parallel batch run ended without reporting (killed, crashed).
@@ -120,9 +120,9 @@ public enum WSurgeryError: Error, Sendable, Equatable {
         case .io, .hdf5, .workerFailed: return .io
         case .outputIsInput, .unknownFormat, .invalidOption, .unknownLayer, .inputTooSmall, .invalidRecipe, .invalidArguments: return .usage
         case .truncatedFile, .headerTooLarge, .headerBeyondFile, .invalidHeader, .invalidTensorEntry, .duplicateTensor, .overlappingTensors,
-             .gapBetweenTensors, .tensorSizeMismatch, .trailingBytes, .invalidIndex, .notHDF5, .corruptHDF5, .unknownHDF5Layout, .softLink,
-             .externalLink, .externalStorage, .missingObject, .unsupportedHDF5Type, .invalidConfig, .invalidArchive, .cannotExpress,
-             .detectionFailed, .unsupportedLayer, .cannotComputeDType, .unknownLayerClass, .shapeMismatch, .weightsDoNotFit:
+            .gapBetweenTensors, .tensorSizeMismatch, .trailingBytes, .invalidIndex, .notHDF5, .corruptHDF5, .unknownHDF5Layout, .softLink,
+            .externalLink, .externalStorage, .missingObject, .unsupportedHDF5Type, .invalidConfig, .invalidArchive, .cannotExpress,
+            .detectionFailed, .unsupportedLayer, .cannotComputeDType, .unknownLayerClass, .shapeMismatch, .weightsDoNotFit:
             return .badData
         }
     }
@@ -201,12 +201,14 @@ extension WSurgeryError: CustomStringConvertible {
         case let .unknownLayer(path, layer, candidates):
             return "\(path): no layer named '\(layer)'" + WSurgeryError.listing(candidates, "layers with weights")
         case let .detectionFailed(path, what, reason, candidates):
-            return "\(path): cannot find the \(what): \(reason)" + WSurgeryError.listing(candidates, "candidates") + "; name it with \(option("layer"))"
+            return "\(path): cannot find the \(what): \(reason)" + WSurgeryError.listing(candidates, "candidates")
+                + "; name it with \(option("layer"))"
         case let .unsupportedLayer(path, layer, reason):
             return "\(path): layer '\(layer)': \(reason)"
         case let .unknownLayerClass(path, layer, className, needed):
             let past = needed == layer ? "" : " (needed for '\(needed)')"
-            return "\(path): layer '\(layer)' is a \(className), a class whose output shape wsurgery cannot compute; shapes past it are unknown\(past)"
+            return
+                "\(path): layer '\(layer)' is a \(className), a class whose output shape wsurgery cannot compute; shapes past it are unknown\(past)"
         case let .shapeMismatch(path, layer, reason):
             return "\(path): layer '\(layer)': shapes do not compose: \(reason)"
         case let .inputTooSmall(path, layer, shape):

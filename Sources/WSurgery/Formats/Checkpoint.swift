@@ -10,6 +10,7 @@ public enum Checkpoint {
         /// Write sharded safetensors with shards of at most this many bytes.
         public var shardSize: UInt64?
 
+        /// Options for writing.
         public init(force: Bool = false, shardSize: UInt64? = nil) {
             self.force = force
             self.shardSize = shardSize
@@ -36,7 +37,7 @@ public enum Checkpoint {
         throw WSurgeryError.unknownFormat(path: path, reason: "not safetensors, HDF5 or a .keras archive")
     }
 
-    /// The output format for a path, from its name (and `--shard-size`).
+    /// The output format for a path, from its name (and whether a shard size is given).
     public static func outputFormat(for path: String, shardSize: UInt64?) throws -> CheckpointFormat {
         var isDirectory: ObjCBool = false
         let isDir = path.hasSuffix("/") || (FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue)
@@ -48,7 +49,11 @@ public enum Checkpoint {
         if path.hasSuffix(".weights.h5") { return .kerasWeightsH5 }
         if path.hasSuffix(".h5") || path.hasSuffix(".hdf5") { return .kerasLegacyH5 }
         if path.hasSuffix(".keras") { return .kerasArchive }
-        throw WSurgeryError.unknownFormat(path: path, reason: "the output name must end in .safetensors, .safetensors.index.json, .h5, .hdf5, .weights.h5 or .keras (or be a directory for sharded safetensors)")
+        throw WSurgeryError.unknownFormat(
+            path: path,
+            reason:
+                "the output name must end in .safetensors, .safetensors.index.json, .h5, .hdf5, .weights.h5 or .keras (or be a directory for sharded safetensors)"
+        )
     }
 
     /// Whether an output path names safetensors (one file, an index, or a directory for shards).

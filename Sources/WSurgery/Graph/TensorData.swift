@@ -12,10 +12,14 @@ public protocol TensorSource: Sendable {
 
 /// A byte range of an input file.
 public struct FileRegion: Sendable {
+    /// The file.
     public let file: InputFile
+    /// The first byte.
     public let offset: UInt64
+    /// The number of bytes.
     public let length: UInt64
 
+    /// A region of `file`.
     public init(file: InputFile, offset: UInt64, length: UInt64) {
         self.file = file
         self.offset = offset
@@ -25,11 +29,16 @@ public struct FileRegion: Sendable {
 
 /// Bytes that live in a file region: safetensors tensors, contiguous uncompressed HDF5 datasets.
 public struct FileRegionSource: TensorSource {
+    /// Where the bytes are.
     public let region: FileRegion
+    /// Bytes at `region`.
     public init(region: FileRegion) { self.region = region }
+    /// The region's length.
     public var byteCount: UInt64 { region.length }
+    /// The region itself.
     public var fileRegion: FileRegion? { region }
 
+    /// Reads the region in pieces of at most `maxChunk` bytes.
     public func forEachChunk(maxChunk: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         let chunk = Int(min(UInt64(max(maxChunk, 1)), max(region.length, 1)))
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 16)
@@ -47,11 +56,16 @@ public struct FileRegionSource: TensorSource {
 
 /// Bytes held in memory: what a pass produces.
 public struct MemorySource: TensorSource {
+    /// The bytes.
     public let bytes: [UInt8]
+    /// Bytes held in memory.
     public init(bytes: [UInt8]) { self.bytes = bytes }
+    /// The number of bytes held.
     public var byteCount: UInt64 { UInt64(bytes.count) }
+    /// Memory is no file region.
     public var fileRegion: FileRegion? { nil }
 
+    /// The bytes in pieces of at most `maxChunk`.
     public func forEachChunk(maxChunk: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         try bytes.withUnsafeBytes { all in
             var start = 0

@@ -44,7 +44,9 @@ public struct Layer: Sendable {
     public var origin: (any LayerOrigin)?
 
     /// A layer; `origin` is for readers.
-    public init(name: String, kind: LayerKind, className: String? = nil, tensors: [Tensor] = [], inbound: [String] = [], origin: (any LayerOrigin)? = nil) {
+    public init(
+        name: String, kind: LayerKind, className: String? = nil, tensors: [Tensor] = [], inbound: [String] = [], origin: (any LayerOrigin)? = nil
+    ) {
         self.name = name
         self.kind = kind
         self.className = className
@@ -118,7 +120,10 @@ public struct TensorGraph: Sendable {
     public var sourceFiles: [InputFile]
 
     /// A graph as a reader makes it.
-    public init(layers: [Layer], architecture: Architecture? = nil, layersInModelOrder: Bool = false, sourceFormat: CheckpointFormat, sourcePath: String, sourceFiles: [InputFile]) {
+    public init(
+        layers: [Layer], architecture: Architecture? = nil, layersInModelOrder: Bool = false, sourceFormat: CheckpointFormat, sourcePath: String,
+        sourceFiles: [InputFile]
+    ) {
         self.layers = layers
         self.architecture = architecture
         self.layersInModelOrder = layersInModelOrder

@@ -1,15 +1,17 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A file opened read-only. Tensor bytes are read from it with `pread` on demand, so nothing is loaded
 /// before a pass or a writer asks, and the file is never opened for writing.
 public final class InputFile: Sendable {
+    /// The path opened.
     public let path: String
+    /// Its size in bytes.
     public let size: UInt64
     /// The open descriptor; valid for the object's lifetime.
     public let descriptor: Int32
@@ -69,7 +71,9 @@ public final class InputFile: Sendable {
 
 /// A file's device and inode number.
 public struct FileIdentity: Hashable, Sendable {
+    /// The device.
     public let device: UInt64
+    /// The inode on the device.
     public let inode: UInt64
 
     /// The identity of the file at `path`, or nil when it does not exist.

@@ -1,12 +1,13 @@
-import Foundation
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import CFileCopy
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// A file being written atomically: the bytes go to a temporary file in the target's directory, which
 /// is renamed over the target only when everything succeeded. Dropping it uncommitted removes the
@@ -77,6 +78,7 @@ public final class OutputFile {
         position += UInt64(bytes.count)
     }
 
+    /// Appends `bytes`.
     public func write(_ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { try write($0) }
     }
@@ -132,12 +134,14 @@ public final class OutputFile {
 /// Several output files that appear together or not at all (a sharded checkpoint and its index, a
 /// weights file and its config.json).
 public final class OutputSet {
+    /// The files created so far.
     public private(set) var files: [OutputFile] = []
     /// Whether existing files may be replaced (`--force`).
     public let allowOverwrite: Bool
     /// Files that must never be written over (the inputs).
     private let protected: Set<FileIdentity>
 
+    /// A set that refuses to replace existing files unless `allowOverwrite`, and never replaces `inputs`.
     public init(allowOverwrite: Bool = false, protecting inputs: [InputFile] = []) {
         self.allowOverwrite = allowOverwrite
         self.protected = Set(inputs.map(\.identity))

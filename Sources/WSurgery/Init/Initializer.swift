@@ -21,7 +21,9 @@ public enum Initializer: Equatable, Sendable, CustomStringConvertible {
     case constant(Double)
 
     /// The spellings `init(parsing:)` accepts (`uniform:`, `trunc-normal:` and `constant:` take a number).
-    public static let spellings = ["torch-default", "kaiming-uniform", "kaiming-normal", "glorot-uniform", "he-normal", "uniform:", "trunc-normal:", "zeros", "constant:"]
+    public static let spellings = [
+        "torch-default", "kaiming-uniform", "kaiming-normal", "glorot-uniform", "he-normal", "uniform:", "trunc-normal:", "zeros", "constant:",
+    ]
 
     /// Parses the command-line spelling (`torch-default`, `uniform:0.05`, `trunc-normal:0.02`, `zeros`,
     /// `constant:-1.5`); `option` names the flag in errors.
@@ -51,10 +53,15 @@ public enum Initializer: Equatable, Sendable, CustomStringConvertible {
             self = .truncNormal(std)
         case "constant": self = .constant(try needs(argument))
         default:
-            throw WSurgeryError.invalidOption(option: option, reason: "unknown initializer '\(text)'; expected torch-default, kaiming-uniform, kaiming-normal, glorot-uniform, he-normal, uniform:A, trunc-normal:STD, zeros or constant:V")
+            throw WSurgeryError.invalidOption(
+                option: option,
+                reason:
+                    "unknown initializer '\(text)'; expected torch-default, kaiming-uniform, kaiming-normal, glorot-uniform, he-normal, uniform:A, trunc-normal:STD, zeros or constant:V"
+            )
         }
     }
 
+    /// The spelling `init(parsing:)` reads (`uniform:0.05`).
     public var description: String {
         switch self {
         case .torchDefault: return "torch-default"
@@ -97,9 +104,12 @@ public enum Initializer: Equatable, Sendable, CustomStringConvertible {
 
 /// The fan-in and fan-out of a weight tensor under its framework's rules.
 public struct Fans: Equatable, Sendable {
+    /// Inputs each output sees (PyTorch's and Keras's `fan_in`).
     public var fanIn: Int
+    /// Outputs each input feeds (`fan_out`).
     public var fanOut: Int
 
+    /// Fans given directly.
     public init(fanIn: Int, fanOut: Int) {
         self.fanIn = fanIn
         self.fanOut = fanOut

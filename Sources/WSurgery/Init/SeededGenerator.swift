@@ -6,6 +6,7 @@ import Foundation
 public struct SeededGenerator: RandomNumberGenerator, Sendable {
     private var state: (UInt64, UInt64, UInt64, UInt64)
 
+    /// A generator whose stream depends only on `seed`.
     public init(seed: UInt64) {
         var x = seed
         func splitMix() -> UInt64 {
@@ -25,6 +26,7 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
         self.init(seed: seed ^ hash)
     }
 
+    /// The next 64 random bits.
     public mutating func next() -> UInt64 {
         func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
         let result = rotl(state.1 &* 5, 7) &* 9
@@ -46,7 +48,7 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
 
     /// Standard normal (Box-Muller; one value per call).
     public mutating func normal() -> Double {
-        let u1 = 1 - unit() // (0, 1]: log is finite
+        let u1 = 1 - unit()  // (0, 1]: log is finite
         let u2 = unit()
         return (-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2)
     }

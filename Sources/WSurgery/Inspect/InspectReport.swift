@@ -3,16 +3,22 @@ import Foundation
 /// What `wsurgery inspect` shows: layers, tensors, totals, format, metadata and the detected layers,
 /// as a value that renders to a table or to JSON.
 public struct InspectReport: Sendable {
+    /// The graph inspected.
     public let graph: TensorGraph
+    /// The detected first convolution.
     public let firstConvolution: String?
+    /// The detected classifier heads.
     public let heads: [String]
     /// Why detection found nothing, when it did not (the message the surgery commands would give).
     public let firstConvolutionProblem: String?
+    /// Why no head was found, when none was.
     public let headProblem: String?
     /// Every layer's output shape, inferred from the Keras config at its recorded input shape.
     public let shapes: ShapeInference.Result?
+    /// Why shapes could not be inferred, when they could not.
     public let shapeProblem: String?
 
+    /// The report on `graph`, with detection and shape inference run.
     public init(graph: TensorGraph) {
         self.graph = graph
         func attempt<T>(_ body: () throws -> T) -> (T?, String?) {
@@ -52,7 +58,10 @@ public struct InspectReport: Sendable {
         let metadata = graph.fileStates.all.flatMap(\.summaryJSON)
         let architecture: JSONValue
         switch graph.architecture {
-        case .keras(let c)?: architecture = .object([("kind", .string("keras")), ("class_name", c.json["class_name"] ?? .null), ("name", c.json["config"]?["name"] ?? .null)])
+        case .keras(let c)?:
+            architecture = .object([
+                ("kind", .string("keras")), ("class_name", c.json["class_name"] ?? .null), ("name", c.json["config"]?["name"] ?? .null),
+            ])
         case .huggingFace(let c)?: architecture = .object([("kind", .string("huggingface")), ("model_type", c.json["model_type"] ?? .null)])
         case nil: architecture = .null
         }
@@ -63,15 +72,19 @@ public struct InspectReport: Sendable {
                 ("class_name", layer.className.map { .string($0) } ?? .null),
                 ("inbound", .array(layer.inbound.map { .string($0) })),
                 ("parameters", .int(layer.parameterCount)),
-                ("tensors", .array(layer.tensors.map { t in
-                    .object([
-                        ("name", .string(t.name)),
-                        ("dtype", .string(t.dtype.safetensorsName)),
-                        ("shape", .array(t.shape.map { .int($0) })),
-                        ("layout", .string(t.layout.rawValue)),
-                        ("bytes", .number(String(t.data.byteCount))),
-                    ])
-                })),
+                (
+                    "tensors",
+                    .array(
+                        layer.tensors.map { t in
+                            .object([
+                                ("name", .string(t.name)),
+                                ("dtype", .string(t.dtype.safetensorsName)),
+                                ("shape", .array(t.shape.map { .int($0) })),
+                                ("layout", .string(t.layout.rawValue)),
+                                ("bytes", .number(String(t.data.byteCount))),
+                            ])
+                        })
+                ),
             ])
         }
         let history: JSONValue = graph.provenance?.json ?? .array([])
@@ -81,22 +94,28 @@ public struct InspectReport: Sendable {
             ("architecture", architecture),
             ("metadata", .object(metadata)),
             ("layers", .array(layers)),
-            ("totals", .object([
-                ("layers", .int(graph.layers.count)),
-                ("tensors", .int(graph.tensors.count)),
-                ("parameters", .int(graph.parameterCount)),
-                ("bytes", .number(String(graph.byteCount))),
-            ])),
+            (
+                "totals",
+                .object([
+                    ("layers", .int(graph.layers.count)),
+                    ("tensors", .int(graph.tensors.count)),
+                    ("parameters", .int(graph.parameterCount)),
+                    ("bytes", .number(String(graph.byteCount))),
+                ])
+            ),
             ("history", history),
             ("optimizer", graph.optimizer.map { o in .object([("flavor", .string(o.layout.label)), ("tensors", .int(o.tensors.count))]) } ?? .null),
             ("output_shapes", outputShapesJSON),
             ("shape_problem", shapeProblem.map { .string($0) } ?? .null),
-            ("detected", .object([
-                ("first_conv", firstConvolution.map { .string($0) } ?? .null),
-                ("heads", .array(heads.map { .string($0) })),
-                ("first_conv_problem", firstConvolutionProblem.map { .string($0) } ?? .null),
-                ("head_problem", headProblem.map { .string($0) } ?? .null),
-            ])),
+            (
+                "detected",
+                .object([
+                    ("first_conv", firstConvolution.map { .string($0) } ?? .null),
+                    ("heads", .array(heads.map { .string($0) })),
+                    ("first_conv_problem", firstConvolutionProblem.map { .string($0) } ?? .null),
+                    ("head_problem", headProblem.map { .string($0) } ?? .null),
+                ])
+            ),
         ])
     }
 
@@ -111,15 +130,19 @@ public struct InspectReport: Sendable {
                 continue
             }
             for (i, t) in layer.tensors.enumerated() {
-                rows.append([i == 0 ? layer.name : "", i == 0 ? layer.kind.rawValue : "", t.name, ShapeText.python(t.shape),
-                             t.dtype.safetensorsName, i == 0 ? String(layer.parameterCount) : ""] + (i == 0 ? output : output.map { _ in "" }))
+                rows.append(
+                    [
+                        i == 0 ? layer.name : "", i == 0 ? layer.kind.rawValue : "", t.name, ShapeText.python(t.shape),
+                        t.dtype.safetensorsName, i == 0 ? String(layer.parameterCount) : "",
+                    ] + (i == 0 ? output : output.map { _ in "" }))
             }
         }
         var lines: [String] = []
         let flavor = graph.fileStates.all.compactMap(\.flavor).first
         lines.append("\(graph.sourcePath): \(graph.sourceFormat.rawValue)\(flavor.map { " (\($0))" } ?? "")")
         switch graph.architecture {
-        case .keras(let c)?: lines.append("architecture: Keras \(c.json["class_name"]?.stringValue ?? "?") '\(c.json["config"]?["name"]?.stringValue ?? "?")'")
+        case .keras(let c)?:
+            lines.append("architecture: Keras \(c.json["class_name"]?.stringValue ?? "?") '\(c.json["config"]?["name"]?.stringValue ?? "?")'")
         case .huggingFace(let c)?: lines.append("architecture: Hugging Face config.json (model_type \(c.json["model_type"]?.stringValue ?? "?"))")
         case nil: lines.append("architecture: none recorded")
         }
@@ -127,7 +150,8 @@ public struct InspectReport: Sendable {
         lines.append("")
         lines += TextTable.render(rows, rightAligned: [5])
         lines.append("")
-        lines.append("totals: \(graph.layers.count) layers, \(graph.tensors.count) tensors, \(graph.parameterCount) parameters, \(graph.byteCount) bytes")
+        lines.append(
+            "totals: \(graph.layers.count) layers, \(graph.tensors.count) tensors, \(graph.parameterCount) parameters, \(graph.byteCount) bytes")
         if let o = graph.optimizer { lines.append("optimizer state: \(o.tensors.count) tensors (\(o.layout.label))") }
         lines.append("first convolution: \(firstConvolution ?? "none found (\(firstConvolutionProblem ?? ""))")")
         lines.append("classifier head: \(heads.isEmpty ? "none found (\(headProblem ?? ""))" : heads.joined(separator: ", "))")

@@ -1,7 +1,10 @@
 /// Why a JSON document was refused, with the byte offset where parsing stopped.
 public struct JSONParseError: Error, CustomStringConvertible, Sendable {
+    /// The byte where parsing stopped.
     public let offset: Int
+    /// What is wrong there.
     public let reason: String
+    /// `reason at byte N`.
     public var description: String { "\(reason) at byte \(offset)" }
 }
 
@@ -25,6 +28,7 @@ public struct JSONParser {
         return value
     }
 
+    /// Parses `text`.
     public static func parse(_ text: String, rejectDuplicateKeys: Bool = false) throws(JSONParseError) -> JSONValue {
         try parse(Array(text.utf8), rejectDuplicateKeys: rejectDuplicateKeys)
     }
@@ -98,8 +102,14 @@ public struct JSONParser {
             pairs.append((key, try parseValue()))
             skipWhitespace()
             guard index < bytes.count else { throw error("unexpected end of JSON in an object") }
-            if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-            if bytes[index] == UInt8(ascii: "}") { index += 1; return .object(pairs) }
+            if bytes[index] == UInt8(ascii: ",") {
+                index += 1
+                continue
+            }
+            if bytes[index] == UInt8(ascii: "}") {
+                index += 1
+                return .object(pairs)
+            }
             throw error("expected ',' or '}'")
         }
     }
@@ -119,8 +129,14 @@ public struct JSONParser {
             items.append(try parseValue())
             skipWhitespace()
             guard index < bytes.count else { throw error("unexpected end of JSON in an array") }
-            if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-            if bytes[index] == UInt8(ascii: "]") { index += 1; return .array(items) }
+            if bytes[index] == UInt8(ascii: ",") {
+                index += 1
+                continue
+            }
+            if bytes[index] == UInt8(ascii: "]") {
+                index += 1
+                return .array(items)
+            }
             throw error("expected ',' or ']'")
         }
     }
@@ -179,7 +195,10 @@ public struct JSONParser {
         while true {
             guard index < bytes.count else { throw error("unterminated string") }
             let c = bytes[index]
-            if c == UInt8(ascii: "\"") { index += 1; break }
+            if c == UInt8(ascii: "\"") {
+                index += 1
+                break
+            }
             if c < 0x20 { throw error("control character in a string") }
             if c != UInt8(ascii: "\\") {
                 out.append(c)

@@ -12,6 +12,7 @@ public enum JSONValue: Equatable, Sendable {
     /// Key/value pairs in document order.
     case object([(String, JSONValue)])
 
+    /// Equal values; numbers compare by value, objects by their pairs in order.
     public static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
         switch (lhs, rhs) {
         case (.null, .null): return true
@@ -34,21 +35,25 @@ public enum JSONValue: Equatable, Sendable {
         return pairs.first(where: { $0.0 == key })?.1
     }
 
+    /// The string, when this is one.
     public var stringValue: String? {
         if case .string(let s) = self { return s }
         return nil
     }
 
+    /// The elements, when this is an array.
     public var arrayValue: [JSONValue]? {
         if case .array(let a) = self { return a }
         return nil
     }
 
+    /// The pairs in order, when this is an object.
     public var objectValue: [(String, JSONValue)]? {
         if case .object(let o) = self { return o }
         return nil
     }
 
+    /// The boolean, when this is one.
     public var boolValue: Bool? {
         if case .bool(let b) = self { return b }
         return nil
@@ -66,11 +71,13 @@ public enum JSONValue: Equatable, Sendable {
         return nil
     }
 
+    /// The number as a Double, when this is a number.
     public var doubleValue: Double? {
         if case .number(let text) = self { return Double(text) }
         return nil
     }
 
+    /// Whether this is null.
     public var isNull: Bool {
         if case .null = self { return true }
         return false

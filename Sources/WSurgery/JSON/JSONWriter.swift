@@ -23,7 +23,10 @@ extension JSONValue {
         case .number(let text): out += text
         case .string(let s): JSONValue.writeString(s, into: &out, asciiOnly: style == .python)
         case .array(let items):
-            if items.isEmpty { out += "[]"; return }
+            if items.isEmpty {
+                out += "[]"
+                return
+            }
             out += "["
             for (i, item) in items.enumerated() {
                 if i > 0 { out += style == .python ? ", " : "," }
@@ -33,7 +36,10 @@ extension JSONValue {
             if style == .pretty { out += "\n" + String(repeating: "  ", count: indent) }
             out += "]"
         case .object(let pairs):
-            if pairs.isEmpty { out += "{}"; return }
+            if pairs.isEmpty {
+                out += "{}"
+                return
+            }
             out += "{"
             for (i, (key, value)) in pairs.enumerated() {
                 if i > 0 { out += style == .python ? ", " : "," }

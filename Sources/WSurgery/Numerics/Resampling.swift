@@ -7,6 +7,7 @@ import Foundation
 /// reduction factor when shrinking (Pillow; PyTorch with `antialias=True`), otherwise it keeps its width
 /// (PyTorch's default `bilinear`).
 public enum Resampling {
+    /// The interpolation kernel.
     public enum Filter: String, Sendable {
         /// The triangle filter of bilinear interpolation.
         case linear

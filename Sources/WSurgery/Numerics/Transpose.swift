@@ -45,12 +45,16 @@ public enum Transpose {
 /// A tensor's bytes permuted when a writer asks for them, not before: converting a whole checkpoint's
 /// layout holds one tensor (twice) in memory at a time, never the checkpoint.
 public struct TransposedSource: TensorSource {
+    /// The bytes in their original order.
     public let base: any TensorSource
     /// The shape the base bytes are read as.
     public let shape: [Int]
+    /// Bytes per element.
     public let elementSize: Int
+    /// Output axis i is input axis `axes[i]`.
     public let axes: [Int]
 
+    /// `base` viewed as `shape`, its elements permuted by `axes` when read.
     public init(base: any TensorSource, shape: [Int], elementSize: Int, axes: [Int]) {
         self.base = base
         self.shape = shape
@@ -58,9 +62,12 @@ public struct TransposedSource: TensorSource {
         self.axes = axes
     }
 
+    /// As many bytes as the base.
     public var byteCount: UInt64 { base.byteCount }
+    /// Permuted bytes lie in no file region.
     public var fileRegion: FileRegion? { nil }
 
+    /// The permuted bytes, produced a block of output rows at a time.
     public func forEachChunk(maxChunk: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         let permuted = Transpose.bytes(try base.readAll(), shape: shape, elementSize: elementSize, axes: axes)
         try MemorySource(bytes: permuted).forEachChunk(maxChunk: maxChunk, body)

@@ -1,9 +1,12 @@
 /// A tensor's values decoded to `Double`, in C order: what a pass computes with. Only the tensors a pass
 /// changes are decoded; every other tensor keeps its lazy bytes.
 public struct ValueArray: Equatable, Sendable {
+    /// The dimensions, outermost first.
     public var shape: [Int]
+    /// The elements in C order.
     public var values: [Double]
 
+    /// An array of `values` viewed as `shape`.
     public init(shape: [Int], values: [Double]) {
         precondition(values.count == shape.reduce(1, *), "values do not fill the shape")
         self.shape = shape
@@ -97,7 +100,7 @@ public enum TensorValues {
                 case .f32: values[i] = Double(Float(bitPattern: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self).littleEndian))
                 case .f64: values[i] = Double(bitPattern: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self).littleEndian)
                 case .f16: values[i] = Double(Float16(bitPattern: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian))
-                default: // bf16: the upper half of a float32
+                default:  // bf16: the upper half of a float32
                     let high = UInt32(raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian)
                     values[i] = Double(Float(bitPattern: high << 16))
                 }

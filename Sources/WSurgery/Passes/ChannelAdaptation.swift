@@ -20,6 +20,7 @@ public struct ChannelAdaptation: GraphPass {
         case `repeat`, zeros, mean
         case copy(Int)
 
+        /// Parses `repeat`, `zeros`, `mean` or `copy:K`.
         public init(parsing text: String) throws {
             switch text {
             case "repeat": self = .repeat
@@ -33,6 +34,7 @@ public struct ChannelAdaptation: GraphPass {
             }
         }
 
+        /// The spelling `init(parsing:)` reads.
         public var description: String {
             switch self {
             case .repeat: return "repeat"
@@ -45,11 +47,15 @@ public struct ChannelAdaptation: GraphPass {
 
     /// A per-channel input normalisation `(x - mean_c) / std_c` to fold into the collapsed kernel.
     public struct Normalization: Equatable, Sendable {
+        /// Per-channel means.
         public var mean: [Double]
+        /// Per-channel standard deviations (all > 0).
         public var std: [Double]
 
+        /// torchvision's ImageNet normalisation.
         public static let imagenet = Normalization(mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225])
 
+        /// A normalisation.
         public init(mean: [Double], std: [Double]) {
             self.mean = mean
             self.std = std
@@ -74,6 +80,7 @@ public struct ChannelAdaptation: GraphPass {
         }
     }
 
+    /// What the channels become.
     public enum Rule: Equatable, Sendable {
         /// To one channel (`collapse-channels`).
         case collapse(CollapseMode)
@@ -81,22 +88,27 @@ public struct ChannelAdaptation: GraphPass {
         case adapt(channels: Int, extra: ExtraFill?, rescale: Bool)
     }
 
+    /// The rule applied.
     public var rule: Rule
-    /// `--layer` overrides; empty means detect.
+    /// The layers named to act on; empty means detect them.
     public var layers: [String]
+    /// A normalisation folded into the collapsed kernel, when given.
     public var foldNormalization: Normalization?
 
+    /// The pass.
     public init(rule: Rule, layers: [String] = [], foldNormalization: Normalization? = nil) {
         self.rule = rule
         self.layers = layers
         self.foldNormalization = foldNormalization
     }
 
+    /// `collapse-channels` or `adapt-channels`.
     public var name: String {
         if case .collapse = rule { return "collapse-channels" }
         return "adapt-channels"
     }
 
+    /// The resolved options, for reports.
     public var options: [(String, String)] {
         var result: [(String, String)] = []
         switch rule {
@@ -142,6 +154,7 @@ public struct ChannelAdaptation: GraphPass {
         }
     }
 
+    /// Refuses a channel count below 1 and a fold outside collapse-channels.
     public func validate() throws {
         if case .adapt(let channels, _, _) = rule, channels < 1 {
             throw WSurgeryError.invalidOption(option: "channels", reason: "must be at least 1 (got \(channels))")
@@ -151,6 +164,7 @@ public struct ChannelAdaptation: GraphPass {
         }
     }
 
+    /// The graph with the convolutions' kernels mapped and the architecture in step.
     public func apply(to input: TensorGraph) throws -> (TensorGraph, PassReport) {
         var graph = input
         var report = PassReport(pass: name, options: options)
@@ -160,7 +174,8 @@ public struct ChannelAdaptation: GraphPass {
             let layer = try graph.requireLayer(target)
             // Depthwise, separable and transposed kernels put their channel axes elsewhere.
             guard [.conv1d, .conv2d, .conv3d, .unknown].contains(layer.kind), let roles = WeightRoles(layer) else {
-                throw WSurgeryError.unsupportedLayer(path: graph.sourcePath, layer: target, reason: "not a convolution with a kernel of known layout (\(layer.kind.rawValue))")
+                throw WSurgeryError.unsupportedLayer(
+                    path: graph.sourcePath, layer: target, reason: "not a convolution with a kernel of known layout (\(layer.kind.rawValue))")
             }
             let kernelTensor = layer.tensors[roles.kernel]
             let source = kernelTensor.shape[roles.inputAxis]
@@ -174,7 +189,8 @@ public struct ChannelAdaptation: GraphPass {
                 // sum_c w_c W_c m_c / s_c (summed over the window) moves into the bias.
                 let row = weights[0]
                 weights = [row.enumerated().map { $0.element / fold.std[$0.offset] }]
-                let shift = kernel.mapped(along: roles.inputAxis, by: [row.enumerated().map { $0.element * fold.mean[$0.offset] / fold.std[$0.offset] }])
+                let shift = kernel.mapped(
+                    along: roles.inputAxis, by: [row.enumerated().map { $0.element * fold.mean[$0.offset] / fold.std[$0.offset] }])
                 offset = shift.sums(keeping: roles.outputAxis)
                 action += ", normalisation folded in"
             }
@@ -185,7 +201,9 @@ public struct ChannelAdaptation: GraphPass {
                 try foldOffset(offset, conv: layer, roles: roles, into: &graph, report: &report)
             }
             if foldNormalization != nil, let padding = graph.editor.padding(ofConvolution: target), padding != "valid" {
-                report.notes.append("'\(target)' pads with zeros (\(padding)): with the normalisation folded in, outputs near the border differ from the original's (the padded zeros were normalised values there)")
+                report.notes.append(
+                    "'\(target)' pads with zeros (\(padding)): with the normalisation folded in, outputs near the border differ from the original's (the padded zeros were normalised values there)"
+                )
             }
         }
         let edit = try graph.editor.settingInputChannels(newChannels, convolutions: targets, in: graph)
@@ -199,14 +217,16 @@ public struct ChannelAdaptation: GraphPass {
         switch rule {
         case .collapse(let mode):
             if mode == .luma, source != 3 {
-                throw WSurgeryError.unsupportedLayer(path: path, layer: layer, reason: "has \(source) input channels; \(option("mode")) luma needs 3 (RGB)")
+                throw WSurgeryError.unsupportedLayer(
+                    path: path, layer: layer, reason: "has \(source) input channels; \(option("mode")) luma needs 3 (RGB)")
             }
             if source < 2 {
                 throw WSurgeryError.unsupportedLayer(path: path, layer: layer, reason: "has \(source) input channel; collapse-channels needs 3 (RGB)")
             }
         case let .adapt(channels, extra, _):
             if case .copy(let k)? = extra, k >= source {
-                throw WSurgeryError.invalidOption(option: "extra", reason: "copy:\(k) names a channel that '\(layer)' does not have (it has \(source))")
+                throw WSurgeryError.invalidOption(
+                    option: "extra", reason: "copy:\(k) names a channel that '\(layer)' does not have (it has \(source))")
             }
             if channels == source {
                 throw WSurgeryError.invalidOption(option: "channels", reason: "'\(layer)' already has \(source) input channels")
@@ -233,16 +253,25 @@ public struct ChannelAdaptation: GraphPass {
         if let b = roles.bias {
             let bias = try TensorValues.decode(conv.tensors[b], path: graph.sourcePath)
             let values = zip(bias.values, offset).map { $0 - $1 }
-            graph.replaceTensor(layer: conv.name, index: b, with: ValueArray(shape: bias.shape, values: values), action: "normalisation offset folded into the bias", in: &report)
+            graph.replaceTensor(
+                layer: conv.name, index: b, with: ValueArray(shape: bias.shape, values: values), action: "normalisation offset folded into the bias",
+                in: &report)
             return
         }
         guard let bn = LayerDetection.batchNorm(after: conv, in: graph, channels: offset.count),
-              let m = WeightRoles.tensorIndex(in: bn, named: ["moving_mean", "running_mean"]) else {
-            throw WSurgeryError.unsupportedLayer(path: graph.sourcePath, layer: conv.name, reason: "has no bias and feeds no BatchNorm, so the normalisation offset has nowhere to go; drop \(option("fold-normalization")) or normalise the input")
+            let m = WeightRoles.tensorIndex(in: bn, named: ["moving_mean", "running_mean"])
+        else {
+            throw WSurgeryError.unsupportedLayer(
+                path: graph.sourcePath, layer: conv.name,
+                reason:
+                    "has no bias and feeds no BatchNorm, so the normalisation offset has nowhere to go; drop \(option("fold-normalization")) or normalise the input"
+            )
         }
         // BN(z) uses z - mean; the collapsed conv on raw input gives z + offset, so mean += offset.
         let mean = try TensorValues.decode(bn.tensors[m], path: graph.sourcePath)
         let values = zip(mean.values, offset).map { $0 + $1 }
-        graph.replaceTensor(layer: bn.name, index: m, with: ValueArray(shape: mean.shape, values: values), action: "normalisation offset of '\(conv.name)' folded into the moving mean", in: &report)
+        graph.replaceTensor(
+            layer: bn.name, index: m, with: ValueArray(shape: mean.shape, values: values),
+            action: "normalisation offset of '\(conv.name)' folded into the moving mean", in: &report)
     }
 }

@@ -14,16 +14,22 @@ public struct InputShapeChange: GraphPass {
         case error
     }
 
+    /// The new input height.
     public var height: Int
+    /// The new input width.
     public var width: Int
     /// Chains channel adaptation (Surgery I) when set.
     public var channels: Int?
+    /// What to do with Dense kernels whose fan-in changes.
     public var densePolicy: DensePolicy
     /// nil: glorot-uniform for Keras kernels, torch-default for PyTorch layouts.
     public var initializer: Initializer?
+    /// Seed of new weights.
     public var seed: UInt64
 
-    public init(height: Int, width: Int, channels: Int? = nil, densePolicy: DensePolicy = .reinit, initializer: Initializer? = nil, seed: UInt64 = 0) {
+    /// The pass.
+    public init(height: Int, width: Int, channels: Int? = nil, densePolicy: DensePolicy = .reinit, initializer: Initializer? = nil, seed: UInt64 = 0)
+    {
         self.height = height
         self.width = width
         self.channels = channels
@@ -32,8 +38,10 @@ public struct InputShapeChange: GraphPass {
         self.seed = seed
     }
 
+    /// `set-input-shape`.
     public var name: String { "set-input-shape" }
 
+    /// The resolved options, for reports.
     public var options: [(String, String)] {
         var result: [(String, String)] = [("size", "\(height)x\(width)")]
         if let channels { result.append(("channels", String(channels))) }
@@ -43,11 +51,15 @@ public struct InputShapeChange: GraphPass {
         return result
     }
 
+    /// Refuses sizes and channel counts below 1.
     public func validate() throws {
-        guard height >= 1, width >= 1 else { throw WSurgeryError.invalidOption(option: "size", reason: "must be at least 1x1 (got \(height)x\(width))") }
+        guard height >= 1, width >= 1 else {
+            throw WSurgeryError.invalidOption(option: "size", reason: "must be at least 1x1 (got \(height)x\(width))")
+        }
         if let channels, channels < 1 { throw WSurgeryError.invalidOption(option: "channels", reason: "must be at least 1 (got \(channels))") }
     }
 
+    /// The graph at the new size.
     public func apply(to input: TensorGraph) throws -> (TensorGraph, PassReport) {
         var graph = input
         var report = PassReport(pass: name, options: options)
@@ -56,8 +68,12 @@ public struct InputShapeChange: GraphPass {
         let plan = try graph.editor.settingInputSize(height: height, width: width, in: graph)
         let fanIns = plan.fanInChanges
         if !fanIns.isEmpty, densePolicy == .error {
-            throw WSurgeryError.weightsDoNotFit(path: path, layers: fanIns.map { "\($0.misfit.layer) (kernel \(ShapeText.python($0.misfit.tensor.shape)) -> \(ShapeText.python($0.misfit.expected)))" },
-                                                hint: "use \(option("dense-policy")) reinit or resample")
+            throw WSurgeryError.weightsDoNotFit(
+                path: path,
+                layers: fanIns.map {
+                    "\($0.misfit.layer) (kernel \(ShapeText.python($0.misfit.tensor.shape)) -> \(ShapeText.python($0.misfit.expected)))"
+                },
+                hint: "use \(option("dense-policy")) reinit or resample")
         }
         for change in fanIns {
             let m = change.misfit
@@ -65,12 +81,15 @@ public struct InputShapeChange: GraphPass {
                 let grid: FlattenedGrid
                 switch change.grid {
                 case .success(let found): grid = found
-                case .failure(let problem): throw WSurgeryError.unsupportedLayer(path: path, layer: m.layer, reason: "\(option("dense-policy")) resample: \(problem.reason)")
+                case .failure(let problem):
+                    throw WSurgeryError.unsupportedLayer(path: path, layer: m.layer, reason: "\(option("dense-policy")) resample: \(problem.reason)")
                 }
                 let (values, action) = try resampled(m.tensor, grid: grid, path: path)
                 graph.replaceTensor(layer: m.layer, index: m.index, with: values, action: action, in: &report)
             } else {
-                try Refit.reinitialise(m, in: &graph, initializer: initializer, seed: seed, reason: " for fan-in \(m.tensor.shape[0]) -> \(m.expected[0].map(String.init) ?? "?")", report: &report)
+                try Refit.reinitialise(
+                    m, in: &graph, initializer: initializer, seed: seed,
+                    reason: " for fan-in \(m.tensor.shape[0]) -> \(m.expected[0].map(String.init) ?? "?")", report: &report)
             }
         }
         for embedding in plan.positionEmbeddings { try resample(embedding, in: &graph, report: &report) }
@@ -79,11 +98,15 @@ public struct InputShapeChange: GraphPass {
         report.layerShapes = plan.layerShapes.map { shapes in
             let weighted = graph.layer(named: shapes.layer).map { !$0.tensors.isEmpty } ?? false
             let changed = fanIns.contains { $0.misfit.layer == shapes.layer }
-            return LayerShapeChange(layer: shapes.layer, oldOutput: shapes.old, newOutput: shapes.new,
-                                    weights: !weighted ? "-" : changed ? (densePolicy == .resample ? "resampled" : "re-initialised") : "unchanged")
+            return LayerShapeChange(
+                layer: shapes.layer, oldOutput: shapes.old, newOutput: shapes.new,
+                weights: !weighted ? "-" : changed ? (densePolicy == .resample ? "resampled" : "re-initialised") : "unchanged")
         }
         if !plan.layerShapes.isEmpty, fanIns.isEmpty {
-            report.notes.append("every weight transfers unchanged" + (plan.globalPooling.isEmpty ? "" : ": the model is fully convolutional up to \(plan.globalPooling.map { "'\($0)'" }.joined(separator: ", "))"))
+            report.notes.append(
+                "every weight transfers unchanged"
+                    + (plan.globalPooling.isEmpty
+                        ? "" : ": the model is fully convolutional up to \(plan.globalPooling.map { "'\($0)'" }.joined(separator: ", "))"))
         }
         if !report.changes.isEmpty { graph.dropOptimizerState(in: &report) }
         return (graph, report)
@@ -121,11 +144,15 @@ public struct InputShapeChange: GraphPass {
         let dim = tensor.shape[tensor.shape.count - 1]
         let values = try TensorValues.decode(tensor, path: graph.sourcePath).values
         let gridValues = ValueArray(shape: [change.oldGrid.height, change.oldGrid.width, dim], values: Array(values[(prefix * dim)...]))
-        let resized = Resampling.resize(gridValues, axes: [0, 1], to: [change.newGrid.height, change.newGrid.width], filter: .cubic, antialias: true)
+        let resized = Resampling.resize(
+            gridValues, axes: [0, 1], to: [change.newGrid.height, change.newGrid.width], filter: .cubic, antialias: true)
         var shape = tensor.shape
         shape[shape.count - 2] = prefix + change.newGrid.height * change.newGrid.width
         let result = ValueArray(shape: shape, values: Array(values[..<(prefix * dim)]) + resized.values)
-        graph.replaceTensor(layer: change.layer, index: change.index, with: result,
-                            action: "grid \(change.oldGrid.height)x\(change.oldGrid.width) -> \(change.newGrid.height)x\(change.newGrid.width) resampled bicubic (antialiased, timm's default), \(prefix) prefix token(s) kept", in: &report)
+        graph.replaceTensor(
+            layer: change.layer, index: change.index, with: result,
+            action:
+                "grid \(change.oldGrid.height)x\(change.oldGrid.width) -> \(change.newGrid.height)x\(change.newGrid.width) resampled bicubic (antialiased, timm's default), \(prefix) prefix token(s) kept",
+            in: &report)
     }
 }

@@ -2,12 +2,18 @@
 /// a layer whose weights no longer fit is an error unless `reinitNext` gives it new ones. `top` removes
 /// the classifier stack after the last layer with a spatial output, like `include_top=False`.
 public struct LayerRemoval: GraphPass {
+    /// The layers to remove (empty with `top`).
     public var layers: [String]
+    /// Remove the classifier stack instead.
     public var top: Bool
+    /// Give later layers whose weights no longer fit new weights instead of refusing.
     public var reinitNext: Bool
+    /// nil: glorot-uniform for Keras kernels, torch-default for PyTorch layouts.
     public var initializer: Initializer?
+    /// Seed of new weights.
     public var seed: UInt64
 
+    /// The pass.
     public init(layers: [String] = [], top: Bool = false, reinitNext: Bool = false, initializer: Initializer? = nil, seed: UInt64 = 0) {
         self.layers = layers
         self.top = top
@@ -16,8 +22,10 @@ public struct LayerRemoval: GraphPass {
         self.seed = seed
     }
 
+    /// `drop-layer`.
     public var name: String { "drop-layer" }
 
+    /// The resolved options, for reports.
     public var options: [(String, String)] {
         var result: [(String, String)] = top ? [("top", "true")] : [("layer", layers.joined(separator: ","))]
         if reinitNext {
@@ -28,19 +36,28 @@ public struct LayerRemoval: GraphPass {
         return result
     }
 
+    /// Refuses both or neither of layers and top.
     public func validate() throws {
         guard layers.isEmpty == top else {
-            throw WSurgeryError.invalidOption(option: top ? "top" : "layer", reason: top ? "give \(option("top")) or \(option("layer")), not both" : "name the layers to remove with \(option("layer")), or give \(option("top"))")
+            throw WSurgeryError.invalidOption(
+                option: top ? "top" : "layer",
+                reason: top
+                    ? "give \(option("top")) or \(option("layer")), not both"
+                    : "name the layers to remove with \(option("layer")), or give \(option("top"))")
         }
     }
 
+    /// The graph without the layers, its architecture reconnected.
     public func apply(to input: TensorGraph) throws -> (TensorGraph, PassReport) {
         var graph = input
         var report = PassReport(pass: name, options: options)
         let plan = try graph.editor.removingLayers(top ? .top : .named(layers), in: graph)
         let names = plan.removed
         if let first = plan.misfits.first, !reinitNext {
-            throw WSurgeryError.shapeMismatch(path: graph.sourcePath, layer: first.layer, reason: "after removing \(names.map { "'\($0)'" }.joined(separator: ", ")): " + plan.misfits.map(\.description).joined(separator: "; ") + "; \(option("reinit-next")) gives it new weights")
+            throw WSurgeryError.shapeMismatch(
+                path: graph.sourcePath, layer: first.layer,
+                reason: "after removing \(names.map { "'\($0)'" }.joined(separator: ", ")): "
+                    + plan.misfits.map(\.description).joined(separator: "; ") + "; \(option("reinit-next")) gives it new weights")
         }
         remove(Set(names), from: &graph, report: &report)
         for misfit in plan.misfits { try Refit.reinitialise(misfit, in: &graph, initializer: initializer, seed: seed, report: &report) }

@@ -1,6 +1,6 @@
 import Foundation
 
-/// `convert --layout torch|keras`: moves every tensor between Keras's and PyTorch's axis conventions and
+/// `convert` to another layout: moves every tensor between Keras's and PyTorch's axis conventions and
 /// names. Keras kernels (kh, kw, in, out) become PyTorch weights (out, in, kh, kw); depthwise kernels
 /// (kh, kw, in, m) become (in*m, 1, kh, kw); transposed-conv kernels (kh, kw, out, in) become
 /// (in, out, kh, kw); Dense kernels are transposed, and the first Dense after a Flatten also has its rows
@@ -9,22 +9,30 @@ import Foundation
 /// moved, never decoded, so converting back gives the original bytes. The Keras model config travels in
 /// the PyTorch file's metadata, so the way back restores a loadable Keras model.
 public struct LayoutConversion: GraphPass {
+    /// The layout to move to.
     public var target: Layout
 
+    /// The pass.
     public init(target: Layout) { self.target = target }
 
+    /// `convert`.
     public var name: String { "convert" }
+    /// The target layout.
     public var options: [(String, String)] { [("layout", target.rawValue)] }
 
+    /// Refuses the unknown layout.
     public func validate() throws {
         guard target != .unknown else { throw WSurgeryError.invalidOption(option: "layout", reason: "expected torch or keras") }
     }
 
+    /// The graph in the target layout.
     public func apply(to input: TensorGraph) throws -> (TensorGraph, PassReport) {
         var report = PassReport(pass: name, options: options)
         let present = Set(input.tensors.map(\.layout)).subtracting([.unknown])
         if present == [target] || present.isEmpty {
-            throw WSurgeryError.unsupportedLayer(path: input.sourcePath, layer: input.layers.first?.name ?? "?", reason: "the checkpoint's tensors are already in \(target.rawValue) layout")
+            throw WSurgeryError.unsupportedLayer(
+                path: input.sourcePath, layer: input.layers.first?.name ?? "?",
+                reason: "the checkpoint's tensors are already in \(target.rawValue) layout")
         }
         var graph = target == .torch ? try toTorch(input, &report) : try toKeras(input, &report)
         graph.dropOptimizerState(in: &report)
@@ -48,7 +56,9 @@ public struct LayoutConversion: GraphPass {
         let path = input.sourcePath
         let facts = try input.architecture?.layoutFacts(path: path)
         if facts == nil, input.layers.contains(where: { $0.kind == .dense }) {
-            report.notes.append("no Keras config: Dense kernels are transposed, but whether one follows a Flatten is unknown, so its rows keep Keras's (H, W, C) order")
+            report.notes.append(
+                "no Keras config: Dense kernels are transposed, but whether one follows a Flatten is unknown, so its rows keep Keras's (H, W, C) order"
+            )
         }
         var graph = input
         graph.layers = []
@@ -64,21 +74,27 @@ public struct LayoutConversion: GraphPass {
                 case "kernel" where kind == .dense:
                     move = Move(name: "\(prefix).weight", axes: [1, 0], note: "transposed")
                     if let (h, w, c) = try facts?.flattenedInput(of: layer.name, rows: tensor.shape[0]) {
-                        move = Move(name: "\(prefix).weight", axes: [3, 2, 0, 1], viewAs: [h, w, c, tensor.shape[1]], shape: [tensor.shape[1], c * h * w],
-                                    note: "transposed, rows reordered from Flatten's (H, W, C) = (\(h), \(w), \(c)) to PyTorch's (C, H, W)")
+                        move = Move(
+                            name: "\(prefix).weight", axes: [3, 2, 0, 1], viewAs: [h, w, c, tensor.shape[1]], shape: [tensor.shape[1], c * h * w],
+                            note: "transposed, rows reordered from Flatten's (H, W, C) = (\(h), \(w), \(c)) to PyTorch's (C, H, W)")
                     }
                 case "kernel" where rank >= 3:
-                    move = Move(name: "\(prefix).weight", axes: [rank - 1, rank - 2] + Array(0..<(rank - 2)), note: "permuted \(Self.axesText([rank - 1, rank - 2] + Array(0..<(rank - 2))))")
+                    move = Move(
+                        name: "\(prefix).weight", axes: [rank - 1, rank - 2] + Array(0..<(rank - 2)),
+                        note: "permuted \(Self.axesText([rank - 1, rank - 2] + Array(0..<(rank - 2))))")
                 case "kernel" where rank == 2:
                     move = Move(name: "\(prefix).weight", axes: [1, 0], note: "transposed")
                 case "depthwise_kernel" where rank >= 3:
                     let spatial = Array(0..<(rank - 2))
                     let permuted = Transpose.shape(tensor.shape, [rank - 2, rank - 1] + spatial)
                     let name = kind == .separableConv2d ? "\(prefix).depthwise.weight" : "\(prefix).weight"
-                    move = Move(name: name, axes: [rank - 2, rank - 1] + spatial, shape: [permuted[0] * permuted[1], 1] + Array(permuted[2...]),
-                                note: "permuted \(Self.axesText([rank - 2, rank - 1] + spatial)), reshaped to (in*multiplier, 1, ...)")
+                    move = Move(
+                        name: name, axes: [rank - 2, rank - 1] + spatial, shape: [permuted[0] * permuted[1], 1] + Array(permuted[2...]),
+                        note: "permuted \(Self.axesText([rank - 2, rank - 1] + spatial)), reshaped to (in*multiplier, 1, ...)")
                 case "pointwise_kernel" where rank >= 3:
-                    move = Move(name: "\(prefix).pointwise.weight", axes: [rank - 1, rank - 2] + Array(0..<(rank - 2)), note: "permuted \(Self.axesText([rank - 1, rank - 2] + Array(0..<(rank - 2))))")
+                    move = Move(
+                        name: "\(prefix).pointwise.weight", axes: [rank - 1, rank - 2] + Array(0..<(rank - 2)),
+                        note: "permuted \(Self.axesText([rank - 1, rank - 2] + Array(0..<(rank - 2))))")
                 case "bias":
                     move = Move(name: kind == .separableConv2d ? "\(prefix).pointwise.bias" : "\(prefix).bias", note: "renamed")
                 case "gamma": move = Move(name: "\(prefix).weight", note: "renamed")
@@ -87,14 +103,22 @@ public struct LayoutConversion: GraphPass {
                 case "moving_variance": move = Move(name: "\(prefix).running_var", note: "renamed")
                 case "embeddings": move = Move(name: "\(prefix).weight", note: "renamed")
                 default:
-                    throw WSurgeryError.unsupportedLayer(path: path, layer: layer.name, reason: "no PyTorch equivalent known for variable '\(local)' of \(layer.className ?? kind.rawValue) (shape \(ShapeText.python(tensor.shape)))")
+                    throw WSurgeryError.unsupportedLayer(
+                        path: path, layer: layer.name,
+                        reason:
+                            "no PyTorch equivalent known for variable '\(local)' of \(layer.className ?? kind.rawValue) (shape \(ShapeText.python(tensor.shape)))"
+                    )
                 }
                 tensors.append(try apply(move, to: tensor, layer: prefix, layout: rank >= 2 ? .torch : .unknown, path: path, report: &report))
             }
             if kind == .batchNorm {
-                let counter = Tensor(name: "\(prefix).num_batches_tracked", dtype: .i64, shape: [], layout: .unknown, data: MemorySource(bytes: [UInt8](repeating: 0, count: 8)))
+                let counter = Tensor(
+                    name: "\(prefix).num_batches_tracked", dtype: .i64, shape: [], layout: .unknown,
+                    data: MemorySource(bytes: [UInt8](repeating: 0, count: 8)))
                 tensors.append(counter)
-                report.changes.append(TensorChange(layer: prefix, tensor: counter.name, oldShape: [], newShape: [], action: "added (int64 0, as a fresh PyTorch BatchNorm)"))
+                report.changes.append(
+                    TensorChange(
+                        layer: prefix, tensor: counter.name, oldShape: [], newShape: [], action: "added (int64 0, as a fresh PyTorch BatchNorm)"))
             }
             graph.layers.append(Layer(name: prefix, kind: layer.kind, className: layer.className, tensors: tensors))
         }
@@ -115,7 +139,9 @@ public struct LayoutConversion: GraphPass {
         // Keras layers by PyTorch module path, when the tensors came from a Keras model.
         let facts = try input.originalArchitecture?.layoutFacts(path: path)
         if facts == nil {
-            report.notes.append("no Keras config in the file: names and axes follow each tensor's own shape; a Linear after a flatten keeps PyTorch's (C, H, W) row order, and a depthwise convolution cannot be told from one with a single input channel")
+            report.notes.append(
+                "no Keras config in the file: names and axes follow each tensor's own shape; a Linear after a flatten keeps PyTorch's (C, H, W) row order, and a depthwise convolution cannot be told from one with a single input channel"
+            )
         }
         var converted: [Tensor] = []
         for layer in input.layers {
@@ -130,13 +156,17 @@ public struct LayoutConversion: GraphPass {
                     part = String(moduleName[moduleName.index(after: dot)...])
                 }
                 if facts != nil, keras == nil {
-                    throw WSurgeryError.unsupportedLayer(path: path, layer: moduleName, reason: "the Keras config in the file has no layer for PyTorch module '\(moduleName)'")
+                    throw WSurgeryError.unsupportedLayer(
+                        path: path, layer: moduleName, reason: "the Keras config in the file has no layer for PyTorch module '\(moduleName)'")
                 }
                 let kerasName = keras?.name ?? prefix
                 let kind = keras?.kind ?? layer.kind
                 let rank = tensor.shape.count
                 if local == "num_batches_tracked" {
-                    report.changes.append(TensorChange(layer: kerasName, tensor: tensor.name, oldShape: tensor.shape, newShape: [], action: "dropped (Keras keeps no batch counter)"))
+                    report.changes.append(
+                        TensorChange(
+                            layer: kerasName, tensor: tensor.name, oldShape: tensor.shape, newShape: [],
+                            action: "dropped (Keras keeps no batch counter)"))
                     continue
                 }
                 let isNorm = [.batchNorm, .layerNorm, .groupNorm].contains(kind) || (rank == 1 && local == "weight")
@@ -145,21 +175,29 @@ public struct LayoutConversion: GraphPass {
                 case "weight" where kind == .dense || (keras == nil && rank == 2 && layer.kind != .embedding):
                     move = Move(name: "\(kerasName)/kernel", axes: [1, 0], note: "transposed")
                     if let (h, w, c) = try facts?.flattenedInput(of: kerasName, rows: tensor.shape[1]) {
-                        move = Move(name: "\(kerasName)/kernel", axes: [2, 3, 1, 0], viewAs: [tensor.shape[0], c, h, w], shape: [h * w * c, tensor.shape[0]],
-                                    note: "transposed, rows reordered from PyTorch's (C, H, W) to Flatten's (H, W, C) = (\(h), \(w), \(c))")
+                        move = Move(
+                            name: "\(kerasName)/kernel", axes: [2, 3, 1, 0], viewAs: [tensor.shape[0], c, h, w], shape: [h * w * c, tensor.shape[0]],
+                            note: "transposed, rows reordered from PyTorch's (C, H, W) to Flatten's (H, W, C) = (\(h), \(w), \(c))")
                     }
                 case "weight" where kind == .depthwiseConv2d || part == "depthwise":
                     let multiplier = keras?.depthMultiplier ?? 1
                     guard multiplier > 0, tensor.shape[0] % multiplier == 0 else {
-                        throw WSurgeryError.unsupportedLayer(path: path, layer: kerasName, reason: "depthwise weight \(ShapeText.python(tensor.shape)) does not split into channels x multiplier")
+                        throw WSurgeryError.unsupportedLayer(
+                            path: path, layer: kerasName,
+                            reason: "depthwise weight \(ShapeText.python(tensor.shape)) does not split into channels x multiplier")
                     }
                     let view = [tensor.shape[0] / multiplier, multiplier] + Array(tensor.shape[2...])
                     let axes = Array(2..<rank) + [0, 1]
-                    move = Move(name: "\(kerasName)/depthwise_kernel", axes: axes, viewAs: view, note: "reshaped to (in, multiplier, ...), permuted \(Self.axesText(axes))")
+                    move = Move(
+                        name: "\(kerasName)/depthwise_kernel", axes: axes, viewAs: view,
+                        note: "reshaped to (in, multiplier, ...), permuted \(Self.axesText(axes))")
                 case "weight" where part == "pointwise" && rank >= 3:
-                    move = Move(name: "\(kerasName)/pointwise_kernel", axes: Array(2..<rank) + [1, 0], note: "permuted \(Self.axesText(Array(2..<rank) + [1, 0]))")
+                    move = Move(
+                        name: "\(kerasName)/pointwise_kernel", axes: Array(2..<rank) + [1, 0],
+                        note: "permuted \(Self.axesText(Array(2..<rank) + [1, 0]))")
                 case "weight" where rank >= 3:
-                    move = Move(name: "\(kerasName)/kernel", axes: Array(2..<rank) + [1, 0], note: "permuted \(Self.axesText(Array(2..<rank) + [1, 0]))")
+                    move = Move(
+                        name: "\(kerasName)/kernel", axes: Array(2..<rank) + [1, 0], note: "permuted \(Self.axesText(Array(2..<rank) + [1, 0]))")
                 case "weight" where kind == .embedding:
                     move = Move(name: "\(kerasName)/embeddings", note: "renamed")
                 case "weight" where isNorm: move = Move(name: "\(kerasName)/gamma", note: "renamed")
@@ -168,9 +206,14 @@ public struct LayoutConversion: GraphPass {
                 case "running_mean": move = Move(name: "\(kerasName)/moving_mean", note: "renamed")
                 case "running_var": move = Move(name: "\(kerasName)/moving_variance", note: "renamed")
                 default:
-                    throw WSurgeryError.unsupportedLayer(path: path, layer: moduleName, reason: "no Keras equivalent known for '\(tensor.name)' (shape \(ShapeText.python(tensor.shape)))")
+                    throw WSurgeryError.unsupportedLayer(
+                        path: path, layer: moduleName,
+                        reason: "no Keras equivalent known for '\(tensor.name)' (shape \(ShapeText.python(tensor.shape)))")
                 }
-                converted.append(try apply(move, to: tensor, layer: kerasName, layout: move.name.hasSuffix("kernel") || move.name.hasSuffix("embeddings") ? .keras : .unknown, path: path, report: &report))
+                converted.append(
+                    try apply(
+                        move, to: tensor, layer: kerasName,
+                        layout: move.name.hasSuffix("kernel") || move.name.hasSuffix("embeddings") ? .keras : .unknown, path: path, report: &report))
             }
         }
         var graph = input
@@ -199,7 +242,8 @@ public struct LayoutConversion: GraphPass {
             result.data = TransposedSource(base: tensor.data, shape: view, elementSize: bits / 8, axes: axes)
             result.shape = move.shape ?? Transpose.shape(view, axes)
         }
-        report.changes.append(TensorChange(layer: layer, tensor: "\(tensor.name) -> \(move.name)", oldShape: tensor.shape, newShape: result.shape, action: move.note))
+        report.changes.append(
+            TensorChange(layer: layer, tensor: "\(tensor.name) -> \(move.name)", oldShape: tensor.shape, newShape: result.shape, action: move.note))
         return result
     }
 

@@ -13,9 +13,13 @@ public protocol GraphPass: Sendable {
 
 /// One tensor whose shape or values a pass changed.
 public struct TensorChange: Sendable, Equatable {
+    /// The layer owning the tensor.
     public var layer: String
+    /// The tensor's name.
     public var tensor: String
+    /// Its shape before (`[]` for a tensor the pass added).
     public var oldShape: [Int]
+    /// Its shape after (`[]` for a tensor the pass removed).
     public var newShape: [Int]
     /// What was done (`summed over input channels`, `new (glorot-uniform, seed 0)`).
     public var action: String
@@ -23,8 +27,11 @@ public struct TensorChange: Sendable, Equatable {
 
 /// One layer's output shape before and after an edit, and what happened to its weights.
 public struct LayerShapeChange: Sendable, Equatable {
+    /// The layer.
     public var layer: String
+    /// Its output shape before.
     public var oldOutput: FeatureShape?
+    /// Its output shape after.
     public var newOutput: FeatureShape?
     /// `unchanged`, `re-initialised`, `resampled`, `-` (no weights).
     public var weights: String
@@ -33,44 +40,59 @@ public struct LayerShapeChange: Sendable, Equatable {
 /// What a pass did: every tensor whose shape or values changed, and notes (architecture edits, dropped
 /// optimizer state). Rendered as a table or as JSON.
 public struct PassReport: Sendable {
+    /// The pass's name.
     public var pass: String
+    /// Its resolved options.
     public var options: [(String, String)]
+    /// Every tensor changed.
     public var changes: [TensorChange] = []
+    /// What else changed.
     public var notes: [String] = []
     /// Per layer, its output shape before and after and what happened to its weights (passes that
     /// change shapes).
     public var layerShapes: [LayerShapeChange] = []
 
+    /// An empty report for `pass`.
     public init(pass: String, options: [(String, String)]) {
         self.pass = pass
         self.options = options
     }
 
+    /// The report as JSON.
     public var json: JSONValue {
         .object([
             ("pass", .string(pass)),
             ("options", .object(options.map { ($0.0, .string($0.1)) })),
-            ("changes", .array(changes.map { c in
-                .object([
-                    ("layer", .string(c.layer)),
-                    ("tensor", .string(c.tensor)),
-                    ("old_shape", .array(c.oldShape.map { .int($0) })),
-                    ("new_shape", .array(c.newShape.map { .int($0) })),
-                    ("action", .string(c.action)),
-                ])
-            })),
+            (
+                "changes",
+                .array(
+                    changes.map { c in
+                        .object([
+                            ("layer", .string(c.layer)),
+                            ("tensor", .string(c.tensor)),
+                            ("old_shape", .array(c.oldShape.map { .int($0) })),
+                            ("new_shape", .array(c.newShape.map { .int($0) })),
+                            ("action", .string(c.action)),
+                        ])
+                    })
+            ),
             ("notes", .array(notes.map { .string($0) })),
-            ("layers", .array(layerShapes.map { l in
-                .object([
-                    ("layer", .string(l.layer)),
-                    ("old_output", l.oldOutput.map(ShapeText.json) ?? .null),
-                    ("new_output", l.newOutput.map(ShapeText.json) ?? .null),
-                    ("weights", .string(l.weights)),
-                ])
-            })),
+            (
+                "layers",
+                .array(
+                    layerShapes.map { l in
+                        .object([
+                            ("layer", .string(l.layer)),
+                            ("old_output", l.oldOutput.map(ShapeText.json) ?? .null),
+                            ("new_output", l.newOutput.map(ShapeText.json) ?? .null),
+                            ("weights", .string(l.weights)),
+                        ])
+                    })
+            ),
         ])
     }
 
+    /// The report as aligned text.
     public var table: String {
         var rows: [[String]] = [["layer", "tensor", "old shape", "new shape", "action"]]
         for c in changes {

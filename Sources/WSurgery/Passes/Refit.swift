@@ -3,7 +3,9 @@ enum Refit {
     /// New values for a misfit: kernels from `initializer` (default glorot-uniform for Keras, torch-default
     /// for PyTorch layouts), biases and BatchNorm/LayerNorm shifts and means zeros, scales and variances ones.
     /// `reason` ends the report's action (default: the new input shape).
-    static func reinitialise(_ misfit: WeightMisfit, in graph: inout TensorGraph, initializer: Initializer?, seed: UInt64, reason: String? = nil, report: inout PassReport) throws {
+    static func reinitialise(
+        _ misfit: WeightMisfit, in graph: inout TensorGraph, initializer: Initializer?, seed: UInt64, reason: String? = nil, report: inout PassReport
+    ) throws {
         guard misfit.expected.allSatisfy({ $0 != nil }) else {
             throw WSurgeryError.shapeMismatch(path: graph.sourcePath, layer: misfit.layer, reason: misfit.description + ", with sizes left open")
         }
@@ -19,6 +21,8 @@ enum Refit {
         }
         let layout = misfit.tensor.layout == .unknown ? Layout.keras : misfit.tensor.layout
         let values = kind.values(shape: shape, fans: Fans(shape: shape, layout: layout), seed: seed, tensor: misfit.tensor.name)
-        graph.replaceTensor(layer: misfit.layer, index: misfit.index, with: values, action: "new \(kind) (seed \(seed))" + (reason ?? ": its input changed to \(ShapeText.python(misfit.input))"), in: &report)
+        graph.replaceTensor(
+            layer: misfit.layer, index: misfit.index, with: values,
+            action: "new \(kind) (seed \(seed))" + (reason ?? ": its input changed to \(ShapeText.python(misfit.input))"), in: &report)
     }
 }

@@ -2,11 +2,15 @@
 public enum Pipeline {
     /// The reports of each pass and the writer's notes.
     public struct Result: Sendable {
+        /// Each pass's report, in order.
         public var reports: [PassReport]
+        /// What the writer noted (dropped state, extra files written).
         public var writerNotes: [String]
         /// Tensors and bytes of the graph that was (or would be) written.
         public var tensorCount: Int
+        /// Bytes of tensor data written.
         public var byteCount: UInt64
+        /// The input's format.
         public var sourceFormat: CheckpointFormat
     }
 
@@ -28,6 +32,7 @@ public enum Pipeline {
         }
         if output != nil { try Provenance.record(passes, input: input, in: &graph) }
         let notes = try output.map { try Checkpoint.write(graph, to: $0, options: options) } ?? []
-        return Result(reports: reports, writerNotes: notes, tensorCount: graph.tensors.count, byteCount: graph.byteCount, sourceFormat: graph.sourceFormat)
+        return Result(
+            reports: reports, writerNotes: notes, tensorCount: graph.tensors.count, byteCount: graph.byteCount, sourceFormat: graph.sourceFormat)
     }
 }

@@ -11,18 +11,24 @@ public struct Provenance: Sendable, Equatable {
 
     /// One run of wsurgery.
     public struct Entry: Sendable, Equatable {
+        /// Always `wsurgery`.
         public var tool: String
+        /// The version of wsurgery that made the file.
         public var version: String
         /// Each pass with its options as resolved (defaults included, seeds included).
         public var passes: [(name: String, options: [(String, String)])]
         /// The input's file name (not its path: the same file elsewhere gives the same bytes).
         public var inputName: String
+        /// The input's format (`keras-legacy-h5`).
         public var inputFormat: String
         /// SHA-256 of the input file (for a sharded input, of its index file).
         public var inputSHA256: String
 
-        public init(passes: [(name: String, options: [(String, String)])], inputName: String, inputFormat: String, inputSHA256: String,
-                    tool: String = "wsurgery", version: String = Provenance.toolVersion) {
+        /// An entry for one run.
+        public init(
+            passes: [(name: String, options: [(String, String)])], inputName: String, inputFormat: String, inputSHA256: String,
+            tool: String = "wsurgery", version: String = Provenance.toolVersion
+        ) {
             self.tool = tool
             self.version = version
             self.passes = passes
@@ -31,31 +37,42 @@ public struct Provenance: Sendable, Equatable {
             self.inputSHA256 = inputSHA256
         }
 
+        /// Entries are equal when they record the same JSON.
         public static func == (a: Entry, b: Entry) -> Bool { a.json == b.json }
 
         /// The seeds the passes used (a `seed` option), in pass order.
         public var seeds: [String] { passes.compactMap { pass in pass.options.first { $0.0 == "seed" }?.1 } }
 
+        /// The entry as stored.
         public var json: JSONValue {
             var fields: [(String, JSONValue)] = [
                 ("tool", .string(tool)),
                 ("version", .string(version)),
-                ("passes", .array(passes.map { pass in
-                    .object([("pass", .string(pass.name)), ("options", .object(pass.options.map { ($0.0, .string($0.1)) }))])
-                })),
+                (
+                    "passes",
+                    .array(
+                        passes.map { pass in
+                            .object([("pass", .string(pass.name)), ("options", .object(pass.options.map { ($0.0, .string($0.1)) }))])
+                        })
+                ),
             ]
             if let seed = seeds.first, Set(seeds).count == 1 { fields.append(("seed", .string(seed))) }
-            fields.append(("input", .object([
-                ("name", .string(inputName)),
-                ("format", .string(inputFormat)),
-                ("sha256", .string(inputSHA256)),
-            ])))
+            fields.append(
+                (
+                    "input",
+                    .object([
+                        ("name", .string(inputName)),
+                        ("format", .string(inputFormat)),
+                        ("sha256", .string(inputSHA256)),
+                    ])
+                ))
             return .object(fields)
         }
 
         init?(json: JSONValue) {
             guard let tool = json["tool"]?.stringValue, let version = json["version"]?.stringValue,
-                  case .array(let passList)? = json["passes"], let input = json["input"] else { return nil }
+                case .array(let passList)? = json["passes"], let input = json["input"]
+            else { return nil }
             var passes: [(name: String, options: [(String, String)])] = []
             for pass in passList {
                 guard let name = pass["pass"]?.stringValue else { return nil }
@@ -65,21 +82,27 @@ public struct Provenance: Sendable, Equatable {
                 }
                 passes.append((name, options))
             }
-            self.init(passes: passes, inputName: input["name"]?.stringValue ?? "?", inputFormat: input["format"]?.stringValue ?? "?",
-                      inputSHA256: input["sha256"]?.stringValue ?? "?", tool: tool, version: version)
+            self.init(
+                passes: passes, inputName: input["name"]?.stringValue ?? "?", inputFormat: input["format"]?.stringValue ?? "?",
+                inputSHA256: input["sha256"]?.stringValue ?? "?", tool: tool, version: version)
         }
 
         /// One line: `wsurgery 0.1.0: collapse-channels (mode=sum), replace-head (classes=5, seed=1) on a.h5 (keras-legacy-h5, sha256 0123abcd…)`.
         public var summary: String {
-            let steps = passes.isEmpty ? "convert" : passes.map { pass in
-                pass.name + (pass.options.isEmpty ? "" : " (" + pass.options.map { "\($0.0)=\($0.1)" }.joined(separator: ", ") + ")")
-            }.joined(separator: ", ")
+            let steps =
+                passes.isEmpty
+                ? "convert"
+                : passes.map { pass in
+                    pass.name + (pass.options.isEmpty ? "" : " (" + pass.options.map { "\($0.0)=\($0.1)" }.joined(separator: ", ") + ")")
+                }.joined(separator: ", ")
             return "\(tool) \(version): \(steps) on \(inputName) (\(inputFormat), sha256 \(inputSHA256.prefix(16))…)"
         }
     }
 
+    /// One entry per run, oldest first.
     public var entries: [Entry]
 
+    /// A history of `entries`.
     public init(entries: [Entry] = []) { self.entries = entries }
 
     /// The stored text: a JSON array of entries, compact.
@@ -96,6 +119,7 @@ public struct Provenance: Sendable, Equatable {
         self.entries = entries
     }
 
+    /// The history as stored: a JSON list.
     public var json: JSONValue { .array(entries.map(\.json)) }
 }
 
@@ -105,8 +129,9 @@ extension Provenance {
     /// checkpoint).
     static func record(_ passes: [any GraphPass], input: String, in graph: inout TensorGraph) throws {
         let name = input.split(separator: "/").last.map(String.init) ?? input
-        let entry = Entry(passes: passes.map { ($0.name, $0.options) }, inputName: name, inputFormat: graph.sourceFormat.rawValue,
-                          inputSHA256: try SHA256.file(try InputFile(path: graph.sourcePath)))
+        let entry = Entry(
+            passes: passes.map { ($0.name, $0.options) }, inputName: name, inputFormat: graph.sourceFormat.rawValue,
+            inputSHA256: try SHA256.file(try InputFile(path: graph.sourcePath)))
         graph.provenance = Provenance(entries: (graph.provenance?.entries ?? []) + [entry])
     }
 }

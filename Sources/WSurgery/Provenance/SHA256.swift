@@ -8,6 +8,7 @@ public struct SHA256: Sendable {
     private var pending: [UInt8] = []
     private var length: UInt64 = 0
 
+    /// A digest of no bytes yet.
     public init() {}
 
     /// Feeds bytes.
@@ -33,6 +34,7 @@ public struct SHA256: Sendable {
         if offset < bytes.count { pending += bytes[offset...] }
     }
 
+    /// Adds `bytes`.
     public mutating func update(_ bytes: [UInt8]) { bytes.withUnsafeBytes { update($0) } }
 
     /// The digest as lowercase hex.

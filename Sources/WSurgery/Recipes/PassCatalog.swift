@@ -136,7 +136,10 @@ public struct PassSpec: Sendable {
     let build: @Sendable (PassArguments, _ output: String?) throws -> [any GraphPass]
 
     /// A spec; `discussion` may mention options with `option(_:)`.
-    init(command: String, abstract: String, discussion: String, options: [OptionSpec], build: @escaping @Sendable (PassArguments, String?) throws -> [any GraphPass]) {
+    init(
+        command: String, abstract: String, discussion: String, options: [OptionSpec],
+        build: @escaping @Sendable (PassArguments, String?) throws -> [any GraphPass]
+    ) {
         self.command = command
         self.abstract = abstract
         self.discussionText = discussion
@@ -185,14 +188,18 @@ public enum PassCatalog {
     public static let convert = PassSpec(
         command: "convert",
         abstract: "Re-container a checkpoint; with a layout, move it between Keras and PyTorch layouts.",
-        discussion: "The output format follows OUT's name: .safetensors, .safetensors.index.json or a directory (sharded), .h5/.hdf5 (legacy Keras), .weights.h5 (Keras 3), .keras.",
+        discussion:
+            "The output format follows OUT's name: .safetensors, .safetensors.index.json or a directory (sharded), .h5/.hdf5 (legacy Keras), .weights.h5 (Keras 3), .keras.",
         options: [
-            OptionSpec("layout", .choice(LayoutTarget.allCases.map(\.rawValue)), help: "Also move the tensors to another layout: torch (PyTorch names and axes, written as safetensors) or keras."),
+            OptionSpec(
+                "layout", .choice(LayoutTarget.allCases.map(\.rawValue)),
+                help: "Also move the tensors to another layout: torch (PyTorch names and axes, written as safetensors) or keras.")
         ],
         build: { arguments, output in
             guard let target = try arguments.choice("layout", LayoutTarget.self) else { return [] }
             if target == .torch, let output, !Checkpoint.isSafetensorsOutput(output) {
-                throw WSurgeryError.invalidOption(option: "layout", reason: "a PyTorch-layout state dict is written as .safetensors (Keras files need Keras layout); got \(output)")
+                throw WSurgeryError.invalidOption(
+                    option: "layout", reason: "a PyTorch-layout state dict is written as .safetensors (Keras files need Keras layout); got \(output)")
             }
             return [LayoutConversion(target: target.layout)]
         })
@@ -201,11 +208,13 @@ public enum PassCatalog {
     public static let collapseChannels = PassSpec(
         command: "collapse-channels",
         abstract: "Make the first convolution take one channel (RGB -> gray).",
-        discussion: "\(option("mode")) sum (default, timm) keeps model(gray) == original(gray copied to RGB). \(option("fold-normalization")) folds a per-channel input normalisation into the kernel and bias so the new model takes the raw gray image.",
+        discussion:
+            "\(option("mode")) sum (default, timm) keeps model(gray) == original(gray copied to RGB). \(option("fold-normalization")) folds a per-channel input normalisation into the kernel and bias so the new model takes the raw gray image.",
         options: [
             OptionSpec("layer", .text(format: "a layer name"), repeating: true, help: "The convolution to change (default: detected)."),
             OptionSpec("mode", .choice(ChannelAdaptation.CollapseMode.allCases.map(\.rawValue)), help: "sum (default), mean or luma."),
-            OptionSpec("fold-normalization", .text(format: "imagenet or MEAN,MEAN,MEAN/STD,STD,STD"), help: "imagenet, or MEAN,MEAN,MEAN/STD,STD,STD."),
+            OptionSpec(
+                "fold-normalization", .text(format: "imagenet or MEAN,MEAN,MEAN/STD,STD,STD"), help: "imagenet, or MEAN,MEAN,MEAN/STD,STD,STD."),
         ],
         build: { arguments, _ in
             let mode = try arguments.choice("mode", ChannelAdaptation.CollapseMode.self) ?? .sum
@@ -217,7 +226,8 @@ public enum PassCatalog {
     public static let adaptChannels = PassSpec(
         command: "adapt-channels",
         abstract: "Make the first convolution take N input channels.",
-        discussion: "Default (timm): repeat the source channels cyclically and scale by source/N (sum for N = 1). \(option("extra")) fills channels beyond the source ones: repeat, zeros, mean or copy:K; the source channels keep their weights and, unless \(option("extra")) zeros or \(option("no-rescale")), everything is scaled by source/N.",
+        discussion:
+            "Default (timm): repeat the source channels cyclically and scale by source/N (sum for N = 1). \(option("extra")) fills channels beyond the source ones: repeat, zeros, mean or copy:K; the source channels keep their weights and, unless \(option("extra")) zeros or \(option("no-rescale")), everything is scaled by source/N.",
         options: [
             OptionSpec("channels", .integer, required: true, help: "The new number of input channels."),
             OptionSpec("layer", .text(format: "a layer name"), repeating: true, help: "The convolution to change (default: detected)."),
@@ -226,22 +236,28 @@ public enum PassCatalog {
         ],
         build: { arguments, _ in
             let fill = try arguments.text("extra").map(ChannelAdaptation.ExtraFill.init(parsing:))
-            return [ChannelAdaptation(rule: .adapt(channels: try arguments.requiredInteger("channels"), extra: fill, rescale: !arguments.flag("no-rescale")),
-                                      layers: arguments.list("layer"))]
+            return [
+                ChannelAdaptation(
+                    rule: .adapt(channels: try arguments.requiredInteger("channels"), extra: fill, rescale: !arguments.flag("no-rescale")),
+                    layers: arguments.list("layer"))
+            ]
         })
 
     /// `replace-head`.
     public static let replaceHead = PassSpec(
         command: "replace-head",
         abstract: "Give the classifier head a new number of classes.",
-        discussion: "\(option("init")): \(initializerFormat) (default: torch-default for PyTorch layouts, glorot-uniform for Keras). \(option("bias")) takes the same names plus constant:V (default: torch-default after torch-default, else zeros).",
+        discussion:
+            "\(option("init")): \(initializerFormat) (default: torch-default for PyTorch layouts, glorot-uniform for Keras). \(option("bias")) takes the same names plus constant:V (default: torch-default after torch-default, else zeros).",
         options: [
             OptionSpec("classes", .integer, required: true, help: "The new number of classes."),
             OptionSpec("layer", .text(format: "a layer name"), repeating: true, help: "A head layer (repeatable; default: detected)."),
             initOption,
             seedOption,
             OptionSpec("bias", .text(format: "an initializer or constant:V"), help: "How to initialise the new bias."),
-            OptionSpec("keep-classes", .text(format: "class indices, e.g. 3,7,9"), help: "Old classes to keep, in order, as new classes 0, 1, ... (e.g. 3,7,9)."),
+            OptionSpec(
+                "keep-classes", .text(format: "class indices, e.g. 3,7,9"),
+                help: "Old classes to keep, in order, as new classes 0, 1, ... (e.g. 3,7,9)."),
         ],
         build: { arguments, _ in
             let keep = try (arguments.text("keep-classes") ?? "").split(separator: ",").map { text -> Int in
@@ -250,16 +266,20 @@ public enum PassCatalog {
                 }
                 return value
             }
-            return [HeadReplacement(classes: try arguments.requiredInteger("classes"), layers: arguments.list("layer"),
-                                    initializer: try initializer(arguments), bias: try initializer(arguments, "bias"),
-                                    keepClasses: keep, seed: try arguments.unsigned("seed") ?? 0)]
+            return [
+                HeadReplacement(
+                    classes: try arguments.requiredInteger("classes"), layers: arguments.list("layer"),
+                    initializer: try initializer(arguments), bias: try initializer(arguments, "bias"),
+                    keepClasses: keep, seed: try arguments.unsigned("seed") ?? 0)
+            ]
         })
 
     /// `set-input-shape`.
     public static let setInputShape = PassSpec(
         command: "set-input-shape",
         abstract: "Move a model to a new input size; fix the Dense layers that no longer fit.",
-        discussion: "For a Keras model every layer's shapes are inferred at the new size and the report says, per layer, whether its weights transfer unchanged (convolutions always do; a Dense after global pooling does). A Dense fed by Flatten gets a new fan-in: \(option("dense-policy")) reinit (default) draws a new kernel with \(option("init")) (default glorot-uniform), resample resizes the kernel viewed as (H, W, C, units) bilinearly and scales it by HW/H'W', error stops and lists the layers. For a state dict, ViT position embeddings (pos_embed, embeddings.position_embeddings) are resampled like timm (bicubic, antialiased), prefix tokens kept. \(option("channels")) chains adapt-channels.",
+        discussion:
+            "For a Keras model every layer's shapes are inferred at the new size and the report says, per layer, whether its weights transfer unchanged (convolutions always do; a Dense after global pooling does). A Dense fed by Flatten gets a new fan-in: \(option("dense-policy")) reinit (default) draws a new kernel with \(option("init")) (default glorot-uniform), resample resizes the kernel viewed as (H, W, C, units) bilinearly and scales it by HW/H'W', error stops and lists the layers. For a state dict, ViT position embeddings (pos_embed, embeddings.position_embeddings) are resampled like timm (bicubic, antialiased), prefix tokens kept. \(option("channels")) chains adapt-channels.",
         options: [
             OptionSpec("size", .text(format: "HxW"), required: true, help: "The new input size, HxW (e.g. 256x256)."),
             OptionSpec("channels", .integer, help: "Also adapt the first convolution to this many input channels."),
@@ -269,16 +289,20 @@ public enum PassCatalog {
         ],
         build: { arguments, _ in
             let size = try ImageSize(parsing: try arguments.requiredText("size"))
-            return [InputShapeChange(height: size.height, width: size.width, channels: try arguments.integer("channels"),
-                                     densePolicy: try arguments.choice("dense-policy", InputShapeChange.DensePolicy.self) ?? .reinit,
-                                     initializer: try initializer(arguments), seed: try arguments.unsigned("seed") ?? 0)]
+            return [
+                InputShapeChange(
+                    height: size.height, width: size.width, channels: try arguments.integer("channels"),
+                    densePolicy: try arguments.choice("dense-policy", InputShapeChange.DensePolicy.self) ?? .reinit,
+                    initializer: try initializer(arguments), seed: try arguments.unsigned("seed") ?? 0)
+            ]
         })
 
     /// `drop-layer`.
     public static let dropLayer = PassSpec(
         command: "drop-layer",
         abstract: "Remove layers; the Keras graph is reconnected and its shapes checked.",
-        discussion: "Each removed layer's readers read what it read. When a later layer's weights no longer fit (a Dense between two Dense layers of other sizes), the command stops unless \(option("reinit-next")) gives that layer new weights (\(option("init")), default glorot-uniform / torch-default). \(option("top")) removes the classifier stack after the last layer with a spatial output, like include_top=False. Without a Keras architecture (a state dict) the layers' tensors are removed and nothing is checked.",
+        discussion:
+            "Each removed layer's readers read what it read. When a later layer's weights no longer fit (a Dense between two Dense layers of other sizes), the command stops unless \(option("reinit-next")) gives that layer new weights (\(option("init")), default glorot-uniform / torch-default). \(option("top")) removes the classifier stack after the last layer with a spatial output, like include_top=False. Without a Keras architecture (a state dict) the layers' tensors are removed and nothing is checked.",
         options: [
             OptionSpec("layer", .text(format: "a layer name"), repeating: true, help: "A layer to remove (repeatable, or comma-separated)."),
             OptionSpec("top", .flag, help: "Remove the classifier stack (include_top=False)."),
@@ -287,15 +311,19 @@ public enum PassCatalog {
             seedOption,
         ],
         build: { arguments, _ in
-            [LayerRemoval(layers: arguments.list("layer"), top: arguments.flag("top"), reinitNext: arguments.flag("reinit-next"),
-                          initializer: try initializer(arguments), seed: try arguments.unsigned("seed") ?? 0)]
+            [
+                LayerRemoval(
+                    layers: arguments.list("layer"), top: arguments.flag("top"), reinitNext: arguments.flag("reinit-next"),
+                    initializer: try initializer(arguments), seed: try arguments.unsigned("seed") ?? 0)
+            ]
         })
 
     /// `resize-dense`.
     public static let resizeDense = PassSpec(
         command: "resize-dense",
         abstract: "Give a Dense/Linear layer another number of units; the next layer's fan-in follows.",
-        discussion: "The first min(old, N) units keep their weights; new units get \(option("init")) (default glorot-uniform for Keras, torch-default for PyTorch layouts) and zero biases (torch-default for PyTorch). Normalisation layers in between get scale 1, shift 0, mean 0, variance 1 for new units; the next Dense/Linear layers keep their existing rows and get new ones drawn the same way. A state dict records no edges: name the reading layers with \(option("next")).",
+        discussion:
+            "The first min(old, N) units keep their weights; new units get \(option("init")) (default glorot-uniform for Keras, torch-default for PyTorch layouts) and zero biases (torch-default for PyTorch). Normalisation layers in between get scale 1, shift 0, mean 0, variance 1 for new units; the next Dense/Linear layers keep their existing rows and get new ones drawn the same way. A state dict records no edges: name the reading layers with \(option("next")).",
         options: [
             OptionSpec("layer", .text(format: "a layer name"), required: true, help: "The Dense/Linear layer to resize."),
             OptionSpec("units", .integer, required: true, help: "The new number of units."),
@@ -304,8 +332,11 @@ public enum PassCatalog {
             OptionSpec("next", .text(format: "a layer name"), repeating: true, help: "Layers reading it (state dicts only; repeatable)."),
         ],
         build: { arguments, _ in
-            [DenseResize(layer: try arguments.requiredText("layer"), units: try arguments.requiredInteger("units"),
-                         initializer: try initializer(arguments), next: arguments.list("next"), seed: try arguments.unsigned("seed") ?? 0)]
+            [
+                DenseResize(
+                    layer: try arguments.requiredText("layer"), units: try arguments.requiredInteger("units"),
+                    initializer: try initializer(arguments), next: arguments.list("next"), seed: try arguments.unsigned("seed") ?? 0)
+            ]
         })
 }
 

@@ -8,11 +8,13 @@ public struct RecipeLocation: Sendable, Equatable, CustomStringConvertible {
     /// The 1-based line in the file, or the 1-based position of the `--pass` argument.
     public var line: Int
 
+    /// A location.
     public init(file: String?, line: Int) {
         self.file = file
         self.line = line
     }
 
+    /// `recipe.yaml:7`, or the `pass` option and its position.
     public var description: String { file.map { "\($0):\(line)" } ?? "\(option("pass")) \(line)" }
 }
 
@@ -51,10 +53,14 @@ public enum RecipeValue: Sendable, Equatable {
 
 /// One option of a step: `classes: 5`.
 public struct RecipeOption: Sendable, Equatable {
+    /// The option's key (`classes`).
     public var key: String
+    /// Its value as written.
     public var value: RecipeValue
+    /// Where the key was written.
     public var location: RecipeLocation
 
+    /// An option of a step.
     public init(key: String, value: RecipeValue, location: RecipeLocation) {
         self.key = key
         self.value = value
@@ -64,10 +70,14 @@ public struct RecipeOption: Sendable, Equatable {
 
 /// One step: a command name (`replace-head`) and its options, in the order written.
 public struct RecipeStep: Sendable, Equatable {
+    /// The command (`replace-head`).
     public var command: String
+    /// Its options in the order written.
     public var options: [RecipeOption]
+    /// Where the step was written.
     public var location: RecipeLocation
 
+    /// A step.
     public init(command: String, options: [RecipeOption], location: RecipeLocation) {
         self.command = command
         self.options = options
@@ -90,7 +100,8 @@ public struct RecipeStep: Sendable, Equatable {
         let location = RecipeLocation(file: nil, line: position)
         let words = passArgument.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
         guard let command = words.first else {
-            throw WSurgeryError.invalidRecipe(location: location.description, key: nil, reason: "empty \(option("pass")); expected 'COMMAND key=value ...'")
+            throw WSurgeryError.invalidRecipe(
+                location: location.description, key: nil, reason: "empty \(option("pass")); expected 'COMMAND key=value ...'")
         }
         var options: [RecipeOption] = []
         for word in words.dropFirst() {
@@ -127,15 +138,18 @@ public struct RecipeStep: Sendable, Equatable {
 /// reported here with their line; whether each step's options make sense is for the command parser
 /// the caller supplies.
 public struct Recipe: Sendable {
+    /// The steps, applied in order.
     public var steps: [RecipeStep]
     /// The output name pattern (see `OutputPattern`), when the recipe gives one.
     public var output: String?
+    /// Where the output pattern was written.
     public var outputLocation: RecipeLocation?
     /// `shard-size` for sharded safetensors outputs, in bytes, when given.
     public var shardSize: UInt64?
     /// The recipe file, or nil for a `--pass` chain.
     public var path: String?
 
+    /// A recipe.
     public init(steps: [RecipeStep], output: String? = nil, outputLocation: RecipeLocation? = nil, shardSize: UInt64? = nil, path: String? = nil) {
         self.steps = steps
         self.output = output
@@ -166,8 +180,9 @@ public struct Recipe: Sendable {
         }
         let root: Node?
         do { root = try Yams.compose(yaml: text) } catch let error as YamlError {
-            throw WSurgeryError.invalidRecipe(location: path + (Recipe.line(of: error).map { ":\($0)" } ?? ""), key: nil,
-                                              reason: "not valid YAML or JSON: \(Recipe.problem(of: error))")
+            throw WSurgeryError.invalidRecipe(
+                location: path + (Recipe.line(of: error).map { ":\($0)" } ?? ""), key: nil,
+                reason: "not valid YAML or JSON: \(Recipe.problem(of: error))")
         } catch {
             throw WSurgeryError.invalidRecipe(location: path, key: nil, reason: "not valid YAML or JSON: \(error)")
         }
@@ -211,7 +226,10 @@ public struct Recipe: Sendable {
             case .mapping(let mapping):
                 guard mapping.count == 1, let (commandNode, body) = mapping.first, let command = commandNode.string else {
                     let keys = mapping.compactMap { $0.key.string }.joined(separator: ", ")
-                    throw fail(item, nil, "a step is one command with its options (e.g. '- replace-head: {classes: 5}'); this one has \(mapping.count) keys: \(keys) - check the indentation")
+                    throw fail(
+                        item, nil,
+                        "a step is one command with its options (e.g. '- replace-head: {classes: 5}'); this one has \(mapping.count) keys: \(keys) - check the indentation"
+                    )
                 }
                 var options: [RecipeOption] = []
                 switch body {

@@ -9,7 +9,8 @@ public enum TextTable {
         var lines: [String] = []
         for (r, row) in rows.enumerated() {
             let cells = row.enumerated().map { c, cell in
-                rightAligned.contains(c) ? String(repeating: " ", count: widths[c] - cell.count) + cell
+                rightAligned.contains(c)
+                    ? String(repeating: " ", count: widths[c] - cell.count) + cell
                     : cell.padding(toLength: widths[c], withPad: " ", startingAt: 0)
             }
             var line = cells.joined(separator: "  ")

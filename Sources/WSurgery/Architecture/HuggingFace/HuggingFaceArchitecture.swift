@@ -8,12 +8,16 @@ struct HuggingFaceArchitecture: ArchitectureEditor {
 
     func settingInputChannels(_ channels: Int, convolutions: [String], in graph: TensorGraph) throws -> ArchitectureEdit {
         let (edited, fields) = HuggingFaceConfigEdit.settingChannels(document, channels: channels)
-        return ArchitectureEdit(architecture: .huggingFace(edited), notes: fields.isEmpty ? [] : ["config.json: " + fields.joined(separator: ", ") + " set to \(channels)"])
+        return ArchitectureEdit(
+            architecture: .huggingFace(edited),
+            notes: fields.isEmpty ? [] : ["config.json: " + fields.joined(separator: ", ") + " set to \(channels)"])
     }
 
     func settingClasses(_ classes: Int, heads: [(layer: String, oldClasses: Int)], keep: [Int], in graph: TensorGraph) throws -> ArchitectureEdit {
         let (edited, fields) = HuggingFaceConfigEdit.settingClasses(document, classes: classes, keep: keep)
-        return ArchitectureEdit(architecture: .huggingFace(edited), notes: fields.isEmpty ? [] : ["config.json: " + fields.joined(separator: ", ") + " updated for \(classes) classes"])
+        return ArchitectureEdit(
+            architecture: .huggingFace(edited),
+            notes: fields.isEmpty ? [] : ["config.json: " + fields.joined(separator: ", ") + " updated for \(classes) classes"])
     }
 
     func settingInputSize(height: Int, width: Int, in graph: TensorGraph) throws -> InputSizeEdit {

@@ -43,9 +43,12 @@ enum HuggingFaceConfigEdit {
             fields.append("pretrained_cfg.num_classes")
         }
         if let names = json["label_names"]?.arrayValue {
-            json.set("label_names", .array((0..<classes).map { i in
-                i < keep.count && keep[i] < names.count ? names[keep[i]] : .string("LABEL_\(i)")
-            }))
+            json.set(
+                "label_names",
+                .array(
+                    (0..<classes).map { i in
+                        i < keep.count && keep[i] < names.count ? names[keep[i]] : .string("LABEL_\(i)")
+                    }))
             fields.append("label_names")
         }
         return (ConfigDocument(json: json, originalText: document.originalText), fields)

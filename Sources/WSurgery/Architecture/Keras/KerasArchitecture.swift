@@ -25,7 +25,8 @@ struct KerasArchitecture: ArchitectureEditor {
         var document = self.document
         var notes: [String] = []
         for head in heads {
-            let (edited, fields) = try KerasConfigEdit.settingClasses(document, graph: graph, head: head.layer, oldClasses: head.oldClasses, classes: classes)
+            let (edited, fields) = try KerasConfigEdit.settingClasses(
+                document, graph: graph, head: head.layer, oldClasses: head.oldClasses, classes: classes)
             document = edited
             if !fields.isEmpty { notes.append("Keras config: \(classes) classes set in " + fields.joined(separator: ", ")) }
         }
@@ -39,7 +40,9 @@ struct KerasArchitecture: ArchitectureEditor {
         let path = graph.sourcePath
         let old = try ShapeInference.infer(model: model, path: path)
         guard let recorded = ShapeInference.recordedInputShapes(of: model), recorded.count == 1, recorded[0].count == 4 else {
-            throw WSurgeryError.unsupportedLayer(path: path, layer: KerasConfig.entryName(model) ?? "model", reason: "set-input-shape changes models with one image input (batch, height, width, channels)")
+            throw WSurgeryError.unsupportedLayer(
+                path: path, layer: KerasConfig.entryName(model) ?? "model",
+                reason: "set-input-shape changes models with one image input (batch, height, width, channels)")
         }
         let layers = configs(of: model)
         let channelsFirst = layers.values.contains { $0.config["data_format"]?.stringValue == "channels_first" }
@@ -51,7 +54,11 @@ struct KerasArchitecture: ArchitectureEditor {
 
         // Only a Dense kernel's fan-in (its rows) may change with the input size.
         let misfits = try Self.misfits(graph, model: model, shapes: new, before: old)
-        for m in misfits where !(layers[m.layer]?.className == "Dense" && StateDictGrouping.localName(m.tensor.name) == "kernel" && m.expected.count == 2 && m.expected[1] == m.tensor.shape[1]) {
+        for m in misfits
+        where
+            !(layers[m.layer]?.className == "Dense" && StateDictGrouping.localName(m.tensor.name) == "kernel" && m.expected.count == 2
+            && m.expected[1] == m.tensor.shape[1])
+        {
             throw WSurgeryError.shapeMismatch(path: path, layer: m.layer, reason: m.description)
         }
         var result = InputSizeEdit(edit: ArchitectureEdit(architecture: nil))
@@ -59,8 +66,9 @@ struct KerasArchitecture: ArchitectureEditor {
             FanInChange(misfit: m, grid: flattenedGrid(before: m.layer, layers: layers, old: old, new: new, channelsFirst: channelsFirst))
         }
         let (edited, fields) = KerasConfigEdit.refreshingShapes(document, with: new)
-        result.edit = ArchitectureEdit(architecture: .keras(edited),
-                                       notes: fields.isEmpty ? [] : ["Keras config: shapes updated in \(fields.count) field(s), input now \(ShapeText.python(newInput))"])
+        result.edit = ArchitectureEdit(
+            architecture: .keras(edited),
+            notes: fields.isEmpty ? [] : ["Keras config: shapes updated in \(fields.count) field(s), input now \(ShapeText.python(newInput))"])
         result.layerShapes = new.order.filter { layers[$0] != nil }.map { name in
             LayerOutputShapes(layer: name, old: old.outputs[name]?.first, new: new.outputs[name]?.first)
         }
@@ -69,11 +77,15 @@ struct KerasArchitecture: ArchitectureEditor {
     }
 
     /// The (H, W, C) map a Dense kernel reads through a Flatten right before it, at the old and new size.
-    func flattenedGrid(before layer: String, layers: [String: KerasLayerConfig], old: ShapeInference.Result, new: ShapeInference.Result, channelsFirst: Bool) -> Result<FlattenedGrid, ArchitectureProblem> {
-        guard let flatten = ShapeInference.flatten(before: layer, in: layers), let before = old.inputs[flatten]?.first, let after = new.inputs[flatten]?.first,
-              before.count == 4, let h = before[1], let w = before[2], let c = before[3], let h2 = after[1], let w2 = after[2], after[3] == c
+    func flattenedGrid(
+        before layer: String, layers: [String: KerasLayerConfig], old: ShapeInference.Result, new: ShapeInference.Result, channelsFirst: Bool
+    ) -> Result<FlattenedGrid, ArchitectureProblem> {
+        guard let flatten = ShapeInference.flatten(before: layer, in: layers), let before = old.inputs[flatten]?.first,
+            let after = new.inputs[flatten]?.first,
+            before.count == 4, let h = before[1], let w = before[2], let c = before[3], let h2 = after[1], let w2 = after[2], after[3] == c
         else {
-            return .failure(ArchitectureProblem(reason: "resampling needs a Flatten of a (height, width, channels) feature map right before the layer"))
+            return .failure(
+                ArchitectureProblem(reason: "resampling needs a Flatten of a (height, width, channels) feature map right before the layer"))
         }
         if channelsFirst { return .failure(ArchitectureProblem(reason: "resampling supports channels_last feature maps only")) }
         return .success(FlattenedGrid(old: (h, w, c), new: (h2, w2)))
@@ -93,8 +105,10 @@ struct KerasArchitecture: ArchitectureEditor {
         remaining.layers.removeAll { names.contains($0.name) }
         let misfits = try Self.misfits(remaining, model: edited, shapes: shapes, before: try ShapeInference.infer(model: model, path: path))
         let (refreshed, _) = KerasConfigEdit.refreshingShapes(ConfigDocument(json: edited, originalText: document.originalText), with: shapes)
-        return LayerRemovalEdit(edit: ArchitectureEdit(architecture: .keras(refreshed), notes: ["model output now " + shapes.modelOutputs.map(ShapeText.python).joined(separator: ", ")]),
-                                removed: names, misfits: misfits)
+        return LayerRemovalEdit(
+            edit: ArchitectureEdit(
+                architecture: .keras(refreshed), notes: ["model output now " + shapes.modelOutputs.map(ShapeText.python).joined(separator: ", ")]),
+            removed: names, misfits: misfits)
     }
 
     /// The layers after the last one with a spatial output on the way back from the (single) model output.
@@ -103,22 +117,27 @@ struct KerasArchitecture: ArchitectureEditor {
         let shapes = try ShapeInference.infer(model: model, path: path)
         let outputs = KerasConfig.outputs(of: model)
         guard outputs.count == 1, var current = outputs.first else {
-            throw WSurgeryError.unsupportedLayer(path: path, layer: KerasConfig.entryName(model) ?? "model", reason: "removing the classifier stack needs a model with one output (it has \(outputs.count))")
+            throw WSurgeryError.unsupportedLayer(
+                path: path, layer: KerasConfig.entryName(model) ?? "model",
+                reason: "removing the classifier stack needs a model with one output (it has \(outputs.count))")
         }
         let configs = configs(of: model)
         var stack: [String] = []
         while let config = configs[current], try shapes.output(of: current).count <= 2 {
             if !config.sublayers.isEmpty {
-                throw WSurgeryError.unsupportedLayer(path: path, layer: current, reason: "the classifier stack reaches into nested model '\(current)'; name the layers to remove")
+                throw WSurgeryError.unsupportedLayer(
+                    path: path, layer: current, reason: "the classifier stack reaches into nested model '\(current)'; name the layers to remove")
             }
             guard config.inbound.count == 1 else {
-                throw WSurgeryError.unsupportedLayer(path: path, layer: current, reason: "the classifier stack reaches '\(current)', which has \(config.inbound.count) inputs")
+                throw WSurgeryError.unsupportedLayer(
+                    path: path, layer: current, reason: "the classifier stack reaches '\(current)', which has \(config.inbound.count) inputs")
             }
             stack.append(current)
             current = config.inbound[0]
         }
         guard !stack.isEmpty else {
-            throw WSurgeryError.unsupportedLayer(path: path, layer: outputs[0], reason: "the model output is already a spatial feature map; there is no classifier stack to remove")
+            throw WSurgeryError.unsupportedLayer(
+                path: path, layer: outputs[0], reason: "the model output is already a spatial feature map; there is no classifier stack to remove")
         }
         return stack
     }
@@ -146,7 +165,10 @@ struct KerasArchitecture: ArchitectureEditor {
             let className = configs[name]?.className ?? ""
             if reader.tensors.isEmpty {
                 guard LayerShapes.shapePreserving.contains(className) else {
-                    throw WSurgeryError.unsupportedLayer(path: path, layer: name, reason: "reads '\(layer)' and is a \(className); only Dense, normalisation and shape-keeping layers can follow a resized Dense")
+                    throw WSurgeryError.unsupportedLayer(
+                        path: path, layer: name,
+                        reason:
+                            "reads '\(layer)' and is a \(className); only Dense, normalisation and shape-keeping layers can follow a resized Dense")
                 }
                 queue += consumers[name] ?? []
                 continue
@@ -165,7 +187,9 @@ struct KerasArchitecture: ArchitectureEditor {
         let path = graph.sourcePath
         guard case .keras(let previous)? = before.architecture else { return }
         let shapes = try ShapeInference.infer(model: model, path: path)
-        if let misfit = try Self.misfits(graph, model: model, shapes: shapes, before: try ShapeInference.infer(model: previous.json, path: path)).first {
+        if let misfit = try Self.misfits(graph, model: model, shapes: shapes, before: try ShapeInference.infer(model: previous.json, path: path))
+            .first
+        {
             throw WSurgeryError.shapeMismatch(path: path, layer: misfit.layer, reason: misfit.description)
         }
     }
@@ -178,8 +202,10 @@ struct KerasArchitecture: ArchitectureEditor {
     /// Every tensor whose shape differs from what its layer's inferred input needs. A layer with weights
     /// whose class has no rule is refused when its input differs from `before` (the shapes before the
     /// edit): whether its weights still fit cannot be told.
-    static func misfits(_ graph: TensorGraph, model: JSONValue, shapes: ShapeInference.Result, before: ShapeInference.Result) throws -> [WeightMisfit] {
-        let configs = Dictionary(KerasConfig.flattened(KerasConfig.layers(of: model)).map { ($0.layer.name, $0.layer) }, uniquingKeysWith: { a, _ in a })
+    static func misfits(_ graph: TensorGraph, model: JSONValue, shapes: ShapeInference.Result, before: ShapeInference.Result) throws -> [WeightMisfit]
+    {
+        let configs = Dictionary(
+            KerasConfig.flattened(KerasConfig.layers(of: model)).map { ($0.layer.name, $0.layer) }, uniquingKeysWith: { a, _ in a })
         var result: [WeightMisfit] = []
         for layer in graph.layers where !layer.tensors.isEmpty {
             guard let config = configs[layer.name], config.sublayers.isEmpty else { continue }
@@ -187,7 +213,11 @@ struct KerasArchitecture: ArchitectureEditor {
             guard let expected = WeightFit.expectedShapes(className: config.className, config: config.config, input: input) else {
                 let old = before.inputs[layer.name]?.first
                 if old != input {
-                    throw WSurgeryError.unsupportedLayer(path: graph.sourcePath, layer: layer.name, reason: "its input changes from \(old.map(ShapeText.python) ?? "?") to \(ShapeText.python(input)) and wsurgery cannot tell whether its \(config.className) weights depend on that")
+                    throw WSurgeryError.unsupportedLayer(
+                        path: graph.sourcePath, layer: layer.name,
+                        reason:
+                            "its input changes from \(old.map(ShapeText.python) ?? "?") to \(ShapeText.python(input)) and wsurgery cannot tell whether its \(config.className) weights depend on that"
+                    )
                 }
                 continue
             }

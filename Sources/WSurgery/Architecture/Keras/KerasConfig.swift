@@ -1,6 +1,8 @@
 /// A layer as a Keras model config describes it.
 public struct KerasLayerConfig: Sendable {
+    /// The layer's name.
     public var name: String
+    /// The layer's class (`Conv2D`).
     public var className: String
     /// Names of the layers feeding this one.
     public var inbound: [String]
@@ -60,11 +62,17 @@ public enum KerasConfig {
         func visit(_ value: JSONValue, keras2: Bool) {
             switch value {
             case .array(let items):
-                if keras2, items.count >= 3, let name = items[0].stringValue, items[1].intValue != nil { add(name); return }
-                items.forEach { visit($0, keras2: keras2) }
+                if keras2, items.count >= 3, let name = items[0].stringValue, items[1].intValue != nil {
+                    add(name)
+                    return
+                }
+                for item in items { visit(item, keras2: keras2) }
             case .object(let pairs):
-                if let history = value["config"]?["keras_history"]?.arrayValue, let name = history.first?.stringValue { add(name); return }
-                pairs.forEach { visit($0.1, keras2: false) }
+                if let history = value["config"]?["keras_history"]?.arrayValue, let name = history.first?.stringValue {
+                    add(name)
+                    return
+                }
+                for pair in pairs { visit(pair.1, keras2: false) }
             default: break
             }
         }
@@ -99,7 +107,9 @@ public enum KerasConfig {
         case "SeparableConv1D", "SeparableConv2D":
             return useBias ? ["depthwise_kernel", "pointwise_kernel", "bias"] : ["depthwise_kernel", "pointwise_kernel"]
         case "BatchNormalization":
-            return (config["scale"]?.boolValue ?? true ? ["gamma"] : []) + (config["center"]?.boolValue ?? true ? ["beta"] : []) + ["moving_mean", "moving_variance"]
+            return (config["scale"]?.boolValue ?? true ? ["gamma"] : []) + (config["center"]?.boolValue ?? true ? ["beta"] : []) + [
+                "moving_mean", "moving_variance",
+            ]
         case "LayerNormalization":
             return (config["scale"]?.boolValue ?? true ? ["gamma"] : []) + (config["center"]?.boolValue ?? true ? ["beta"] : [])
         case "Embedding":
@@ -115,8 +125,10 @@ public enum KerasConfig {
         if let underscore = base.lastIndex(of: "_"), Int(base[base.index(after: underscore)...]) != nil {
             base = String(base[..<underscore])
         }
-        let known = ["Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D", "Dense",
-                     "BatchNormalization", "LayerNormalization", "Embedding", "InputLayer", "Flatten", "Functional", "Sequential"]
+        let known = [
+            "Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D", "Dense",
+            "BatchNormalization", "LayerNormalization", "Embedding", "InputLayer", "Flatten", "Functional", "Sequential",
+        ]
         return known.first { snakeCase($0) == base }
     }
 }
@@ -164,8 +176,9 @@ extension KerasConfig {
                 }
                 return (rank(a.element), a.offset) < (rank(b.element), b.offset)
             }.map(\.element)
-            return Layer(name: entry.layer.name, kind: LayerKind(kerasClassName: entry.layer.className), className: entry.layer.className,
-                         tensors: own, inbound: entry.layer.inbound)
+            return Layer(
+                name: entry.layer.name, kind: LayerKind(kerasClassName: entry.layer.className), className: entry.layer.className,
+                tensors: own, inbound: entry.layer.inbound)
         }
         result += StateDictGrouping.layers(from: unmatched)
         return result

@@ -16,7 +16,8 @@ enum KerasConfigEdit {
     /// The config of a graph whose first convolution `conv` now takes `channels` input channels: input
     /// layer shapes, `build_config` input shapes and the recorded tensor shapes on the way from the inputs
     /// to `conv` get the new channel count.
-    static func settingInputChannels(_ document: ConfigDocument, graph: TensorGraph, conv: String, channels: Int) throws -> (ConfigDocument, [String]) {
+    static func settingInputChannels(_ document: ConfigDocument, graph: TensorGraph, conv: String, channels: Int) throws -> (ConfigDocument, [String])
+    {
         let model = document.json
         let scopes = KerasConfig.parentModels(KerasConfig.layers(of: model))
         // Walk back from the convolution over weightless layers to the inputs, leaving nested models
@@ -24,19 +25,28 @@ enum KerasConfigEdit {
         var upstream = Set<String>()
         var containing = Set<String>()
         var parent = scopes[conv]
-        while let p = parent { containing.insert(p); parent = scopes[p] }
+        while let p = parent {
+            containing.insert(p)
+            parent = scopes[p]
+        }
         var stack = graph.layer(named: conv)?.inbound ?? []
         while let name = stack.popLast() {
             guard upstream.insert(name).inserted, let layer = graph.layer(named: name) else { continue }
             guard layer.tensors.isEmpty else {
-                throw WSurgeryError.unsupportedLayer(path: graph.sourcePath, layer: name, reason: "it has weights and lies between the input and the first convolution '\(conv)'; its per-channel weights would need adapting too")
+                throw WSurgeryError.unsupportedLayer(
+                    path: graph.sourcePath, layer: name,
+                    reason:
+                        "it has weights and lies between the input and the first convolution '\(conv)'; its per-channel weights would need adapting too"
+                )
             }
             let className = layer.className ?? ""
             if layer.kind == .input, let model = scopes[name] {
                 containing.insert(model)
                 stack += graph.layer(named: model)?.inbound ?? []
             } else if !channelPreserving.contains(className) {
-                throw WSurgeryError.unsupportedLayer(path: graph.sourcePath, layer: name, reason: "\(className) lies between the input and the first convolution '\(conv)'; cannot tell how it uses the channels")
+                throw WSurgeryError.unsupportedLayer(
+                    path: graph.sourcePath, layer: name,
+                    reason: "\(className) lies between the input and the first convolution '\(conv)'; cannot tell how it uses the channels")
             }
             stack += layer.inbound
         }
@@ -69,21 +79,33 @@ enum KerasConfigEdit {
 
     /// The config of a graph whose head `head` now has `classes` outputs: its `units` / `filters`, and the
     /// shapes recorded downstream of it.
-    static func settingClasses(_ document: ConfigDocument, graph: TensorGraph, head: String, oldClasses: Int, classes: Int) throws -> (ConfigDocument, [String]) {
+    static func settingClasses(_ document: ConfigDocument, graph: TensorGraph, head: String, oldClasses: Int, classes: Int) throws -> (
+        ConfigDocument, [String]
+    ) {
         let model = document.json
         let scopes = KerasConfig.parentModels(KerasConfig.layers(of: model))
         let consumers = graph.consumers
         var downstream: Set<String> = [head]
         var stack = consumers[head] ?? []
-        if let owner = scopes[head], KerasConfig.outputs(of: model, nested: owner).contains(head) { downstream.insert(owner); stack += consumers[owner] ?? [] }
+        if let owner = scopes[head], KerasConfig.outputs(of: model, nested: owner).contains(head) {
+            downstream.insert(owner)
+            stack += consumers[owner] ?? []
+        }
         while let name = stack.popLast() {
             guard downstream.insert(name).inserted, let layer = graph.layer(named: name) else { continue }
             let className = layer.className ?? ""
             guard layer.tensors.isEmpty, channelPreserving.contains(className) || ["Flatten", "Reshape"].contains(className) else {
-                throw WSurgeryError.unsupportedLayer(path: graph.sourcePath, layer: name, reason: "\(className.isEmpty ? layer.kind.rawValue : className) follows the head '\(head)'; cannot carry the new class count through it")
+                throw WSurgeryError.unsupportedLayer(
+                    path: graph.sourcePath, layer: name,
+                    reason:
+                        "\(className.isEmpty ? layer.kind.rawValue : className) follows the head '\(head)'; cannot carry the new class count through it"
+                )
             }
             stack += consumers[name] ?? []
-            if let owner = scopes[name], KerasConfig.outputs(of: model, nested: owner).contains(name) { downstream.insert(owner); stack += consumers[owner] ?? [] }
+            if let owner = scopes[name], KerasConfig.outputs(of: model, nested: owner).contains(name) {
+                downstream.insert(owner)
+                stack += consumers[owner] ?? []
+            }
         }
         let channelsFirst = KerasConfig.layer(named: head, in: model)?.config["data_format"]?.stringValue == "channels_first"
         var edited: [String] = []
@@ -132,7 +154,7 @@ enum KerasConfigEdit {
     static func transformLayers(_ model: JSONValue, _ body: (JSONValue) -> JSONValue) -> JSONValue {
         guard var config = model["config"] else { return model }
         var result = model
-        if let list = config.arrayValue { // Keras 2.0 Sequential: the config is the list of layers
+        if let list = config.arrayValue {  // Keras 2.0 Sequential: the config is the list of layers
             result.set("config", .array(list.map { body(transformLayers($0, body)) }))
             return result
         }
@@ -153,7 +175,9 @@ enum KerasConfigEdit {
         switch value {
         case .array(let items): return .array(items.map { rewritingTensorShapes($0, shape) })
         case .object(let pairs):
-            if var config = value["config"], let history = config["keras_history"]?.arrayValue, let source = history.first?.stringValue, let old = config["shape"] {
+            if var config = value["config"], let history = config["keras_history"]?.arrayValue, let source = history.first?.stringValue,
+                let old = config["shape"]
+            {
                 guard let new = shape(source, history.count > 2 ? history[2].intValue ?? 0 : 0, old) else { return value }
                 config.set("shape", new)
                 var result = value
@@ -213,7 +237,8 @@ enum KerasConfigEdit {
         }
         // The model's inputs: a Sequential's are its first layer's; a Functional's are its input layers'.
         let first = (result["config"]?["layers"]?.arrayValue ?? result["config"]?.arrayValue)?.first.flatMap(KerasConfig.entryName)
-        let modelInputs = result["class_name"]?.stringValue == "Sequential" ? first.flatMap { shapes.inputs[$0] } : ShapeInference.recordedInputShapes(of: result)
+        let modelInputs =
+            result["class_name"]?.stringValue == "Sequential" ? first.flatMap { shapes.inputs[$0] } : ShapeInference.recordedInputShapes(of: result)
         result = refresh(result, name: "model", modelInputs: modelInputs)
         return (ConfigDocument(json: result, originalText: document.originalText), edited)
     }

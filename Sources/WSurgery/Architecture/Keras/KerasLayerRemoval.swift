@@ -7,14 +7,15 @@ enum KerasLayerRemoval {
         var found = Set<String>()
         let result = try edit(model, names, &found, path: path)
         if let missing = names.subtracting(found).sorted().first {
-            throw WSurgeryError.unknownLayer(path: path, layer: missing, candidates: KerasConfig.flattened(KerasConfig.layers(of: model)).map(\.layer.name))
+            throw WSurgeryError.unknownLayer(
+                path: path, layer: missing, candidates: KerasConfig.flattened(KerasConfig.layers(of: model)).map(\.layer.name))
         }
         return result
     }
 
     static func edit(_ model: JSONValue, _ names: Set<String>, _ found: inout Set<String>, path: String) throws -> JSONValue {
         guard var config = model["config"] else { return model }
-        let bare = config.arrayValue != nil // Keras 2.0 Sequential: the config is the layer list
+        let bare = config.arrayValue != nil  // Keras 2.0 Sequential: the config is the layer list
         guard let entries = bare ? config.arrayValue : config["layers"]?.arrayValue else { return model }
         let sequential = model["class_name"]?.stringValue == "Sequential"
         // What each removed layer read: the keras tensor (Keras 3) or `[name, node, tensor, kwargs]` (Keras 2).
@@ -28,7 +29,9 @@ enum KerasLayerRemoval {
             if sequential { continue }
             let nodes = ShapeInference.nodeRefs(entry["inbound_nodes"])
             guard nodes.count == 1, nodes[0].count == 1, let input = firstInput(entry["inbound_nodes"]) else {
-                throw WSurgeryError.unsupportedLayer(path: path, layer: name, reason: "has \(nodes.first?.count ?? 0) inputs in \(nodes.count) call(s); only a layer called once on one input can be removed")
+                throw WSurgeryError.unsupportedLayer(
+                    path: path, layer: name,
+                    reason: "has \(nodes.first?.count ?? 0) inputs in \(nodes.count) call(s); only a layer called once on one input can be removed")
             }
             replacement[name] = input
         }

@@ -27,7 +27,8 @@ struct KerasLayoutFacts: LayoutFacts {
         guard let flatten = ShapeInference.flatten(before: layer, in: configs) else { return nil }
         let map = try shapes.input(of: flatten)
         guard map.count == 4, let h = map[1], let w = map[2], let c = map[3], h * w * c == rows else {
-            throw WSurgeryError.unsupportedLayer(path: path, layer: layer, reason: "follows Flatten '\(flatten)' whose input is not a known (H, W, C) map of \(rows) values")
+            throw WSurgeryError.unsupportedLayer(
+                path: path, layer: layer, reason: "follows Flatten '\(flatten)' whose input is not a known (H, W, C) map of \(rows) values")
         }
         return (h, w, c)
     }

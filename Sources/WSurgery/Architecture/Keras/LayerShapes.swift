@@ -28,12 +28,13 @@ enum LayerShapes {
         let channelsFirst = config["data_format"]?.stringValue == "channels_first"
         switch className {
         case "Conv1D", "Conv2D", "Conv3D", "Convolution1D", "Convolution2D", "Convolution3D",
-             "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D", "SeparableConvolution2D":
+            "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D", "SeparableConvolution2D":
             let rank = spatialRank(className)
             let (spatial, channels) = try split(x, rank: rank, channelsFirst: channelsFirst, className: className)
             let (kernel, strides, dilation, padding) = window(config, rank)
             let out = spatial.indices.map { i in convLength(spatial[i], kernel[i], strides[i], dilation[i], padding) }
-            let filters = className.hasPrefix("Depthwise") ? channels.map { $0 * (config["depth_multiplier"]?.intValue ?? 1) } : config["filters"]?.intValue
+            let filters =
+                className.hasPrefix("Depthwise") ? channels.map { $0 * (config["depth_multiplier"]?.intValue ?? 1) } : config["filters"]?.intValue
             return [try join(x[0], out, filters, channelsFirst: channelsFirst)]
         case "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose", "Convolution2DTranspose":
             let rank = spatialRank(className)
@@ -45,7 +46,7 @@ enum LayerShapes {
             }
             return [try join(x[0], out, config["filters"]?.intValue, channelsFirst: channelsFirst)]
         case "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
-             "MaxPool1D", "MaxPool2D", "MaxPool3D", "AvgPool1D", "AvgPool2D", "AvgPool3D":
+            "MaxPool1D", "MaxPool2D", "MaxPool3D", "AvgPool1D", "AvgPool2D", "AvgPool3D":
             let rank = spatialRank(className)
             let (spatial, channels) = try split(x, rank: rank, channelsFirst: channelsFirst, className: className)
             let pool = ints(config["pool_size"], rank, 2)
@@ -54,8 +55,8 @@ enum LayerShapes {
             let out = spatial.indices.map { i in convLength(spatial[i], pool[i], strides[i], 1, padding) }
             return [try join(x[0], out, channels, channelsFirst: channelsFirst)]
         case "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalMaxPooling1D",
-             "GlobalMaxPooling2D", "GlobalMaxPooling3D", "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalAvgPool3D",
-             "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPool3D":
+            "GlobalMaxPooling2D", "GlobalMaxPooling3D", "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalAvgPool3D",
+            "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPool3D":
             let rank = spatialRank(className)
             let (_, channels) = try split(x, rank: rank, channelsFirst: channelsFirst, className: className)
             if config["keepdims"]?.boolValue == true {
@@ -76,7 +77,9 @@ enum LayerShapes {
             return [try join(x[0], spatial.indices.map { i in spatial[i].map { $0 * size[i] } }, channels, channelsFirst: channelsFirst)]
         case "Resizing", "CenterCrop", "RandomCrop":
             let (_, channels) = try split(x, rank: 2, channelsFirst: channelsFirst, className: className)
-            guard let height = config["height"]?.intValue, let width = config["width"]?.intValue else { throw .mismatch("its config has no height and width") }
+            guard let height = config["height"]?.intValue, let width = config["width"]?.intValue else {
+                throw .mismatch("its config has no height and width")
+            }
             return [try join(x[0], [height, width], channels, channelsFirst: channelsFirst)]
         case "Flatten":
             let rest = x.dropFirst()
@@ -95,7 +98,9 @@ enum LayerShapes {
             guard x.count == 2, let n = config["n"]?.intValue else { throw .mismatch("it needs a (batch, features) input") }
             return [[x[0], n, x[1]]]
         case "Dense":
-            guard x.count >= 2, let units = config["units"]?.intValue else { throw .mismatch("it needs an input of rank >= 2 and an integer 'units'") }
+            guard x.count >= 2, let units = config["units"]?.intValue else {
+                throw .mismatch("it needs an input of rank >= 2 and an integer 'units'")
+            }
             return [Array(x.dropLast()) + [units]]
         case "Embedding":
             guard let dim = config["output_dim"]?.intValue else { throw .mismatch("its config has no output_dim") }
@@ -111,8 +116,10 @@ enum LayerShapes {
 
     /// A convolution's window: kernel size, strides and dilation per axis, and the padding mode.
     static func window(_ config: JSONValue, _ rank: Int) -> (kernel: [Int], strides: [Int], dilation: [Int], padding: String) {
-        (ints(config["kernel_size"], rank, 1), ints(config["strides"], rank, 1), ints(config["dilation_rate"], rank, 1),
-         config["padding"]?.stringValue ?? "valid")
+        (
+            ints(config["kernel_size"], rank, 1), ints(config["strides"], rank, 1), ints(config["dilation_rate"], rank, 1),
+            config["padding"]?.stringValue ?? "valid"
+        )
     }
 
     static func spatialRank(_ className: String) -> Int {
@@ -206,7 +213,8 @@ enum LayerShapes {
             for i in result.indices {
                 switch (result[i], other[i]) {
                 case let (a?, b?) where a != b && a != 1 && b != 1:
-                    throw .mismatch("merges inputs of shapes \(inputs.map { ShapeText.python($0) }.joined(separator: " and ")), which differ on axis \(i)")
+                    throw .mismatch(
+                        "merges inputs of shapes \(inputs.map { ShapeText.python($0) }.joined(separator: " and ")), which differ on axis \(i)")
                 case let (a?, b?): result[i] = max(a, b)
                 case (nil, let b?) where b != 1: result[i] = b
                 default: break
@@ -226,7 +234,8 @@ enum LayerShapes {
         for other in inputs.dropFirst() {
             for i in 0..<rank where i != a {
                 if let x = result[i], let y = other[i], x != y {
-                    throw .mismatch("concatenates inputs of shapes \(inputs.map { ShapeText.python($0) }.joined(separator: " and ")), which differ on axis \(i)")
+                    throw .mismatch(
+                        "concatenates inputs of shapes \(inputs.map { ShapeText.python($0) }.joined(separator: " and ")), which differ on axis \(i)")
                 }
                 result[i] = result[i] ?? other[i]
             }

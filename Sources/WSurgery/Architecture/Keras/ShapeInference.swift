@@ -11,6 +11,7 @@ public enum ShapeInference {
     public struct Result: Sendable {
         /// Per layer (any depth), the shapes of its inputs and outputs at its first call.
         public var inputs: [String: [KerasShape]] = [:]
+        /// Per layer (any depth), the shapes of its outputs at its first call.
         public var outputs: [String: [KerasShape]] = [:]
         /// Per layer, its class name.
         public var classNames: [String: String] = [:]
@@ -117,7 +118,8 @@ public enum ShapeInference {
         var produced: [String: [[KerasShape]]] = [:]
         for (i, inputName) in inputNames.enumerated() {
             guard let entry = entries.first(where: { KerasConfig.entryName($0) == inputName }) else {
-                throw WSurgeryError.invalidConfig(path: result.path, reason: "model '\(name)' names input layer '\(inputName)', which it does not define")
+                throw WSurgeryError.invalidConfig(
+                    path: result.path, reason: "model '\(name)' names input layer '\(inputName)', which it does not define")
             }
             guard let shape = inputs.flatMap({ i < $0.count ? $0[i] : nil }) ?? declaredShape(entry) else {
                 throw WSurgeryError.invalidConfig(path: result.path, reason: "input layer '\(inputName)' records no shape")
@@ -128,7 +130,9 @@ public enum ShapeInference {
             result.classNames[inputName] = "InputLayer"
             result.order.append(inputName)
         }
-        var pending = entries.filter { entry in !inputNames.contains(KerasConfig.entryName(entry) ?? "") && entry["class_name"]?.stringValue != "InputLayer" }
+        var pending = entries.filter { entry in
+            !inputNames.contains(KerasConfig.entryName(entry) ?? "") && entry["class_name"]?.stringValue != "InputLayer"
+        }
         while !pending.isEmpty {
             var next: [JSONValue] = []
             for entry in pending {
@@ -149,9 +153,16 @@ public enum ShapeInference {
                 var calls: [[KerasShape]] = []
                 for node in nodes {
                     let inputs = try node.map { ref throws(WSurgeryError) -> KerasShape in
-                        guard let calls = produced[ref.layer], !calls.isEmpty else { throw WSurgeryError.invalidConfig(path: result.path, reason: "layer '\(layerName)' reads layer '\(ref.layer)', which produced nothing") }
+                        guard let calls = produced[ref.layer], !calls.isEmpty else {
+                            throw WSurgeryError.invalidConfig(
+                                path: result.path, reason: "layer '\(layerName)' reads layer '\(ref.layer)', which produced nothing")
+                        }
                         let call = calls[ref.node < calls.count ? ref.node : calls.count - 1]
-                        guard ref.tensor < call.count else { throw WSurgeryError.invalidConfig(path: result.path, reason: "layer '\(layerName)' reads output \(ref.tensor) of layer '\(ref.layer)', which has \(call.count)") }
+                        guard ref.tensor < call.count else {
+                            throw WSurgeryError.invalidConfig(
+                                path: result.path,
+                                reason: "layer '\(layerName)' reads output \(ref.tensor) of layer '\(ref.layer)', which has \(call.count)")
+                        }
                         return call[ref.tensor]
                     }
                     if calls.isEmpty { result.inputs[layerName] = inputs }
@@ -166,7 +177,9 @@ public enum ShapeInference {
             }
             if next.count == pending.count {
                 let names = next.compactMap { KerasConfig.entryName($0) }
-                throw WSurgeryError.invalidConfig(path: result.path, reason: "model '\(name)': layers \(names.prefix(5).joined(separator: ", ")) read from layers that never produce an output")
+                throw WSurgeryError.invalidConfig(
+                    path: result.path,
+                    reason: "model '\(name)': layers \(names.prefix(5).joined(separator: ", ")) read from layers that never produce an output")
             }
             pending = next
         }
@@ -177,14 +190,17 @@ public enum ShapeInference {
                 return []
             }
             guard let calls = produced[ref.layer], let call = calls.first, ref.tensor < call.count else {
-                throw WSurgeryError.invalidConfig(path: result.path, reason: "model '\(name)' names output layer '\(ref.layer)', which produces nothing")
+                throw WSurgeryError.invalidConfig(
+                    path: result.path, reason: "model '\(name)' names output layer '\(ref.layer)', which produces nothing")
             }
             outputs.append(call[ref.tensor])
         }
         return outputs
     }
 
-    static func inferSequential(_ entries: [JSONValue], model: JSONValue, name: String, inputs: [KerasShape]?, into result: inout Result) throws(WSurgeryError) -> [KerasShape] {
+    static func inferSequential(_ entries: [JSONValue], model: JSONValue, name: String, inputs: [KerasShape]?, into result: inout Result)
+        throws(WSurgeryError) -> [KerasShape]
+    {
         guard var shape = inputs?.first ?? recordedInputShapes(of: model)?.first else {
             throw WSurgeryError.invalidConfig(path: result.path, reason: "Sequential model '\(name)' records no input shape")
         }
@@ -210,7 +226,8 @@ public enum ShapeInference {
             }
             result.outputs[layerName] = outputs
             guard outputs.count == 1 else {
-                throw WSurgeryError.invalidConfig(path: result.path, reason: "layer '\(layerName)' of Sequential model '\(name)' has \(outputs.count) outputs")
+                throw WSurgeryError.invalidConfig(
+                    path: result.path, reason: "layer '\(layerName)' of Sequential model '\(name)' has \(outputs.count) outputs")
             }
             shape = outputs[0]
         }
@@ -222,7 +239,9 @@ public enum ShapeInference {
     }
 
     /// A layer's output shapes, nil when its class has no rule. Nested models are inferred in place.
-    static func layerOutputs(_ entry: JSONValue, name: String, className: String, inputs: [KerasShape], into result: inout Result) throws(WSurgeryError) -> [KerasShape]? {
+    static func layerOutputs(_ entry: JSONValue, name: String, className: String, inputs: [KerasShape], into result: inout Result)
+        throws(WSurgeryError) -> [KerasShape]?
+    {
         let config = entry["config"] ?? .null
         if config["layers"] != nil {
             // A nested model: its own layers' shapes from the shapes it is called with. When one of them
@@ -259,7 +278,6 @@ public enum ShapeInference {
         return items.map(\.intValue)
     }
 
-
     /// A Functional config's input layer names (`[["image", 0, 0]]` or `["image", 0, 0]`).
     static func inputLayerNames(_ config: JSONValue) -> [String] {
         refs(config["input_layers"]).map(\.layer)
@@ -289,11 +307,20 @@ public enum ShapeInference {
             func visit(_ value: JSONValue) {
                 switch value {
                 case .array(let items):
-                    if let r = ref(items), items.count == 3 || items[3].objectValue != nil { found.append(r); return }
+                    if let r = ref(items), items.count == 3 || items[3].objectValue != nil {
+                        found.append(r)
+                        return
+                    }
                     items.forEach(visit)
                 case .object:
-                    if let history = value["config"]?["keras_history"]?.arrayValue, let r = ref(history) { found.append(r); return }
-                    if let args = value["args"] { visit(args); return }
+                    if let history = value["config"]?["keras_history"]?.arrayValue, let r = ref(history) {
+                        found.append(r)
+                        return
+                    }
+                    if let args = value["args"] {
+                        visit(args)
+                        return
+                    }
                 default: break
                 }
             }

@@ -21,8 +21,10 @@ public enum WeightFit {
             return ["depthwise_kernel": kernelSize() + [channels, multiplier], "bias": [channels.map { $0 * multiplier }]]
         case "SeparableConv1D", "SeparableConv2D", "SeparableConvolution2D":
             let multiplier = config["depth_multiplier"]?.intValue ?? 1
-            return ["depthwise_kernel": kernelSize() + [channels, multiplier],
-                    "pointwise_kernel": Array(repeating: 1, count: rank) + [channels.map { $0 * multiplier }, filters], "bias": [filters]]
+            return [
+                "depthwise_kernel": kernelSize() + [channels, multiplier],
+                "pointwise_kernel": Array(repeating: 1, count: rank) + [channels.map { $0 * multiplier }, filters], "bias": [filters],
+            ]
         case "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose", "Convolution2DTranspose":
             return ["kernel": kernelSize() + [filters, channels], "bias": [filters]]
         case "BatchNormalization", "SyncBatchNormalization", "LayerNormalization":
@@ -31,7 +33,8 @@ public enum WeightFit {
                 let i = a < 0 ? input.count + a : a
                 return i >= 0 && i < input.count ? input[i] : nil
             }
-            let shape: [Int?] = className == "LayerNormalization" && dims.count > 1 ? dims : [dims.contains(where: { $0 == nil }) ? nil : dims.reduce(1) { $0 * $1! }]
+            let shape: [Int?] =
+                className == "LayerNormalization" && dims.count > 1 ? dims : [dims.contains(where: { $0 == nil }) ? nil : dims.reduce(1) { $0 * $1! }]
             return ["gamma": shape, "beta": shape, "moving_mean": shape, "moving_variance": shape]
         case "Embedding":
             return [:]

@@ -10,11 +10,17 @@ enum PositionEmbeddings {
     static func changes(in graph: TensorGraph, height: Int, width: Int, config: ConfigDocument?) throws -> [PositionEmbeddingChange] {
         let path = graph.sourcePath
         let embeddings = graph.layers.flatMap { layer in
-            layer.tensors.enumerated().filter { names.contains(StateDictGrouping.localName($0.element.name)) && [2, 3].contains($0.element.shape.count) }
-                .map { (layer: layer.name, index: $0.offset) }
+            layer.tensors.enumerated().filter {
+                names.contains(StateDictGrouping.localName($0.element.name)) && [2, 3].contains($0.element.shape.count)
+            }
+            .map { (layer: layer.name, index: $0.offset) }
         }
         guard !embeddings.isEmpty || config != nil else {
-            throw WSurgeryError.unsupportedLayer(path: path, layer: graph.layers.first?.name ?? "?", reason: "the checkpoint records no architecture to infer shapes from (no Keras model config) and has no position embeddings; a PyTorch module's code decides whether it takes \(height)x\(width) (models with adaptive/global pooling do)")
+            throw WSurgeryError.unsupportedLayer(
+                path: path, layer: graph.layers.first?.name ?? "?",
+                reason:
+                    "the checkpoint records no architecture to infer shapes from (no Keras model config) and has no position embeddings; a PyTorch module's code decides whether it takes \(height)x\(width) (models with adaptive/global pooling do)"
+            )
         }
         let patch = try patchSize(graph, config: config)
         guard height % patch.0 == 0, width % patch.1 == 0 else {
@@ -41,13 +47,18 @@ enum PositionEmbeddings {
                 if shape.count == 4 { return roles.layout == .torch ? (shape[2], shape[3]) : (shape[0], shape[1]) }
             }
         }
-        throw WSurgeryError.detectionFailed(path: graph.sourcePath, what: "patch size", reason: "no patch_size in config.json and no patch-embedding convolution (patch_embed.proj, embeddings.patch_embeddings.projection)", candidates: [])
+        throw WSurgeryError.detectionFailed(
+            path: graph.sourcePath, what: "patch size",
+            reason: "no patch_size in config.json and no patch-embedding convolution (patch_embed.proj, embeddings.patch_embeddings.projection)",
+            candidates: [])
     }
 
     /// The grid the embedding was trained at: config.json's `image_size` / patch, else the square left
     /// after the fewest prefix (class, distillation) tokens, as timm assumes.
     static func oldGrid(tokens: Int, config: ConfigDocument?, patch: (Int, Int), tensor: String, path: String) throws -> (Int, Int) {
-        if let size = config?.json["image_size"] ?? config?.json["pretrained_cfg"]?["input_size"].map({ .array(Array(($0.arrayValue ?? []).suffix(2))) }) {
+        if let size = config?.json["image_size"]
+            ?? config?.json["pretrained_cfg"]?["input_size"].map({ .array(Array(($0.arrayValue ?? []).suffix(2))) })
+        {
             let hw = size.intValue.map { [$0, $0] } ?? size.arrayValue?.compactMap(\.intValue) ?? []
             if hw.count == 2, hw[0] / patch.0 * (hw[1] / patch.1) <= tokens { return (hw[0] / patch.0, hw[1] / patch.1) }
         }
@@ -55,7 +66,8 @@ enum PositionEmbeddings {
             let side = Int(Double(tokens - prefix).squareRoot().rounded())
             if side * side == tokens - prefix { return (side, side) }
         }
-        throw WSurgeryError.unsupportedLayer(path: path, layer: tensor, reason: "\(tokens) positions are not a square grid plus up to 8 prefix tokens; give config.json an image_size")
+        throw WSurgeryError.unsupportedLayer(
+            path: path, layer: tensor, reason: "\(tokens) positions are not a square grid plus up to 8 prefix tokens; give config.json an image_size")
     }
 
     /// What the report says once the embeddings were resampled.

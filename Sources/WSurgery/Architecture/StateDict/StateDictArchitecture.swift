@@ -37,7 +37,8 @@ struct StateDictArchitecture: ArchitectureEditor {
         case .named(let list):
             names = list
             for name in names where graph.layer(named: name) == nil {
-                throw WSurgeryError.unknownLayer(path: graph.sourcePath, layer: name, candidates: graph.layers.filter { !$0.tensors.isEmpty }.map(\.name))
+                throw WSurgeryError.unknownLayer(
+                    path: graph.sourcePath, layer: name, candidates: graph.layers.filter { !$0.tensors.isEmpty }.map(\.name))
             }
         case .top:
             names = try LayerDetection.classifierHeads(in: graph)

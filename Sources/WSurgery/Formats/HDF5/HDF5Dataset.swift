@@ -53,13 +53,15 @@ extension HDF5File {
             let check = check(datasetPath)
             let ftype = try HDF5Types.fileType(for: dtype, tensor: tensorName, check: check)
             var dims = shape.map { hsize_t($0) }
-            let space = try check.handle(shape.isEmpty ? H5Screate(H5S_SCALAR) : H5Screate_simple(Int32(shape.count), &dims, nil), H5Sclose, "make the dataset's shape")
+            let space = try check.handle(
+                shape.isEmpty ? H5Screate(H5S_SCALAR) : H5Screate_simple(Int32(shape.count), &dims, nil), H5Sclose, "make the dataset's shape")
             let lcpl = try check.handle(H5Pcreate(wsh5_P_LINK_CREATE()), H5Pclose, "make link properties")
             try check.status(H5Pset_create_intermediate_group(lcpl.id, 1), "make link properties")
             // No modification times in the object header: the same input and options give the same bytes.
             let dcpl = try check.handle(H5Pcreate(wsh5_P_DATASET_CREATE()), H5Pclose, "make dataset properties")
             try check.status(H5Pset_obj_track_times(dcpl.id, false), "make dataset properties")
-            let dataset = try check.handle(H5Dcreate2(id, datasetPath, ftype.id, space.id, lcpl.id, dcpl.id, wsh5_P_DEFAULT()), H5Dclose, "create the dataset")
+            let dataset = try check.handle(
+                H5Dcreate2(id, datasetPath, ftype.id, space.id, lcpl.id, dcpl.id, wsh5_P_DEFAULT()), H5Dclose, "create the dataset")
             if let attribute = HDF5Types.dtypeAttribute(for: dtype) {
                 try writeStrings(datasetPath, "dtype", [attribute], scalar: true)
             }
@@ -200,7 +202,11 @@ enum HDF5Types {
             }
             return (dtype, littleEndian || size == 1)
         case H5T_FLOAT:
-            var spos = 0, epos = 0, esize = 0, mpos = 0, msize = 0
+            var spos = 0
+            var epos = 0
+            var esize = 0
+            var mpos = 0
+            var msize = 0
             try check.status(H5Tget_fields(type, &spos, &epos, &esize, &mpos, &msize), "read the float type's fields")
             switch (size, esize, msize) {
             case (4, 8, 23): return (.f32, littleEndian)
@@ -284,7 +290,8 @@ enum HDF5Types {
             return t
         case .bool:
             let t = try check.handle(H5Tenum_create(wsh5_T_NATIVE_INT8()), H5Tclose, "make the type for bool")
-            var no: Int8 = 0, yes: Int8 = 1
+            var no: Int8 = 0
+            var yes: Int8 = 1
             try set(H5Tenum_insert(t.id, "FALSE", &no))
             try set(H5Tenum_insert(t.id, "TRUE", &yes))
             return t
@@ -300,9 +307,12 @@ enum HDF5Types {
             if name != "V\(bytes)" { try set(H5Tset_tag(t.id, name)) }
             return t
         case .opaque(let name, nil):
-            throw WSurgeryError.cannotExpress(format: "HDF5", tensor: tensor, reason: "dtype '\(name)' is unknown to this tool, so its element size is unknown")
+            throw WSurgeryError.cannotExpress(
+                format: "HDF5", tensor: tensor, reason: "dtype '\(name)' is unknown to this tool, so its element size is unknown")
         case .f6e2m3, .f6e3m2, .f4:
-            throw WSurgeryError.cannotExpress(format: "HDF5", tensor: tensor, reason: "\(dtype.safetensorsName) packs elements into fractions of a byte, which HDF5 datasets cannot hold")
+            throw WSurgeryError.cannotExpress(
+                format: "HDF5", tensor: tensor,
+                reason: "\(dtype.safetensorsName) packs elements into fractions of a byte, which HDF5 datasets cannot hold")
         }
     }
 }

@@ -162,9 +162,11 @@ final class HDF5File: @unchecked Sendable {
             var names: [String] = []
             let check = check(groupPath)
             for i in 0..<info.nlinks {
-                let length = try check.status(H5Lget_name_by_idx(g.id, ".", H5_INDEX_NAME, H5_ITER_INC, i, nil, 0, wsh5_P_DEFAULT()), "list the group")
+                let length = try check.status(
+                    H5Lget_name_by_idx(g.id, ".", H5_INDEX_NAME, H5_ITER_INC, i, nil, 0, wsh5_P_DEFAULT()), "list the group")
                 var buffer = [CChar](repeating: 0, count: Int(length) + 1)
-                try check.status(H5Lget_name_by_idx(g.id, ".", H5_INDEX_NAME, H5_ITER_INC, i, &buffer, Int(length) + 1, wsh5_P_DEFAULT()), "list the group")
+                try check.status(
+                    H5Lget_name_by_idx(g.id, ".", H5_INDEX_NAME, H5_ITER_INC, i, &buffer, Int(length) + 1, wsh5_P_DEFAULT()), "list the group")
                 let name = String(cString: buffer)
                 try checkLink(groupPath == "/" ? name : groupPath + "/" + name)
                 names.append(name)
@@ -176,7 +178,9 @@ final class HDF5File: @unchecked Sendable {
     /// Opens a group or dataset after checking every link on its path is a hard link.
     func openObject(_ objectPath: String) throws -> H5ID {
         try HDF5Lock.run {
-            if objectPath != "/" { guard try exists(objectPath) else { throw WSurgeryError.missingObject(path: path, object: objectPath, layer: nil) } }
+            if objectPath != "/" {
+                guard try exists(objectPath) else { throw WSurgeryError.missingObject(path: path, object: objectPath, layer: nil) }
+            }
             let o = H5Oopen(id, objectPath, wsh5_P_DEFAULT())
             if o < 0 { throw WSurgeryError.hdf5(path: path, object: objectPath, operation: "open") }
             return H5ID(o, H5Oclose)
@@ -216,7 +220,8 @@ final class HDF5File: @unchecked Sendable {
     func stringAttribute(_ objectPath: String, _ name: String) throws -> String? {
         guard let values = try stringsAttribute(objectPath, name) else { return nil }
         guard values.count == 1 else {
-            throw WSurgeryError.unknownHDF5Layout(path: path, reason: "attribute '\(name)' of '\(objectPath)' holds \(values.count) strings, expected one")
+            throw WSurgeryError.unknownHDF5Layout(
+                path: path, reason: "attribute '\(name)' of '\(objectPath)' holds \(values.count) strings, expected one")
         }
         return values[0]
     }
@@ -269,16 +274,19 @@ final class HDF5File: @unchecked Sendable {
         try HDF5Lock.run {
             let o = try openObject(objectPath)
             let check = check("\(objectPath)@\(name)")
-            if try check.status(H5Aexists(o.id, name), "look up the attribute") > 0 { try check.status(H5Adelete(o.id, name), "replace the attribute") }
+            if try check.status(H5Aexists(o.id, name), "look up the attribute") > 0 {
+                try check.status(H5Adelete(o.id, name), "replace the attribute")
+            }
             let type = try check.handle(H5Tcopy(wsh5_T_C_S1()), H5Tclose, "make a string type")
             try check.status(H5Tset_size(type.id, wsh5_T_VARIABLE()), "make a string type")
             let needsUTF8 = utf8 || values.contains { $0.utf8.contains { $0 > 0x7F } }
             try check.status(H5Tset_cset(type.id, needsUTF8 ? H5T_CSET_UTF8 : H5T_CSET_ASCII), "make a string type")
             var dims: [hsize_t] = [hsize_t(values.count)]
             let space = try check.handle(scalar ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dims, nil), H5Sclose, "make the attribute's shape")
-            let attr = try check.handle(H5Acreate2(o.id, name, type.id, space.id, wsh5_P_DEFAULT(), wsh5_P_DEFAULT()), H5Aclose, "create the attribute")
+            let attr = try check.handle(
+                H5Acreate2(o.id, name, type.id, space.id, wsh5_P_DEFAULT(), wsh5_P_DEFAULT()), H5Aclose, "create the attribute")
             let cStrings = values.map { strdup($0) }
-            defer { cStrings.forEach { free($0) } }
+            defer { for string in cStrings { free(string) } }
             var pointers: [UnsafePointer<CChar>?] = cStrings.map { UnsafePointer($0) }
             if H5Awrite(attr.id, type.id, &pointers) < 0 {
                 throw WSurgeryError.hdf5(path: path, object: "\(objectPath)@\(name)", operation: "write the attribute")
@@ -296,7 +304,8 @@ final class HDF5File: @unchecked Sendable {
                 var dims: [hsize_t] = [0]
                 let check = check("\(objectPath)@\(name)")
                 let space = try check.handle(H5Screate_simple(1, &dims, nil), H5Sclose, "make the attribute's shape")
-                _ = try check.handle(H5Acreate2(o.id, name, wsh5_T_IEEE_F64LE(), space.id, wsh5_P_DEFAULT(), wsh5_P_DEFAULT()), H5Aclose, "create the attribute")
+                _ = try check.handle(
+                    H5Acreate2(o.id, name, wsh5_T_IEEE_F64LE(), space.id, wsh5_P_DEFAULT(), wsh5_P_DEFAULT()), H5Aclose, "create the attribute")
             }
             return
         }
@@ -305,7 +314,8 @@ final class HDF5File: @unchecked Sendable {
         var chunks = 1
         func split(_ k: Int) -> [[String]] {
             // numpy.array_split: the first (n % k) parts get one extra element.
-            let base = values.count / k, extra = values.count % k
+            let base = values.count / k
+            let extra = values.count % k
             var parts: [[String]] = []
             var start = 0
             for i in 0..<k {

@@ -18,11 +18,15 @@ public enum KerasH5Reader {
             return try readKeras3(h5, raw: raw, config: nil, sourceFormat: .kerasWeightsH5, sourcePath: path)
         }
         let top = try h5.children(of: "/").prefix(5).joined(separator: ", ")
-        throw WSurgeryError.unknownHDF5Layout(path: path, reason: "no 'layer_names' attribute, 'model_weights' group or 'layers' group at the root (found: \(top.isEmpty ? "nothing" : top))")
+        throw WSurgeryError.unknownHDF5Layout(
+            path: path,
+            reason: "no 'layer_names' attribute, 'model_weights' group or 'layers' group at the root (found: \(top.isEmpty ? "nothing" : top))")
     }
 
     /// Reads one dataset as a tensor: a file region when stored plainly, else through libhdf5.
-    static func tensor(_ h5: HDF5File, raw: InputFile, datasetPath: String, name: String, layer: String, bfloat16Policy: Bool, legacyIndex: Int? = nil) throws -> Tensor {
+    static func tensor(
+        _ h5: HDF5File, raw: InputFile, datasetPath: String, name: String, layer: String, bfloat16Policy: Bool, legacyIndex: Int? = nil
+    ) throws -> Tensor {
         guard try h5.exists(datasetPath) else { throw WSurgeryError.missingObject(path: h5.path, object: datasetPath, layer: layer) }
         let info = try h5.datasetInfo(datasetPath)
         var dtype = info.dtype
@@ -40,8 +44,9 @@ public enum KerasH5Reader {
         } else {
             data = HDF5DatasetSource(file: h5, datasetPath: datasetPath, dtype: dtype, shape: info.shape, byteCount: bytes)
         }
-        return Tensor(name: name, dtype: dtype, shape: info.shape, layout: StateDictGrouping.layout(name: name, shape: info.shape), data: data,
-                      origin: HDF5TensorOrigin(file: h5, datasetPath: datasetPath, legacyIndex: legacyIndex))
+        return Tensor(
+            name: name, dtype: dtype, shape: info.shape, layout: StateDictGrouping.layout(name: name, shape: info.shape), data: data,
+            origin: HDF5TensorOrigin(file: h5, datasetPath: datasetPath, legacyIndex: legacyIndex))
     }
 
     /// The `wsurgery_provenance` root attribute, when it holds a provenance record.
@@ -85,7 +90,10 @@ public enum KerasH5Reader {
                 // A weight of a nested model names its sublayer first ("block1_conv1/kernel:0").
                 let sublayer = config.flatMap { c in c.sublayers.isEmpty ? nil : configLayers[StateDictGrouping.split(weightName).layer]?.layer }
                 let bf16 = (sublayer ?? config)?.dtypePolicy == "bfloat16"
-                tensors.append(try tensor(h5, raw: raw, datasetPath: layerGroup + "/" + weightName, name: weightName, layer: layerName, bfloat16Policy: bf16, legacyIndex: index))
+                tensors.append(
+                    try tensor(
+                        h5, raw: raw, datasetPath: layerGroup + "/" + weightName, name: weightName, layer: layerName, bfloat16Policy: bf16,
+                        legacyIndex: index))
             }
             let placement = KerasWeightPlacement(legacyGroup: layerName)
             if let config, !config.sublayers.isEmpty {
@@ -93,23 +101,28 @@ public enum KerasH5Reader {
                 graph.layers.append(Layer(name: layerName, kind: .model, className: config.className, inbound: config.inbound, origin: placement))
                 for (sub, _) in KerasConfig.flattened(config.sublayers) {
                     let own = tensors.filter { StateDictGrouping.split($0.name).layer == sub.name }
-                    graph.layers.append(Layer(name: sub.name, kind: LayerKind(kerasClassName: sub.className), className: sub.className,
-                                              tensors: own, inbound: sub.inbound, origin: placement))
+                    graph.layers.append(
+                        Layer(
+                            name: sub.name, kind: LayerKind(kerasClassName: sub.className), className: sub.className,
+                            tensors: own, inbound: sub.inbound, origin: placement))
                 }
                 let claimed = Set(KerasConfig.flattened(config.sublayers).map(\.layer.name))
                 let orphans = tensors.filter { !claimed.contains(StateDictGrouping.split($0.name).layer) }
                 if !orphans.isEmpty { graph.layers[graph.layers.firstIndex { $0.name == layerName }!].tensors = orphans }
             } else {
                 let kind = config.map { LayerKind(kerasClassName: $0.className) } ?? StateDictGrouping.inferKind(layer: layerName, tensors: tensors)
-                graph.layers.append(Layer(name: layerName, kind: kind, className: config?.className, tensors: tensors,
-                                          inbound: config?.inbound ?? [], origin: placement))
+                graph.layers.append(
+                    Layer(
+                        name: layerName, kind: kind, className: config?.className, tensors: tensors,
+                        inbound: config?.inbound ?? [], origin: placement))
             }
         }
         // Keras 3 writes the model's own variables under `top_level_model_weights`, outside `layer_names`.
         let topLevel = KerasWeightPlacement.topLevelGroup
         if group != "/", try h5.exists(child(topLevel)), let names = try h5.stringsAttribute(child(topLevel), "weight_names") {
             let tensors = try names.enumerated().map { index, name in
-                try tensor(h5, raw: raw, datasetPath: child(topLevel) + "/" + name, name: name, layer: topLevel, bfloat16Policy: false, legacyIndex: index)
+                try tensor(
+                    h5, raw: raw, datasetPath: child(topLevel) + "/" + name, name: name, layer: topLevel, bfloat16Policy: false, legacyIndex: index)
             }
             state.topLevelWeights = true
             if !tensors.isEmpty {
@@ -131,7 +144,9 @@ public enum KerasH5Reader {
 
     /// Reads a Keras 3 `.weights.h5`; `config` (from a `.keras` archive) supplies order, classes and
     /// variable names when present.
-    static func readKeras3(_ h5: HDF5File, raw: InputFile, config: ConfigDocument?, sourceFormat: CheckpointFormat, sourcePath: String) throws -> TensorGraph {
+    static func readKeras3(_ h5: HDF5File, raw: InputFile, config: ConfigDocument?, sourceFormat: CheckpointFormat, sourcePath: String) throws
+        -> TensorGraph
+    {
         var graph = TensorGraph(layers: [], layersInModelOrder: config != nil, sourceFormat: sourceFormat, sourcePath: sourcePath, sourceFiles: [raw])
         var state = KerasH5FileState(kerasFlavor: sourceFormat == .kerasArchive ? .kerasArchive : .keras3Weights)
         if let config { graph.architecture = .keras(config) }
@@ -183,22 +198,29 @@ public enum KerasH5Reader {
                 return try tensor(h5, raw: raw, datasetPath: "\(vars)/\(i)", name: tensorName, layer: entry.name, bfloat16Policy: bf16)
             }
             let kind = className.map { LayerKind(kerasClassName: $0) } ?? StateDictGrouping.inferKind(layer: entry.name, tensors: tensors)
-            graph.layers.append(Layer(name: entry.name, kind: kind, className: className, tensors: tensors,
-                                      inbound: entry.config?.inbound ?? [], origin: KerasWeightPlacement(saveablePath: entry.path)))
+            graph.layers.append(
+                Layer(
+                    name: entry.name, kind: kind, className: className, tensors: tensors,
+                    inbound: entry.config?.inbound ?? [], origin: KerasWeightPlacement(saveablePath: entry.path)))
         }
         // Root-level variables of the model itself, if any.
         if try h5.exists("vars") {
             let indices = try h5.children(of: "vars").compactMap { Int($0) }.sorted()
             if !indices.isEmpty {
                 let name = state.keras3ModelName ?? "model"
-                let tensors = try indices.map { try tensor(h5, raw: raw, datasetPath: "vars/\($0)", name: "\(name)/vars/\($0)", layer: name, bfloat16Policy: false) }
+                let tensors = try indices.map {
+                    try tensor(h5, raw: raw, datasetPath: "vars/\($0)", name: "\(name)/vars/\($0)", layer: name, bfloat16Policy: false)
+                }
                 graph.layers.append(Layer(name: name, kind: .model, tensors: tensors, origin: KerasWeightPlacement(saveablePath: "")))
             }
         }
         if try h5.exists("optimizer/vars") {
             let indices = try h5.children(of: "optimizer/vars").compactMap { Int($0) }.sorted()
-            let tensors = try indices.map { try tensor(h5, raw: raw, datasetPath: "optimizer/vars/\($0)", name: "optimizer/vars/\($0)", layer: "optimizer", bfloat16Policy: false) }
-            graph.optimizer = OptimizerState(layout: KerasOptimizerLayout.keras3(name: try h5.stringAttribute("optimizer/vars", "name")), tensors: tensors)
+            let tensors = try indices.map {
+                try tensor(h5, raw: raw, datasetPath: "optimizer/vars/\($0)", name: "optimizer/vars/\($0)", layer: "optimizer", bfloat16Policy: false)
+            }
+            graph.optimizer = OptimizerState(
+                layout: KerasOptimizerLayout.keras3(name: try h5.stringAttribute("optimizer/vars", "name")), tensors: tensors)
         }
         return graph
     }
@@ -210,10 +232,16 @@ public enum KerasH5Reader {
         var text = ""
         for c in s {
             if c.isASCII && c.isNumber {
-                if !text.isEmpty { parts.append(.text(text)); text = "" }
+                if !text.isEmpty {
+                    parts.append(.text(text))
+                    text = ""
+                }
                 digits.append(c)
             } else {
-                if !digits.isEmpty { parts.append(.number(Int(digits) ?? 0)); digits = "" }
+                if !digits.isEmpty {
+                    parts.append(.number(Int(digits) ?? 0))
+                    digits = ""
+                }
                 text.append(c)
             }
         }

@@ -7,8 +7,9 @@ public enum KerasH5Writer {
     static func write(_ tensor: Tensor, to h5: HDF5File, at datasetPath: String) throws {
         defer { WriteProgress.advance(tensor.data.byteCount) }
         if let origin = tensor.origin as? HDF5TensorOrigin, !(tensor.data is MemorySource),
-           let info = try? origin.file.datasetInfo(origin.datasetPath), info.shape == tensor.shape,
-           info.dtype == tensor.dtype || info.dtype == .opaque(name: "V2", bytesPerElement: 2) && tensor.dtype == .bf16 {
+            let info = try? origin.file.datasetInfo(origin.datasetPath), info.shape == tensor.shape,
+            info.dtype == tensor.dtype || info.dtype == .opaque(name: "V2", bytesPerElement: 2) && tensor.dtype == .bf16
+        {
             try h5.copyDataset(from: origin.file, origin.datasetPath, to: datasetPath, dtype: tensor.dtype)
             return
         }
@@ -125,8 +126,11 @@ public enum KerasH5Writer {
             if let path = graph.kerasPlacement(layer)?.saveablePath ?? derived[layer.name] {
                 paths[layer.name] = path
             } else if !layer.tensors.isEmpty {
-                throw WSurgeryError.cannotExpress(format: "Keras 3 .weights.h5", tensor: layer.tensors.first?.name,
-                    reason: "Keras 3 finds a layer's weights under layers/<class name>/vars, and the graph has no Keras config giving the class of layer '\(layer.name)'; write .h5 or .safetensors instead")
+                throw WSurgeryError.cannotExpress(
+                    format: "Keras 3 .weights.h5", tensor: layer.tensors.first?.name,
+                    reason:
+                        "Keras 3 finds a layer's weights under layers/<class name>/vars, and the graph has no Keras config giving the class of layer '\(layer.name)'; write .h5 or .safetensors instead"
+                )
             }
         }
         return paths

@@ -9,6 +9,7 @@ public enum KerasArchive {
     /// Entries get this fixed date so the same graph always gives the same archive bytes.
     static let entryDate = Date(timeIntervalSince1970: 315_532_800)  // 1980-01-01, the zip epoch
 
+    /// Reads a `.keras` archive: its config, metadata and weights.
     public static func read(path: String) throws -> TensorGraph {
         let archiveFile = try InputFile(path: path)
         let archive: Archive
@@ -21,7 +22,9 @@ public enum KerasArchive {
             do { _ = try archive.extract(entry) { data.append($0) } } catch {
                 throw WSurgeryError.invalidArchive(path: path, reason: "'\(name)' cannot be extracted (\(error))")
             }
-            guard let s = String(data: data, encoding: .utf8) else { throw WSurgeryError.invalidArchive(path: path, reason: "'\(name)' is not UTF-8") }
+            guard let s = String(data: data, encoding: .utf8) else {
+                throw WSurgeryError.invalidArchive(path: path, reason: "'\(name)' is not UTF-8")
+            }
             return s
         }
         let configText = try text("config.json")
@@ -53,8 +56,10 @@ public enum KerasArchive {
     /// Writes a `.keras` archive: entries stored (not deflated) in Keras's order.
     public static func write(_ graph: TensorGraph, to output: OutputFile) throws -> [String] {
         guard case .keras(let config)? = graph.architecture else {
-            throw WSurgeryError.cannotExpress(format: ".keras", tensor: nil,
-                reason: "a .keras archive needs the model's Keras config and this checkpoint has none; write .h5, .weights.h5 or .safetensors instead")
+            throw WSurgeryError.cannotExpress(
+                format: ".keras", tensor: nil,
+                reason: "a .keras archive needs the model's Keras config and this checkpoint has none; write .h5, .weights.h5 or .safetensors instead"
+            )
         }
         // The weights go to a temporary HDF5 file beside the output, then into the archive.
         let weightsOutput = try OutputFile(path: output.path + ".weights.h5")
@@ -65,7 +70,8 @@ public enum KerasArchive {
             notes = try KerasH5Writer.writeKeras3Weights(graph, into: h5)
             try h5.flush()
         }
-        let metadata = graph.fileStates[KerasArchiveState.self]?.metadata.text(style: .python)
+        let metadata =
+            graph.fileStates[KerasArchiveState.self]?.metadata.text(style: .python)
             ?? JSONValue.object([("keras_version", .string(graph.fileStates[KerasSavedBy.self]?.version ?? "3.0.0"))]).serialized(.python)
         try output.closeForReopen()
         let url = URL(fileURLWithPath: output.temporaryPath)
@@ -76,14 +82,18 @@ public enum KerasArchive {
             let configText = keras3 == config.json ? config.text(style: .python) : keras3.serialized(.python)
             for (name, text) in [("metadata.json", metadata), ("config.json", configText)] {
                 let data = Data(text.utf8)
-                try archive.addEntry(with: name, type: .file, uncompressedSize: Int64(data.count), modificationDate: entryDate,
-                                     compressionMethod: .none) { position, size in
+                try archive.addEntry(
+                    with: name, type: .file, uncompressedSize: Int64(data.count), modificationDate: entryDate,
+                    compressionMethod: .none
+                ) { position, size in
                     data.subdata(in: Int(position)..<Int(position) + size)
                 }
             }
             let weightsFile = try InputFile(path: weightsOutput.temporaryPath)
-            try archive.addEntry(with: weightsEntry, type: .file, uncompressedSize: Int64(weightsFile.size), modificationDate: entryDate,
-                                 compressionMethod: .none, bufferSize: 1 << 20) { position, size in
+            try archive.addEntry(
+                with: weightsEntry, type: .file, uncompressedSize: Int64(weightsFile.size), modificationDate: entryDate,
+                compressionMethod: .none, bufferSize: 1 << 20
+            ) { position, size in
                 Data(try weightsFile.read(count: size, at: UInt64(position)))
             }
         } catch let error as WSurgeryError {

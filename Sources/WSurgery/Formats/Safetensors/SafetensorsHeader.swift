@@ -1,10 +1,14 @@
 /// One tensor entry of a safetensors header.
 public struct SafetensorsEntry: Sendable {
+    /// The tensor's name.
     public var name: String
+    /// Its element type.
     public var dtype: DType
+    /// Its dimensions.
     public var shape: [Int]
     /// Offsets relative to the start of the data buffer.
     public var begin: UInt64
+    /// End of its bytes (exclusive), relative to the data start.
     public var end: UInt64
 }
 
@@ -93,7 +97,7 @@ public struct SafetensorsHeader: Sendable {
             return d
         }
         guard let offsets = value["data_offsets"]?.arrayValue, offsets.count == 2,
-              let begin = offsets[0].int64Value, let end = offsets[1].int64Value, begin >= 0, end >= 0
+            let begin = offsets[0].int64Value, let end = offsets[1].int64Value, begin >= 0, end >= 0
         else { throw bad("'data_offsets' must be two non-negative integers") }
         if end < begin { throw bad("data_offsets end \(end) is before begin \(begin)") }
         let dtype = DType(safetensorsName: dtypeName)
@@ -109,7 +113,8 @@ public struct SafetensorsHeader: Sendable {
                 throw bad("\(elements) elements of \(dtypeName) are not a whole number of bytes")
             }
             if needed != span {
-                throw WSurgeryError.tensorSizeMismatch(path: path, tensor: name, dtype: dtypeName, shape: shape, expectedBytes: needed, actualBytes: span)
+                throw WSurgeryError.tensorSizeMismatch(
+                    path: path, tensor: name, dtype: dtypeName, shape: shape, expectedBytes: needed, actualBytes: span)
             }
         }
         return SafetensorsEntry(name: name, dtype: dtype, shape: shape, begin: UInt64(begin), end: UInt64(end))

@@ -17,14 +17,17 @@ public enum SafetensorsReader {
 
     static func tensor(from entry: SafetensorsEntry, header: SafetensorsHeader, file: InputFile) -> Tensor {
         let region = FileRegion(file: file, offset: header.dataStart + entry.begin, length: entry.end - entry.begin)
-        return Tensor(name: entry.name, dtype: entry.dtype, shape: entry.shape,
-                      layout: StateDictGrouping.layout(name: entry.name, shape: entry.shape),
-                      data: FileRegionSource(region: region))
+        return Tensor(
+            name: entry.name, dtype: entry.dtype, shape: entry.shape,
+            layout: StateDictGrouping.layout(name: entry.name, shape: entry.shape),
+            data: FileRegionSource(region: region))
     }
 
     /// Splits `__metadata__` into the keys this tool writes (a Keras model, the Keras config a
     /// PyTorch-layout file came from, the provenance record) and the rest, kept as `SafetensorsFileState`.
-    static func attachMetadata(_ metadata: [(String, String)]?, indexMetadata: [(String, JSONValue)]? = nil, to graph: inout TensorGraph, path: String) throws {
+    static func attachMetadata(
+        _ metadata: [(String, String)]?, indexMetadata: [(String, JSONValue)]? = nil, to graph: inout TensorGraph, path: String
+    ) throws {
         typealias Key = SafetensorsMetadataKey
         func config(_ key: String, _ value: String) throws -> ConfigDocument {
             do { return try ConfigDocument(text: value) } catch {
@@ -118,10 +121,13 @@ public enum SafetensorsReader {
             }
         }
         if let missing = expected.keys.sorted().first(where: { !seen.contains($0) }) {
-            throw WSurgeryError.invalidIndex(path: indexPath, reason: "tensor '\(missing)' is listed for shard '\(expected[missing]!)' but that shard does not hold it")
+            throw WSurgeryError.invalidIndex(
+                path: indexPath, reason: "tensor '\(missing)' is listed for shard '\(expected[missing]!)' but that shard does not hold it")
         }
-        var graph = TensorGraph(layers: StateDictGrouping.layers(from: tensors), sourceFormat: .shardedSafetensors, sourcePath: indexPath, sourceFiles: files)
-        try attachMetadata(shardMetadata, indexMetadata: (index["metadata"]?.objectValue ?? []).filter { $0.0 != "total_size" }, to: &graph, path: indexPath)
+        var graph = TensorGraph(
+            layers: StateDictGrouping.layers(from: tensors), sourceFormat: .shardedSafetensors, sourcePath: indexPath, sourceFiles: files)
+        try attachMetadata(
+            shardMetadata, indexMetadata: (index["metadata"]?.objectValue ?? []).filter { $0.0 != "total_size" }, to: &graph, path: indexPath)
         try attachHuggingFaceConfig(beside: indexPath, to: &graph)
         return graph
     }

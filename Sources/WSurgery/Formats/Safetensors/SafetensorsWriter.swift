@@ -29,7 +29,9 @@ public enum SafetensorsWriter {
         if case .keras(let config)? = graph.originalArchitecture {
             entries.removeAll { $0.0 == Key.sourceKerasModelConfig }
             entries.append((Key.sourceKerasModelConfig, config.text(style: .python)))
-            notes.append("the Keras model config is kept in __metadata__['\(Key.sourceKerasModelConfig)'], so converting back to the Keras layout restores the Keras model")
+            notes.append(
+                "the Keras model config is kept in __metadata__['\(Key.sourceKerasModelConfig)'], so converting back to the Keras layout restores the Keras model"
+            )
         }
         if let provenance = graph.provenance {
             entries.removeAll { $0.0 == Provenance.key }
@@ -54,14 +56,18 @@ public enum SafetensorsWriter {
         var seen = Set<String>()
         for t in tensors {
             if !seen.insert(t.name).inserted {
-                throw WSurgeryError.cannotExpress(format: "safetensors", tensor: t.name, reason: "two tensors have this name; safetensors keys must be unique")
+                throw WSurgeryError.cannotExpress(
+                    format: "safetensors", tensor: t.name, reason: "two tensors have this name; safetensors keys must be unique")
             }
             if case .opaque(let name, let bytes?) = t.dtype {
-                throw WSurgeryError.cannotExpress(format: "safetensors", tensor: t.name,
-                    reason: "its element type is an HDF5 opaque type '\(name)' of \(bytes) bytes with no known meaning; safetensors needs a named dtype")
+                throw WSurgeryError.cannotExpress(
+                    format: "safetensors", tensor: t.name,
+                    reason:
+                        "its element type is an HDF5 opaque type '\(name)' of \(bytes) bytes with no known meaning; safetensors needs a named dtype")
             }
             if let needed = t.dtype.byteCount(elements: UInt64(t.elementCount)), needed != t.data.byteCount {
-                throw WSurgeryError.cannotExpress(format: "safetensors", tensor: t.name,
+                throw WSurgeryError.cannotExpress(
+                    format: "safetensors", tensor: t.name,
                     reason: "\(t.dtype.safetensorsName) \(t.shape) needs \(needed) bytes but the tensor holds \(t.data.byteCount)")
             }
         }
@@ -74,11 +80,15 @@ public enum SafetensorsWriter {
         var offset: UInt64 = 0
         for t in tensors {
             let end = offset + t.data.byteCount
-            pairs.append((t.name, .object([
-                ("dtype", .string(t.dtype.safetensorsName)),
-                ("shape", .array(t.shape.map { .int($0) })),
-                ("data_offsets", .array([.number(String(offset)), .number(String(end))])),
-            ])))
+            pairs.append(
+                (
+                    t.name,
+                    .object([
+                        ("dtype", .string(t.dtype.safetensorsName)),
+                        ("shape", .array(t.shape.map { .int($0) })),
+                        ("data_offsets", .array([.number(String(offset)), .number(String(end))])),
+                    ])
+                ))
             offset = end
         }
         var bytes = Array(JSONValue.object(pairs).serialized(.compact).utf8)
@@ -109,7 +119,8 @@ public enum SafetensorsWriter {
     /// faster from folio-aligned offsets than from the data start (8 + header length); see the README, Benchmark.
     static func unchangedFile(_ head: [UInt8], _ sources: [any TensorSource]) -> (any TensorSource)? {
         guard sources.count == 1, let region = sources[0].fileRegion, region.offset == UInt64(head.count),
-              (try? region.file.read(count: head.count, at: 0)) == head else { return nil }
+            (try? region.file.read(count: head.count, at: 0)) == head
+        else { return nil }
         return FileRegionSource(region: FileRegion(file: region.file, offset: 0, length: region.offset + region.length))
     }
 
@@ -127,7 +138,10 @@ public enum SafetensorsWriter {
                 if let current = run { result.append(FileRegionSource(region: current)) }
                 run = region
             } else {
-                if let current = run { result.append(FileRegionSource(region: current)); run = nil }
+                if let current = run {
+                    result.append(FileRegionSource(region: current))
+                    run = nil
+                }
                 result.append(source)
             }
         }

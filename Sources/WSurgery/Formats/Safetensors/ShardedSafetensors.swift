@@ -3,6 +3,7 @@ import Foundation
 /// Naming rules of sharded safetensors checkpoints (Hugging Face's `model-00001-of-00003.safetensors`
 /// beside `model.safetensors.index.json`).
 public enum ShardedSafetensors {
+    /// How a sharded checkpoint's index file name ends.
     public static let indexSuffix = ".safetensors.index.json"
 
     /// The index file for a path that is an index or a directory holding exactly one index.
@@ -16,9 +17,11 @@ public enum ShardedSafetensors {
         let indexes = names.filter { $0.hasSuffix(indexSuffix) }.sorted()
         if indexes.contains("model" + indexSuffix) { return path + "/model" + indexSuffix }
         guard indexes.count == 1 else {
-            throw WSurgeryError.unknownFormat(path: path, reason: indexes.isEmpty
-                ? "the directory holds no *\(indexSuffix)"
-                : "the directory holds several indexes (\(indexes.joined(separator: ", "))); name one")
+            throw WSurgeryError.unknownFormat(
+                path: path,
+                reason: indexes.isEmpty
+                    ? "the directory holds no *\(indexSuffix)"
+                    : "the directory holds several indexes (\(indexes.joined(separator: ", "))); name one")
         }
         return path + "/" + indexes[0]
     }
@@ -33,23 +36,31 @@ public enum ShardedSafetensors {
         }
         let directory = OutputFile.directory(of: path)
         var base = path.split(separator: "/").last.map(String.init) ?? path
-        if base.hasSuffix(indexSuffix) { base = String(base.dropLast(indexSuffix.count)) }
-        else if base.hasSuffix(".safetensors") { base = String(base.dropLast(".safetensors".count)) }
+        if base.hasSuffix(indexSuffix) {
+            base = String(base.dropLast(indexSuffix.count))
+        } else if base.hasSuffix(".safetensors") {
+            base = String(base.dropLast(".safetensors".count))
+        }
         return (directory + "/" + base + indexSuffix, directory, base)
     }
 
     /// `stem-0000i-of-0000n.safetensors`.
     public static func shardName(stem: String, index: Int, count: Int) -> String {
-        func pad(_ n: Int) -> String { let s = String(n); return String(repeating: "0", count: max(0, 5 - s.count)) + s }
+        func pad(_ n: Int) -> String {
+            let s = String(n)
+            return String(repeating: "0", count: max(0, 5 - s.count)) + s
+        }
         return "\(stem)-\(pad(index))-of-\(pad(count)).safetensors"
     }
 
     /// Parses a size such as `5GB`, `500MB`, `2GiB`, `1000000` (decimal units as Hugging Face reads them).
     public static func parseSize(_ text: String) throws -> UInt64 {
         let t = text.trimmingCharacters(in: .whitespaces).uppercased()
-        let units: [(String, UInt64)] = [("KIB", 1 << 10), ("MIB", 1 << 20), ("GIB", 1 << 30), ("TIB", 1 << 40),
-                                         ("KB", 1_000), ("MB", 1_000_000), ("GB", 1_000_000_000), ("TB", 1_000_000_000_000),
-                                         ("K", 1_000), ("M", 1_000_000), ("G", 1_000_000_000), ("B", 1)]
+        let units: [(String, UInt64)] = [
+            ("KIB", 1 << 10), ("MIB", 1 << 20), ("GIB", 1 << 30), ("TIB", 1 << 40),
+            ("KB", 1_000), ("MB", 1_000_000), ("GB", 1_000_000_000), ("TB", 1_000_000_000_000),
+            ("K", 1_000), ("M", 1_000_000), ("G", 1_000_000_000), ("B", 1),
+        ]
         for (suffix, factor) in units where t.hasSuffix(suffix) {
             let number = t.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)
             if let value = Double(number), value > 0, value * Double(factor) < 1.8e19 { return UInt64(value * Double(factor)) }
