@@ -1,10 +1,8 @@
 /// The editor of a Hugging Face (or timm hub) `config.json` beside a state dict: the fields that describe
 /// the tensors (channels, labels, image size) follow the edit; edges are not recorded, so the rest is
 /// answered from names and shapes as for a bare state dict.
-struct HuggingFaceArchitecture: ArchitectureEditor {
+struct HuggingFaceArchitecture: EdgelessArchitectureEditor {
     let document: ConfigDocument
-
-    func padding(ofConvolution layer: String) -> String? { nil }
 
     func settingInputChannels(_ channels: Int, convolutions: [String], in graph: TensorGraph) throws -> ArchitectureEdit {
         let (edited, fields) = HuggingFaceConfigEdit.settingChannels(document, channels: channels)
@@ -29,14 +27,4 @@ struct HuggingFaceArchitecture: ArchitectureEditor {
         result.positionEmbeddings = embeddings
         return result
     }
-
-    func removingLayers(_ selection: LayerSelection, in graph: TensorGraph) throws -> LayerRemovalEdit {
-        try StateDictArchitecture.removal(selection, in: graph, keeping: graph.architecture)
-    }
-
-    func resizingUnits(of layer: String, to units: Int, in graph: TensorGraph) throws -> UnitResizeEdit {
-        UnitResizeEdit(edit: ArchitectureEdit(architecture: graph.architecture), readers: nil)
-    }
-
-    func checkWeights(of graph: TensorGraph, before: TensorGraph) throws {}
 }
