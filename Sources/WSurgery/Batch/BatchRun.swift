@@ -64,7 +64,7 @@ public struct BatchOutcome: Sendable, Equatable {
         return outcome
     }
 
-    /// The report entry (`--report`), also what a worker process prints for its parent.
+    /// The report entry (the JSON report), also what a worker process prints for its parent.
     public var json: JSONValue {
         .object([
             ("input", .string(input)),
@@ -233,7 +233,7 @@ public enum BatchRun {
     }
 }
 
-/// The outcomes of a batch run, as the summary table (stdout) and the `--report` JSON.
+/// The outcomes of a batch run, as the summary table (stdout) and the JSON report.
 public struct BatchReport: Sendable {
     /// The recipe file, or nil for a chain of steps.
     public var recipe: String?
@@ -282,7 +282,7 @@ public struct BatchReport: Sendable {
         return (TextTable.render(rows, rightAligned: [3]) + [summaryLine]).joined(separator: "\n")
     }
 
-    /// The report as JSON (`--report`).
+    /// The report as JSON.
     public var json: JSONValue {
         .object([
             ("tool", .string("wsurgery \(Provenance.toolVersion)")),

@@ -68,7 +68,7 @@ public enum InputList {
     }
 }
 
-/// `--shard I/N`: the I-th of N slices of a sorted input list, taken round-robin (inputs I, I+N, I+2N,
+/// A shard `I/N`: the I-th of N slices of a sorted input list, taken round-robin (inputs I, I+N, I+2N,
 /// ...) so slices stay balanced when the list is sorted by size or by name.
 public struct Shard: Sendable, Equatable, CustomStringConvertible {
     /// This slice, from 0.

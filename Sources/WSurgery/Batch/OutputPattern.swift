@@ -1,6 +1,6 @@
 import Foundation
 
-/// How a batch run names each output inside `--out-dir`: a pattern such as `{stem}-gray5.h5` whose
+/// How a batch run names each output inside the output directory: a pattern such as `{stem}-gray5.h5` whose
 /// placeholders come from the input path:
 /// - `{name}`: the file name (`fold3.weights.h5`);
 /// - `{stem}`: the name without its checkpoint extension (`fold3`);
@@ -56,7 +56,7 @@ public struct OutputPattern: Sendable, Equatable {
         return (name, name, "", parent)
     }
 
-    /// The output's path relative to `--out-dir`.
+    /// The output's path relative to the output directory.
     public func relativeOutput(for input: String) -> String {
         let parts = OutputPattern.split(input)
         return text.replacingOccurrences(of: "{name}", with: parts.name)

@@ -1,6 +1,6 @@
 /// Messages mention options by their key (`dense-policy`), never by a command-line spelling: the library
 /// is also driven by recipes and Swift code. A mention is marked in the text and spelled when the
-/// message is shown (`WSurgeryError.message(spelling:)`): `--dense-policy` on the command line.
+/// message is shown (`WSurgeryError.message(spelling:)`), the command line prefixing two dashes.
 enum OptionMention {
     static let open: Character = "\u{1}"
     static let close: Character = "\u{2}"

@@ -132,7 +132,7 @@ extension WSurgeryError: CustomStringConvertible {
     /// The message, options spelled the way the front end set (`MessageStyle`).
     public var description: String { message(spelling: MessageStyle.optionSpelling) }
 
-    /// The message, with every option mentioned spelled by `spelling` (`--classes` on the command line).
+    /// The message, with every option mentioned spelled by `spelling` (the command line prefixes two dashes).
     public func message(spelling: (String) -> String) -> String { OptionMention.render(rawMessage, spelling) }
 
     /// The one mapping from every error to its text; option mentions are marked (see `OptionMention`).
@@ -237,7 +237,7 @@ extension WSurgeryError {
 }
 
 /// How messages spell options (see `OptionMention`). A front end sets it once, before any work: the
-/// command line spells `classes` as `--classes`. The default quotes the key: `'classes'`.
+/// command line prefixes the key with two dashes. The default quotes the key: `'classes'`.
 public enum MessageStyle {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var spelling: @Sendable (String) -> String = { "'\($0)'" }

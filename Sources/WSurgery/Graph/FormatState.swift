@@ -2,7 +2,7 @@
 public enum GraphChange: Sendable, Equatable {
     /// Layers were removed or added: positions that depend on the layer list no longer hold.
     case layerList
-    /// The tensors moved to another framework's names and axes (`convert --layout`).
+    /// The tensors moved to another framework's names and axes (a layout conversion).
     case layout
 }
 
@@ -27,7 +27,7 @@ public protocol FileState: Sendable {
     var flavor: String? { get }
     /// Lines for `inspect`'s header.
     var summaryLines: [String] { get }
-    /// Entries for `inspect --json`'s `metadata` object.
+    /// Entries for the JSON inspection report's `metadata` object.
     var summaryJSON: [(String, JSONValue)] { get }
 }
 

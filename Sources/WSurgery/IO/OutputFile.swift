@@ -136,7 +136,7 @@ public final class OutputFile {
 public final class OutputSet {
     /// The files created so far.
     public private(set) var files: [OutputFile] = []
-    /// Whether existing files may be replaced (`--force`).
+    /// Whether existing files may be replaced.
     public let allowOverwrite: Bool
     /// Files that must never be written over (the inputs).
     private let protected: Set<FileIdentity>

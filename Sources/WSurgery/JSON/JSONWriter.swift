@@ -4,7 +4,7 @@
 public enum JSONStyle: Sendable {
     case compact
     case python
-    /// Indented by two spaces, for human-facing `--json` output.
+    /// Indented by two spaces, for human-facing JSON output.
     case pretty
 }
 

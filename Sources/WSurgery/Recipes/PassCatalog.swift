@@ -10,7 +10,7 @@ public enum OptionKind: Sendable, Equatable {
     case text(format: String)
 }
 
-/// One option of a pass: its key (`dense-policy`, written `--dense-policy` on the command line and
+/// One option of a pass: its key (`dense-policy`, written with two dashes on the command line and
 /// `dense-policy:` in a recipe), the values it takes and what it does. The command line, recipes, help
 /// and shell completion all read the same specification.
 public struct OptionSpec: Sendable, Equatable {
@@ -147,7 +147,7 @@ public struct PassSpec: Sendable {
         self.build = build
     }
 
-    /// More help, with every option spelled by `spelling` (`--mode` on the command line).
+    /// More help, with every option spelled by `spelling` (the command line prefixes two dashes).
     public func discussion(spelling: (String) -> String) -> String { OptionMention.render(discussionText, spelling) }
 
     /// The option with this key.

@@ -1,11 +1,11 @@
 import Foundation
 import Yams
 
-/// Where a recipe entry came from, for error messages: a line of a recipe file or a `--pass` argument.
+/// Where a recipe entry came from, for error messages: a line of a recipe file or a step given on its own.
 public struct RecipeLocation: Sendable, Equatable, CustomStringConvertible {
-    /// The recipe file, or nil for a `--pass` argument.
+    /// The recipe file, or nil for a step given on its own.
     public var file: String?
-    /// The 1-based line in the file, or the 1-based position of the `--pass` argument.
+    /// The 1-based line in the file, or the 1-based position of the step given on its own.
     public var line: Int
 
     /// A location.
@@ -90,12 +90,12 @@ public struct RecipeStep: Sendable, Equatable {
         return .invalidRecipe(location: at.description, key: key, reason: reason)
     }
 
-    /// The text form used by `--pass` and in reports: `replace-head classes=5 seed=1`.
+    /// The one-line form of a step, used on the command line and in reports: `replace-head classes=5 seed=1`.
     public var text: String {
         ([command] + options.map { "\($0.key)=\($0.value.text)" }).joined(separator: " ")
     }
 
-    /// Parses one `--pass` argument: `COMMAND [KEY=VALUE | FLAG]...`. A bare key is a flag set to true.
+    /// Parses a step in its one-line form: `COMMAND [KEY=VALUE | FLAG]...`. A bare key is a flag set to true.
     public static func parse(passArgument: String, position: Int) throws -> RecipeStep {
         let location = RecipeLocation(file: nil, line: position)
         let words = passArgument.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
@@ -146,7 +146,7 @@ public struct Recipe: Sendable {
     public var outputLocation: RecipeLocation?
     /// `shard-size` for sharded safetensors outputs, in bytes, when given.
     public var shardSize: UInt64?
-    /// The recipe file, or nil for a `--pass` chain.
+    /// The recipe file, or nil for a chain of one-line steps.
     public var path: String?
 
     /// A recipe.

@@ -8,11 +8,11 @@ public enum KerasH5Reader {
     public static func read(path: String) throws -> TensorGraph {
         let h5 = try HDF5File.open(path)
         let raw = try InputFile(path: path)
-        if try h5.hasAttribute("/", "layer_names") {
+        if try h5.hasAttribute("/", KerasH5Key.layerNames) {
             return try readLegacy(h5, raw: raw, group: "/", flavor: .legacyWeightsOnly)
         }
-        if try h5.exists("model_weights") {
-            return try readLegacy(h5, raw: raw, group: "model_weights", flavor: .legacyFullModel)
+        if try h5.exists(KerasH5Key.modelWeights) {
+            return try readLegacy(h5, raw: raw, group: KerasH5Key.modelWeights, flavor: .legacyFullModel)
         }
         if try h5.exists("layers") || h5.exists("vars") {
             return try readKeras3(h5, raw: raw, config: nil, sourceFormat: .kerasWeightsH5, sourcePath: path)
@@ -62,12 +62,12 @@ public enum KerasH5Reader {
         var graph = TensorGraph(layers: [], layersInModelOrder: true, sourceFormat: .kerasLegacyH5, sourcePath: path, sourceFiles: [raw])
         var state = KerasH5FileState(kerasFlavor: flavor)
         graph.fileStates[KerasSavedBy.self] = KerasSavedBy(
-            version: try h5.stringAttribute("/", "keras_version") ?? h5.stringAttribute(group, "keras_version"),
-            backend: try h5.stringAttribute("/", "backend") ?? h5.stringAttribute(group, "backend"),
-            trainingConfig: try h5.stringAttribute("/", "training_config"))
+            version: try h5.stringAttribute("/", KerasH5Key.kerasVersion) ?? h5.stringAttribute(group, KerasH5Key.kerasVersion),
+            backend: try h5.stringAttribute("/", KerasH5Key.backend) ?? h5.stringAttribute(group, KerasH5Key.backend),
+            trainingConfig: try h5.stringAttribute("/", KerasH5Key.trainingConfig))
         graph.provenance = try readProvenance(h5)
         var configLayers: [String: (layer: KerasLayerConfig, owner: String)] = [:]
-        if let text = try h5.stringAttribute("/", "model_config") {
+        if let text = try h5.stringAttribute("/", KerasH5Key.modelConfig) {
             let document: ConfigDocument
             do { document = try ConfigDocument(text: text) } catch {
                 throw WSurgeryError.invalidConfig(path: path, reason: "model_config: \(error)")
@@ -75,13 +75,13 @@ public enum KerasH5Reader {
             graph.architecture = .keras(document)
             for entry in KerasConfig.flattened(KerasConfig.layers(of: document.json)) { configLayers[entry.layer.name] = entry }
         }
-        guard let layerNames = try h5.stringsAttribute(group, "layer_names") else {
+        guard let layerNames = try h5.stringsAttribute(group, KerasH5Key.layerNames) else {
             throw WSurgeryError.unknownHDF5Layout(path: path, reason: "'\(group)' has no 'layer_names' attribute")
         }
         for layerName in layerNames {
             let layerGroup = child(layerName)
             guard try h5.exists(layerGroup) else { throw WSurgeryError.missingObject(path: path, object: layerGroup, layer: layerName) }
-            guard let weightNames = try h5.stringsAttribute(layerGroup, "weight_names") else {
+            guard let weightNames = try h5.stringsAttribute(layerGroup, KerasH5Key.weightNames) else {
                 throw WSurgeryError.unknownHDF5Layout(path: path, reason: "layer '\(layerName)' has no 'weight_names' attribute")
             }
             let config = configLayers[layerName]?.layer
@@ -119,7 +119,7 @@ public enum KerasH5Reader {
         }
         // Keras 3 writes the model's own variables under `top_level_model_weights`, outside `layer_names`.
         let topLevel = KerasWeightPlacement.topLevelGroup
-        if group != "/", try h5.exists(child(topLevel)), let names = try h5.stringsAttribute(child(topLevel), "weight_names") {
+        if group != "/", try h5.exists(child(topLevel)), let names = try h5.stringsAttribute(child(topLevel), KerasH5Key.weightNames) {
             let tensors = try names.enumerated().map { index, name in
                 try tensor(
                     h5, raw: raw, datasetPath: child(topLevel) + "/" + name, name: name, layer: topLevel, bfloat16Policy: false, legacyIndex: index)
@@ -130,10 +130,12 @@ public enum KerasH5Reader {
             }
         }
         graph.fileStates[KerasH5FileState.self] = state
-        if group != "/", try h5.exists("optimizer_weights") {
-            let names = try h5.stringsAttribute("optimizer_weights", "weight_names") ?? []
+        if group != "/", try h5.exists(KerasH5Key.optimizerWeights) {
+            let names = try h5.stringsAttribute(KerasH5Key.optimizerWeights, KerasH5Key.weightNames) ?? []
             let tensors = try names.map { name in
-                try tensor(h5, raw: raw, datasetPath: "optimizer_weights/" + name, name: name, layer: "optimizer_weights", bfloat16Policy: false)
+                try tensor(
+                    h5, raw: raw, datasetPath: KerasH5Key.optimizerWeights + "/" + name, name: name, layer: KerasH5Key.optimizerWeights,
+                    bfloat16Policy: false)
             }
             graph.optimizer = OptimizerState(layout: KerasOptimizerLayout.legacyH5, tensors: tensors)
         }

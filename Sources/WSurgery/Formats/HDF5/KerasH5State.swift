@@ -92,3 +92,23 @@ extension TensorGraph {
     /// The Keras placement of each layer, as the HDF5 reader recorded it.
     func kerasPlacement(_ layer: Layer) -> KerasWeightPlacement? { layer.origin as? KerasWeightPlacement }
 }
+
+/// The names of the attributes and groups of Keras HDF5 files, defined once for the reader and the writers.
+enum KerasH5Key {
+    /// Root attribute: the Keras version that wrote the file.
+    static let kerasVersion = "keras_version"
+    /// Root attribute: the Keras backend.
+    static let backend = "backend"
+    /// Root attribute: the model config (JSON).
+    static let modelConfig = "model_config"
+    /// Root attribute: the training config (JSON).
+    static let trainingConfig = "training_config"
+    /// Attribute listing the weight groups of a legacy file, in order.
+    static let layerNames = "layer_names"
+    /// Attribute listing a weight group's datasets, in order.
+    static let weightNames = "weight_names"
+    /// The group holding a legacy full model's weights.
+    static let modelWeights = "model_weights"
+    /// The group holding a legacy file's optimizer state.
+    static let optimizerWeights = "optimizer_weights"
+}

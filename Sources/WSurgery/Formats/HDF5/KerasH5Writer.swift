@@ -69,28 +69,28 @@ public enum KerasH5Writer {
         let savedBy = graph.fileStates[KerasSavedBy.self]
         let version = savedBy?.version ?? "3.0.0"
         let backend = savedBy?.backend ?? "jax"
-        let root = keras == nil ? "/" : "model_weights"
+        let root = keras == nil ? "/" : KerasH5Key.modelWeights
         func child(_ name: String) -> String { root == "/" ? name : root + "/" + name }
         if let keras {
-            try h5.writeStrings("/", "backend", [backend], scalar: true)
-            try h5.writeStrings("/", "keras_version", [version], scalar: true)
+            try h5.writeStrings("/", KerasH5Key.backend, [backend], scalar: true)
+            try h5.writeStrings("/", KerasH5Key.kerasVersion, [version], scalar: true)
             let legacy = KerasConfig.legacyModelConfig(keras.json)
             let text = legacy == keras.json ? keras.text(style: .python) : legacy.serialized(.python)
-            try h5.writeStrings("/", "model_config", [text], scalar: true)
+            try h5.writeStrings("/", KerasH5Key.modelConfig, [text], scalar: true)
             if let training = savedBy?.trainingConfig {
-                try h5.writeStrings("/", "training_config", [training], scalar: true)
+                try h5.writeStrings("/", KerasH5Key.trainingConfig, [training], scalar: true)
             }
             try h5.createGroup(root)
         }
         try writeProvenance(graph, to: h5)
         let groups = legacyGroups(graph)
-        try h5.writeNameList(root, "layer_names", groups.map(\.name))
-        try h5.writeStrings(root, "backend", [backend], scalar: true)
-        try h5.writeStrings(root, "keras_version", [version], scalar: true)
+        try h5.writeNameList(root, KerasH5Key.layerNames, groups.map(\.name))
+        try h5.writeStrings(root, KerasH5Key.backend, [backend], scalar: true)
+        try h5.writeStrings(root, KerasH5Key.kerasVersion, [version], scalar: true)
         for group in groups {
             let groupPath = child(group.name)
             try h5.createGroup(groupPath)
-            try h5.writeNameList(groupPath, "weight_names", group.tensors.map(\.name))
+            try h5.writeNameList(groupPath, KerasH5Key.weightNames, group.tensors.map(\.name))
             for tensor in group.tensors { try write(tensor, to: h5, at: groupPath + "/" + tensor.name) }
         }
         let topLevel = KerasWeightPlacement.topLevelGroup
@@ -98,14 +98,14 @@ public enum KerasH5Writer {
         if keras != nil, graph.fileStates[KerasH5FileState.self]?.topLevelWeights == true || topLayer != nil {
             let top = topLayer?.tensors ?? []
             try h5.createGroup(child(topLevel))
-            try h5.writeNameList(child(topLevel), "weight_names", top.map(\.name))
+            try h5.writeNameList(child(topLevel), KerasH5Key.weightNames, top.map(\.name))
             for tensor in top { try write(tensor, to: h5, at: child(topLevel) + "/" + tensor.name) }
         }
         if let optimizer = graph.optimizer {
             if optimizer.layout as? KerasOptimizerLayout == .legacyH5, keras != nil {
-                try h5.createGroup("optimizer_weights")
-                try h5.writeNameList("optimizer_weights", "weight_names", optimizer.tensors.map(\.name))
-                for tensor in optimizer.tensors { try write(tensor, to: h5, at: "optimizer_weights/" + tensor.name) }
+                try h5.createGroup(KerasH5Key.optimizerWeights)
+                try h5.writeNameList(KerasH5Key.optimizerWeights, KerasH5Key.weightNames, optimizer.tensors.map(\.name))
+                for tensor in optimizer.tensors { try write(tensor, to: h5, at: KerasH5Key.optimizerWeights + "/" + tensor.name) }
             } else {
                 notes.append("optimizer state (\(optimizer.tensors.count) tensors) dropped: it is kept only between files of the same Keras flavour")
             }
