@@ -104,4 +104,40 @@ struct OutputSafetyTests {
         #expect((try? Checkpoint.outputFormat(for: "model.pt", shardSize: nil)) == nil)
         #expect(WSurgeryError.unknownFormat(path: "x", reason: "").category == .usage)
     }
+
+    @Test("a tensor given new values keeps its place in a legacy weight group")
+    func newValuesKeepTheWeightOrder() throws {
+        var graph = try Checkpoint.read(TestSupport.fixture("keras_cnn.h5"))
+        let bn = try #require(graph.layer(named: "bn1"))
+        let order = bn.tensors.map(\.name)
+        let mean = try #require(bn.tensors.firstIndex { $0.name.contains("moving_mean") })
+        var report = PassReport(pass: "test", options: [])
+        graph.replaceTensor(
+            layer: "bn1", index: mean, with: ValueArray(shape: [8], values: Array(repeating: 0.5, count: 8)), action: "x", in: &report)
+        graph.optimizer = nil
+        let output = TestSupport.temporaryDirectory() + "/bn.h5"
+        try Checkpoint.write(graph, to: output)
+        let back = try #require(try Checkpoint.read(output).layer(named: "bn1"))
+        #expect(back.tensors.map(\.name) == order)
+        #expect(try TensorValues.decode(back.tensors[mean], path: output).values == Array(repeating: 0.5, count: 8))
+    }
+
+    @Test("a config that contradicts a tensor is refused before writing, naming the layer")
+    func inconsistentGraphIsRefused() throws {
+        var graph = try Checkpoint.read(TestSupport.fixture("keras_cnn.h5"))
+        try graph.editor.checkConsistency(of: graph)
+        let conv = try #require(graph.layer(named: "conv1"))
+        var report = PassReport(pass: "test", options: [])
+        graph.replaceTensor(
+            layer: "conv1", index: 0, with: ValueArray(shape: [3, 3, 2, 8], values: Array(repeating: 0, count: 144)), action: "x", in: &report)
+        #expect(conv.tensors[0].shape == [3, 3, 3, 8])
+        do {
+            try graph.editor.checkConsistency(of: graph)
+            Issue.record("a kernel for 2 channels on a 3-channel input was accepted")
+        } catch let error as WSurgeryError {
+            guard case .shapeMismatch(_, let layer, let reason) = error else { throw error }
+            #expect(layer == "conv1")
+            #expect(reason.contains("disagree"))
+        }
+    }
 }

@@ -1,6 +1,7 @@
 """Shape inference against Keras itself: for models using every layer class the engine knows, the output
 shape `wsurgery inspect --json` infers for each layer equals the shape Keras computes."""
 import json
+import os
 
 import keras
 import pytest
@@ -76,7 +77,7 @@ def test_inferred_shapes_equal_keras(build, suffix, out):
     assert len(expected) >= 6
 
 
-def test_unknown_class_blocks_only_the_layers_after_it(out):
+def test_unknown_class_keeps_its_recorded_shape_until_its_input_changes(out):
     inputs = keras.Input((8, 8, 3), name="image")
     x = L.Conv2D(4, 3, name="conv")(inputs)
     x = L.Lambda(lambda t: t * 2, output_shape=(6, 6, 4), name="double")(x)
@@ -84,9 +85,12 @@ def test_unknown_class_blocks_only_the_layers_after_it(out):
     model = keras.Model(inputs, L.Dense(2, name="head")(x))
     path = str(out / "lambda.keras")
     model.save(path)
+    # At the size the config records, the Lambda's output is the shape the config records for it.
     report = json.loads(wsurgery("inspect", "--json", path).stdout)
     assert report["output_shapes"]["conv"] == [[None, 6, 6, 4]]
-    assert report["output_shapes"]["double"] is None
-    assert report["output_shapes"]["head"] is None
-    table = wsurgery("inspect", path).stdout
-    assert "? (after double)" in table
+    assert report["output_shapes"]["double"] == [[None, 6, 6, 4]]
+    assert report["output_shapes"]["head"] == [[None, 2]]
+    # At another size its output is unknown, and so is everything after it: the command says which layer.
+    proc = wsurgery("set-input-shape", path, str(out / "big.keras"), "--size", "10x10", expect=65)
+    assert "'double'" in proc.stderr and "Lambda" in proc.stderr
+    assert not os.path.exists(out / "big.keras")

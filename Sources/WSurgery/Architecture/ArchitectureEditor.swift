@@ -11,9 +11,14 @@ public protocol ArchitectureEditor: Sendable {
     /// The padding a convolution applies (`same`, `valid`), when the architecture records it.
     func padding(ofConvolution layer: String) -> String?
 
+    /// The layers that prepare the input channel by channel before the first convolution `conv`
+    /// (normalisation, rescaling), in input order, with their values.
+    func inputPreprocessing(before conv: String, in graph: TensorGraph) throws -> [InputPreprocessing]
+
     /// The architecture after the convolutions `convolutions` (the first ones, reading the input) were
-    /// given `channels` input channels.
-    func settingInputChannels(_ channels: Int, convolutions: [String], in graph: TensorGraph) throws -> ArchitectureEdit
+    /// given `channels` input channels, and the input preprocessing the new values in `preprocessing`.
+    func settingInputChannels(_ channels: Int, convolutions: [String], preprocessing: [InputPreprocessing], in graph: TensorGraph) throws
+        -> ArchitectureEdit
 
     /// The architecture after the classifier `heads` (with their old class counts) were given `classes`
     /// outputs; old class `keep[i]` became class i.
@@ -31,6 +36,11 @@ public protocol ArchitectureEditor: Sendable {
     /// Throws when a tensor of `graph` does not fit its architecture; `before` is the graph before the
     /// edit (a layer of a kind without shape rules is refused only when its input changed).
     func checkWeights(of graph: TensorGraph, before: TensorGraph) throws
+
+    /// The last check before an edited graph is written: throws, naming the layer, when the architecture
+    /// contradicts a tensor or itself (a kernel of another shape than its input needs, a per-channel
+    /// constant for another channel count), so no file is written that its framework cannot load and run.
+    func checkConsistency(of graph: TensorGraph) throws
 }
 
 /// An edited architecture and what the report should say about it.
@@ -44,6 +54,94 @@ public struct ArchitectureEdit: Sendable {
     public init(architecture: Architecture?, notes: [String] = []) {
         self.architecture = architecture
         self.notes = notes
+    }
+}
+
+/// A layer that prepares the input channel by channel: `y_c = scale_c * x_c + shift_c`, as a per-channel
+/// normalisation `(x - mean_c) / sqrt(variance_c)` or a rescaling `x * scale + offset`. A value list of one
+/// element applies to every channel.
+public struct InputPreprocessing: Sendable, Equatable {
+    /// What the layer computes.
+    public enum Statistics: Sendable, Equatable {
+        /// `(x - mean) / max(sqrt(variance), epsilon)`.
+        case normalization(mean: [Double], variance: [Double])
+        /// `x * scale + offset`.
+        case rescaling(scale: [Double], offset: [Double])
+    }
+
+    /// Where the values live.
+    public enum Storage: Sendable, Equatable {
+        /// In the layer's config.
+        case config
+        /// In the layer's tensors (indices of the mean and variance).
+        case weights(mean: Int, variance: Int)
+    }
+
+    /// The layer.
+    public var layer: String
+    /// Its values.
+    public var statistics: Statistics
+    /// Where they live.
+    public var storage: Storage
+
+    /// A preprocessing layer.
+    public init(layer: String, statistics: Statistics, storage: Storage) {
+        self.layer = layer
+        self.statistics = statistics
+        self.storage = storage
+    }
+
+    /// The smallest divisor of a normalisation, as Keras uses (`backend.epsilon()`).
+    public static let epsilon = 1e-7
+
+    /// The number of channels its values give (1 when one value applies to all).
+    public var channels: Int {
+        switch statistics {
+        case .normalization(let mean, let variance): return max(mean.count, variance.count)
+        case .rescaling(let scale, let offset): return max(scale.count, offset.count)
+        }
+    }
+
+    /// `(scale_c, shift_c)` of channel `c`.
+    public func affine(_ c: Int) -> (scale: Double, shift: Double) {
+        func at(_ list: [Double]) -> Double { list.count == 1 ? list[0] : list[c] }
+        switch statistics {
+        case .normalization(let mean, let variance):
+            let scale = 1 / max(at(variance).squareRoot(), Self.epsilon)
+            return (scale, -at(mean) * scale)
+        case .rescaling(let scale, let offset): return (at(scale), at(offset))
+        }
+    }
+
+    /// Whether every channel is treated alike.
+    public func isUniform(channels: Int) -> Bool { (0..<channels).allSatisfy { affine($0) == affine(0) } }
+
+    /// The same layer with each value list mapped by `transform`.
+    public func mapping(_ transform: ([Double]) -> [Double]) -> InputPreprocessing {
+        var copy = self
+        switch statistics {
+        case .normalization(let mean, let variance): copy.statistics = .normalization(mean: transform(mean), variance: transform(variance))
+        case .rescaling(let scale, let offset): copy.statistics = .rescaling(scale: transform(scale), offset: transform(offset))
+        }
+        return copy
+    }
+
+    /// The layer as the identity: mean 0 and variance 1, or scale 1 and offset 0.
+    public var identity: InputPreprocessing {
+        var copy = self
+        switch statistics {
+        case .normalization: copy.statistics = .normalization(mean: [0], variance: [1])
+        case .rescaling: copy.statistics = .rescaling(scale: [1], offset: [0])
+        }
+        return copy
+    }
+
+    /// Config keys and the lists they take.
+    var configFields: [(String, [Double])] {
+        switch statistics {
+        case .normalization(let mean, let variance): return [("mean", mean), ("variance", variance)]
+        case .rescaling(let scale, let offset): return [("scale", scale), ("offset", offset)]
+        }
     }
 }
 

@@ -120,7 +120,7 @@ public enum LayerDetection {
         while let layer = graph.layer(named: name), visited.insert(name).inserted {
             if layer.kind == .dense, WeightRoles(layer) != nil { return layer.name }
             if isConvolutionWithKernel(layer) {
-                guard pooled else {
+                guard pooled || globallyPooled(before: layer, in: graph) else {
                     throw fail("'\(layer.name)' feeds the output without global pooling, so it is not a classifier", [layer])
                 }
                 return layer.name
@@ -145,6 +145,28 @@ public enum LayerDetection {
         throw fail("no layer with weights feeds output '\(output)'", [])
     }
 
+    /// Whether a global pooling feeds `layer` through layers that act on each position alone: layers
+    /// without weights and 1x1 convolutions (MobileNet's `conv_preds` and MobileNetV3's `logits` classify
+    /// the pooled map kept as (1, 1, C)).
+    static func globallyPooled(before layer: Layer, in graph: TensorGraph) -> Bool {
+        var current = layer
+        var seen = Set<String>()
+        while current.inbound.count == 1, seen.insert(current.name).inserted, let source = graph.layer(named: current.inbound[0]) {
+            if source.className?.hasPrefix("Global") == true { return true }
+            guard source.kind != .model, source.tensors.isEmpty || isPointwiseConvolution(source) else { return false }
+            current = source
+        }
+        return false
+    }
+
+    /// A convolution whose kernel covers one position (1x1).
+    static func isPointwiseConvolution(_ layer: Layer) -> Bool {
+        guard isConvolutionWithKernel(layer), let roles = WeightRoles(layer) else { return false }
+        let shape = layer.tensors[roles.kernel].shape
+        let spatial = roles.layout == .torch ? shape.dropFirst(2) : shape.dropLast(2)
+        return spatial.allSatisfy { $0 == 1 }
+    }
+
     /// The first layers with weights on every path from the inputs (not walking past them). A nested
     /// model's own input layers are starting points too, so its first convolution is found inside it.
     static func firstWeightedLayers(in graph: TensorGraph) -> [String] {
@@ -152,7 +174,15 @@ public enum LayerDetection {
         // Input layers, and layers fed only by names that are not layers (a Keras 2 Sequential's first
         // layer refers to an implicit `input_1`).
         let names = Set(graph.layers.map(\.name))
-        var queue = graph.layers.filter { $0.kind == .input }.map(\.name)
+        // The model's own inputs; a nested model's inputs are reached through the model.
+        var nested: [String: String] = [:]
+        var sublayers: [String: [KerasLayerConfig]] = [:]
+        if case .keras(let config)? = graph.architecture {
+            let top = KerasConfig.layers(of: config.json)
+            nested = KerasConfig.parentModels(top)
+            for (layer, _) in KerasConfig.flattened(top) where !layer.sublayers.isEmpty { sublayers[layer.name] = layer.sublayers }
+        }
+        var queue = graph.layers.filter { $0.kind == .input && nested[$0.name] == nil }.map(\.name)
         if queue.isEmpty {
             queue = graph.layers.filter { $0.kind != .model && $0.inbound.allSatisfy { !names.contains($0) } }.prefix(1).map(\.name)
         }
@@ -161,15 +191,29 @@ public enum LayerDetection {
         while !queue.isEmpty {
             let name = queue.removeFirst()
             guard let layer = graph.layer(named: name) else { continue }
-            if !layer.tensors.isEmpty {
+            // Input preprocessing (per-channel normalisation, rescaling) is adapted with the first
+            // convolution, not taken for it.
+            if !layer.tensors.isEmpty, !inputPreprocessingClasses.contains(layer.className ?? "") {
                 if !found.contains(name) { found.append(name) }
                 continue
             }
-            if layer.kind == .model { continue }
+            if layer.kind == .model {
+                // A nested model is entered through its input layers, or at its first layer when the
+                // weights file lists none (a Keras 3 Sequential stem).
+                let inner = sublayers[name] ?? []
+                let inputs = inner.filter { $0.className == "InputLayer" && names.contains($0.name) }.map(\.name)
+                let entries = inputs.isEmpty ? inner.first(where: { $0.className != "InputLayer" }).map { [$0.name] } ?? [] : inputs
+                for entry in entries where seen.insert(entry).inserted { queue.append(entry) }
+                continue
+            }
             for next in consumers[name, default: []] where seen.insert(next).inserted { queue.append(next) }
         }
         return found
     }
+
+    /// Layer classes that prepare the input image channel by channel and may stand before the first
+    /// convolution (keras.applications' EfficientNet, EfficientNetV2, ConvNeXt, MobileNetV3).
+    public static let inputPreprocessingClasses: Set<String> = ["Normalization", "Rescaling"]
 
     /// The model's output layers from its Keras config, or the one layer nothing consumes.
     static func outputLayers(of graph: TensorGraph) -> [String] {

@@ -9,7 +9,10 @@ public enum GraphChange: Sendable, Equatable {
 /// What a reader records about where one tensor came from, so the writer of the same format can write it
 /// back without decoding it (an HDF5 dataset to copy, its position in a weight group). Defined and read
 /// only by the format that made it; the graph carries it unopened.
-public protocol TensorOrigin: Sendable {}
+public protocol TensorOrigin: Sendable {
+    /// What still holds once a pass gave the tensor new values (its place, not its bytes); nil when nothing does.
+    func afterNewValues() -> (any TensorOrigin)?
+}
 
 /// What a reader records about where one layer's weights live in the file (a Keras weight group, a
 /// saveable path), for the writer of the same format. Defined and read only by that format.

@@ -99,4 +99,7 @@ public enum JSONValue: Equatable, Sendable {
         guard case .object(let pairs) = self else { return }
         self = .object(pairs.filter { $0.0 != key })
     }
+
+    /// A number's JSON text as Python prints a float (`0.5`, `1.0`, `1e-06`): shortest round-trip digits.
+    public static func numberText(_ value: Double) -> String { "\(value)" }
 }

@@ -135,13 +135,13 @@ public enum TensorValues {
         return UInt16(truncatingIfNeeded: rounded >> 16)
     }
 
-    /// `tensor` with new values (and shape): its bytes now live in memory and its HDF5 origin is gone,
-    /// so writers encode it instead of copying the input.
+    /// `tensor` with new values (and shape): its bytes now live in memory, so writers encode it instead of
+    /// copying the input; its origin keeps only what survives new values (its place in a weight group).
     public static func replacing(_ tensor: Tensor, with array: ValueArray) -> Tensor {
         var result = tensor
         result.shape = array.shape
         result.data = MemorySource(bytes: encode(array.values, as: tensor.dtype))
-        result.origin = nil
+        result.origin = tensor.origin?.afterNewValues()
         return result
     }
 }

@@ -170,6 +170,7 @@ public struct ChannelAdaptation: GraphPass {
         var report = PassReport(pass: name, options: options)
         let targets = layers.isEmpty ? [try LayerDetection.firstConvolution(in: graph)] : layers
         var newChannels = 0
+        var configPreprocessing: [InputPreprocessing] = []
         for target in targets {
             let layer = try graph.requireLayer(target)
             // Depthwise, separable and transposed kernels put their channel axes elsewhere.
@@ -183,16 +184,52 @@ public struct ChannelAdaptation: GraphPass {
             let kernel = try TensorValues.decode(kernelTensor, path: graph.sourcePath)
             var weights = try matrix(source: source)
             var action = describeAction(source: source, channels: weights.count)
+            // The model's own per-channel preprocessing before the convolution, and a normalisation the
+            // user applies before the model (folded in, never kept).
+            let preprocessing = try graph.editor.inputPreprocessing(before: target, in: graph).map { try decoded($0, graph) }
+            for step in preprocessing where step.channels != 1 && step.channels != source {
+                throw WSurgeryError.unsupportedLayer(
+                    path: graph.sourcePath, layer: step.layer, reason: "has \(step.channels) channel values but '\(target)' reads \(source) channels")
+            }
+            let external = foldNormalization.map {
+                InputPreprocessing(layer: "", statistics: .normalization(mean: $0.mean, variance: $0.std.map { $0 * $0 }), storage: .config)
+            }
+            let chain = (external.map { [$0] } ?? []) + preprocessing
+            var adapted: [InputPreprocessing]
             var offset: [Double]?
-            if let fold = foldNormalization {
-                // y_c = (x - m_c) / s_c: the kernel on raw x is sum_c w_c W_c / s_c, and the constant
-                // sum_c w_c W_c m_c / s_c (summed over the window) moves into the bias.
+            // A normalisation the user gives is always folded; the model's own only from its first layer that
+            // treats channels differently (a uniform one works on one channel as it is).
+            let foldFrom = external != nil ? 0 : isCollapse ? chain.firstIndex { !$0.isUniform(channels: source) } : nil
+            if let foldFrom {
+                // y_c = A_c x + B_c over the folded span: the kernel on x is sum_c w_c A_c W_c, and the constant
+                // sum_c w_c B_c W_c (summed over the window) moves into the bias.
+                var a = [Double](repeating: 1, count: source)
+                var b = [Double](repeating: 0, count: source)
+                for step in chain[foldFrom...] {
+                    for c in 0..<source {
+                        let (scale, shift) = step.affine(c)
+                        a[c] *= scale
+                        b[c] = b[c] * scale + shift
+                    }
+                }
                 let row = weights[0]
-                weights = [row.enumerated().map { $0.element / fold.std[$0.offset] }]
-                let shift = kernel.mapped(
-                    along: roles.inputAxis, by: [row.enumerated().map { $0.element * fold.mean[$0.offset] / fold.std[$0.offset] }])
-                offset = shift.sums(keeping: roles.outputAxis)
-                action += ", normalisation folded in"
+                weights = [(0..<source).map { row[$0] * a[$0] }]
+                // `foldOffset` takes what the new convolution adds over the old: minus the folded constant.
+                offset = kernel.mapped(along: roles.inputAxis, by: [(0..<source).map { -row[$0] * b[$0] }]).sums(keeping: roles.outputAxis)
+                let folded = chain[foldFrom...].map { $0.layer.isEmpty ? "the given normalisation" : "'\($0.layer)'" }
+                action += ", " + folded.joined(separator: ", ") + " folded in"
+                let firstModelFolded = max(foldFrom - (external == nil ? 0 : 1), 0)
+                adapted = preprocessing.enumerated().map { i, step in i >= firstModelFolded ? step.identity : step.mapping { [$0[0]] } }
+            } else {
+                // Each new channel takes the values of the source channels its kernel row draws on.
+                adapted = preprocessing.map { step in
+                    step.isUniform(channels: source) ? step.mapping { [$0[0]] } : step.mapping { Self.remap($0, by: weights) }
+                }
+            }
+            // Tensors must hold one value per channel; a config may give one value for all.
+            for (old, new) in zip(preprocessing, adapted) where old != new || (new.storage != .config && weights.count != source) {
+                try store(new, channels: weights.count, in: &graph, report: &report)
+                if case .config = new.storage { configPreprocessing.append(new) }
             }
             let newKernel = kernel.mapped(along: roles.inputAxis, by: weights)
             newChannels = newKernel.shape[roles.inputAxis]
@@ -200,17 +237,57 @@ public struct ChannelAdaptation: GraphPass {
             if let offset {
                 try foldOffset(offset, conv: layer, roles: roles, into: &graph, report: &report)
             }
-            if foldNormalization != nil, let padding = graph.editor.padding(ofConvolution: target), padding != "valid" {
+            if foldFrom != nil, let padding = graph.editor.padding(ofConvolution: target), padding != "valid" {
                 report.notes.append(
                     "'\(target)' pads with zeros (\(padding)): with the normalisation folded in, outputs near the border differ from the original's (the padded zeros were normalised values there)"
                 )
             }
         }
-        let edit = try graph.editor.settingInputChannels(newChannels, convolutions: targets, in: graph)
+        let edit = try graph.editor.settingInputChannels(newChannels, convolutions: targets, preprocessing: configPreprocessing, in: graph)
         graph.architecture = edit.architecture
         report.notes += edit.notes
         graph.dropOptimizerState(in: &report)
         return (graph, report)
+    }
+
+    var isCollapse: Bool {
+        if case .collapse = rule { return true }
+        return false
+    }
+
+    /// Per-channel values for the new channels: row j's weights (in absolute value) average the source
+    /// values; a row of zeros takes the mean of all.
+    static func remap(_ values: [Double], by rows: [[Double]]) -> [Double] {
+        guard values.count > 1 else { return values }
+        return rows.map { row in
+            let weights = row.map(abs)
+            let total = weights.reduce(0, +)
+            guard total > 0 else { return values.reduce(0, +) / Double(values.count) }
+            return zip(weights, values).map { $0 * $1 }.reduce(0, +) / total
+        }
+    }
+
+    /// `step` with the values its layer's tensors hold, when it keeps them in tensors.
+    func decoded(_ step: InputPreprocessing, _ graph: TensorGraph) throws -> InputPreprocessing {
+        guard case .weights(let m, let v) = step.storage, let layer = graph.layer(named: step.layer) else { return step }
+        var copy = step
+        copy.statistics = .normalization(
+            mean: try TensorValues.decode(layer.tensors[m], path: graph.sourcePath).values,
+            variance: try TensorValues.decode(layer.tensors[v], path: graph.sourcePath).values)
+        return copy
+    }
+
+    /// Writes a preprocessing layer's new values into its tensors (config-held values go to the
+    /// architecture editor).
+    func store(_ new: InputPreprocessing, channels: Int, in graph: inout TensorGraph, report: inout PassReport) throws {
+        guard case .weights(let m, let v) = new.storage, case .normalization(let mean, let variance) = new.statistics else { return }
+        let widen = { (list: [Double]) in list.count == channels ? list : [Double](repeating: list[0], count: channels) }
+        graph.replaceTensor(
+            layer: new.layer, index: m, with: ValueArray(shape: [channels], values: widen(mean)),
+            action: "input preprocessing for \(channels) channel(s)", in: &report)
+        graph.replaceTensor(
+            layer: new.layer, index: v, with: ValueArray(shape: [channels], values: widen(variance)),
+            action: "input preprocessing for \(channels) channel(s)", in: &report)
     }
 
     func check(source: Int, layer: String, path: String) throws {

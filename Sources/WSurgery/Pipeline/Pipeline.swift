@@ -30,6 +30,8 @@ public enum Pipeline {
             graph = next
             reports.append(report)
         }
+        // An edited architecture must still describe its tensors: refuse before anything is written.
+        if !passes.isEmpty { try graph.editor.checkConsistency(of: graph) }
         if output != nil { try Provenance.record(passes, input: input, in: &graph) }
         let notes = try output.map { try Checkpoint.write(graph, to: $0, options: options) } ?? []
         return Result(

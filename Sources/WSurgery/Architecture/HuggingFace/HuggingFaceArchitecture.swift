@@ -4,7 +4,9 @@
 struct HuggingFaceArchitecture: EdgelessArchitectureEditor {
     let document: ConfigDocument
 
-    func settingInputChannels(_ channels: Int, convolutions: [String], in graph: TensorGraph) throws -> ArchitectureEdit {
+    func settingInputChannels(_ channels: Int, convolutions: [String], preprocessing: [InputPreprocessing], in graph: TensorGraph) throws
+        -> ArchitectureEdit
+    {
         let (edited, fields) = HuggingFaceConfigEdit.settingChannels(document, channels: channels)
         return ArchitectureEdit(
             architecture: .huggingFace(edited),

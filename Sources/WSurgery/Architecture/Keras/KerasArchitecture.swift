@@ -6,15 +6,70 @@ struct KerasArchitecture: ArchitectureEditor {
 
     var model: JSONValue { document.json }
 
+    /// The convolution's own padding, or the ZeroPadding layer in front of it.
     func padding(ofConvolution layer: String) -> String? {
-        KerasConfig.layer(named: layer, in: model)?.config["padding"]?.stringValue
+        let own = KerasConfig.layer(named: layer, in: model)?.config["padding"]?.stringValue
+        let configs = configs(of: model)
+        var current = configs[layer]
+        var seen = Set<String>()
+        while let config = current, config.inbound.count == 1, seen.insert(config.name).inserted {
+            guard let source = configs[config.inbound[0]] else { break }
+            if source.className.hasPrefix("ZeroPadding") { return "\(own ?? "valid") after \(source.className) '\(source.name)'" }
+            current = source
+        }
+        return own
     }
 
-    func settingInputChannels(_ channels: Int, convolutions: [String], in graph: TensorGraph) throws -> ArchitectureEdit {
+    /// Normalization and Rescaling layers on the way from the input to `conv` (channels last).
+    func inputPreprocessing(before conv: String, in graph: TensorGraph) throws -> [InputPreprocessing] {
+        let upstream = try KerasConfigEdit.upstreamLayers(of: conv, in: graph, model: model).layers
+        let configs = configs(of: model)
+        var result: [InputPreprocessing] = []
+        for layer in graph.layers where upstream.contains(layer.name) {
+            guard let config = configs[layer.name]?.config, let className = configs[layer.name]?.className,
+                LayerDetection.inputPreprocessingClasses.contains(className)
+            else { continue }
+            func values(_ key: String) -> [Double]? {
+                if let number = config[key]?.doubleValue { return [number] }
+                return config[key]?.arrayValue.map { $0.compactMap(\.doubleValue) }
+            }
+            let axes = config["axis"]?.arrayValue?.compactMap(\.intValue) ?? config["axis"]?.intValue.map { [$0] } ?? [-1]
+            guard className == "Rescaling" || axes == [-1] || axes == [3] else {
+                throw WSurgeryError.unsupportedLayer(
+                    path: graph.sourcePath, layer: layer.name,
+                    reason: "normalises over axes \(axes); only the channels-last axis of an image can be adapted")
+            }
+            switch className {
+            case "Rescaling":
+                result.append(
+                    InputPreprocessing(
+                        layer: layer.name, statistics: .rescaling(scale: values("scale") ?? [1], offset: values("offset") ?? [0]), storage: .config))
+            default:
+                if let mean = values("mean"), let variance = values("variance") {
+                    result.append(InputPreprocessing(layer: layer.name, statistics: .normalization(mean: mean, variance: variance), storage: .config))
+                } else if let m = WeightRoles.tensorIndex(in: layer, named: ["mean"]), let v = WeightRoles.tensorIndex(in: layer, named: ["variance"])
+                {
+                    // The values are in the weights; the pass reads them.
+                    result.append(
+                        InputPreprocessing(
+                            layer: layer.name, statistics: .normalization(mean: [], variance: []), storage: .weights(mean: m, variance: v)))
+                } else {
+                    throw WSurgeryError.unsupportedLayer(
+                        path: graph.sourcePath, layer: layer.name, reason: "a Normalization without mean and variance")
+                }
+            }
+        }
+        return result
+    }
+
+    func settingInputChannels(_ channels: Int, convolutions: [String], preprocessing: [InputPreprocessing], in graph: TensorGraph) throws
+        -> ArchitectureEdit
+    {
         var document = self.document
         var notes: [String] = []
         for conv in convolutions {
-            let (edited, fields) = try KerasConfigEdit.settingInputChannels(document, graph: graph, conv: conv, channels: channels)
+            let (edited, fields) = try KerasConfigEdit.settingInputChannels(
+                document, graph: graph, conv: conv, channels: channels, preprocessing: preprocessing)
             document = edited
             if !fields.isEmpty { notes.append("Keras config: input channels set to \(channels) in " + fields.joined(separator: ", ")) }
         }
@@ -122,6 +177,17 @@ struct KerasArchitecture: ArchitectureEditor {
                 reason: "removing the classifier stack needs a model with one output (it has \(outputs.count))")
         }
         let configs = configs(of: model)
+        // The classifier starts at the last global pooling on the chain back from the output (MobileNet
+        // pools with keepdims and classifies with a 1x1 convolution), else at the last Flatten.
+        var chain: [String] = []
+        var walker: String? = current
+        while let name = walker, let config = configs[name], config.sublayers.isEmpty {
+            chain.append(name)
+            walker = config.inbound.count == 1 ? config.inbound[0] : nil
+        }
+        for isStart in [{ (c: String) in c.hasPrefix("Global") }, { (c: String) in c == "Flatten" }] {
+            if let start = chain.firstIndex(where: { isStart(configs[$0]?.className ?? "") }) { return Array(chain[...start]) }
+        }
         var stack: [String] = []
         while let config = configs[current], try shapes.output(of: current).count <= 2 {
             if !config.sublayers.isEmpty {
@@ -191,6 +257,33 @@ struct KerasArchitecture: ArchitectureEditor {
             .first
         {
             throw WSurgeryError.shapeMismatch(path: path, layer: misfit.layer, reason: misfit.description)
+        }
+    }
+
+    /// Every weight against the shapes inferred from the config (layers whose shapes cannot be inferred
+    /// are skipped), and every per-channel constant in the config against its input's channels.
+    func checkConsistency(of graph: TensorGraph) throws {
+        let path = graph.sourcePath
+        let shapes = try ShapeInference.infer(model: model, path: path)
+        let configs = configs(of: model)
+        for layer in graph.layers where !layer.tensors.isEmpty {
+            guard let config = configs[layer.name], config.sublayers.isEmpty, shapes.blockedBy[layer.name] == nil,
+                let input = shapes.inputs[layer.name]?.first,
+                let expected = WeightFit.expectedShapes(className: config.className, config: config.config, input: input)
+            else { continue }
+            if let (index, want) = WeightFit.misfits(layer, expected: expected).first {
+                let misfit = WeightMisfit(layer: layer.name, index: index, tensor: layer.tensors[index], expected: want, input: input)
+                throw WSurgeryError.shapeMismatch(
+                    path: path, layer: layer.name, reason: "the model config and the weights disagree: " + misfit.description)
+            }
+        }
+        for (name, config) in configs where LayerDetection.inputPreprocessingClasses.contains(config.className) {
+            guard shapes.blockedBy[name] == nil, let channels = shapes.inputs[name]?.first?.last ?? nil else { continue }
+            for key in ["mean", "variance", "scale", "offset"] {
+                guard let count = config.config[key]?.arrayValue?.count, count != 1, count != channels else { continue }
+                throw WSurgeryError.shapeMismatch(
+                    path: path, layer: name, reason: "its config gives \(count) values for '\(key)' but its input has \(channels) channels")
+            }
         }
     }
 

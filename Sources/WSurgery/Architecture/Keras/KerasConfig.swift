@@ -114,6 +114,11 @@ public enum KerasConfig {
             return (config["scale"]?.boolValue ?? true ? ["gamma"] : []) + (config["center"]?.boolValue ?? true ? ["beta"] : [])
         case "Embedding":
             return ["embeddings"]
+        case "Normalization":
+            // Statistics are variables only when the config does not give them.
+            return config["mean"].map { $0.isNull } ?? true ? ["mean", "variance", "count"] : []
+        case "LayerScale":
+            return ["variable"]
         default:
             return nil
         }

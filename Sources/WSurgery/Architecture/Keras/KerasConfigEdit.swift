@@ -16,40 +16,12 @@ enum KerasConfigEdit {
     /// The config of a graph whose first convolution `conv` now takes `channels` input channels: input
     /// layer shapes, `build_config` input shapes and the recorded tensor shapes on the way from the inputs
     /// to `conv` get the new channel count.
-    static func settingInputChannels(_ document: ConfigDocument, graph: TensorGraph, conv: String, channels: Int) throws -> (ConfigDocument, [String])
-    {
+    static func settingInputChannels(
+        _ document: ConfigDocument, graph: TensorGraph, conv: String, channels: Int, preprocessing: [InputPreprocessing] = []
+    ) throws -> (ConfigDocument, [String]) {
         let model = document.json
-        let scopes = KerasConfig.parentModels(KerasConfig.layers(of: model))
-        // Walk back from the convolution over weightless layers to the inputs, leaving nested models
-        // through their input layers.
-        var upstream = Set<String>()
-        var containing = Set<String>()
-        var parent = scopes[conv]
-        while let p = parent {
-            containing.insert(p)
-            parent = scopes[p]
-        }
-        var stack = graph.layer(named: conv)?.inbound ?? []
-        while let name = stack.popLast() {
-            guard upstream.insert(name).inserted, let layer = graph.layer(named: name) else { continue }
-            guard layer.tensors.isEmpty else {
-                throw WSurgeryError.unsupportedLayer(
-                    path: graph.sourcePath, layer: name,
-                    reason:
-                        "it has weights and lies between the input and the first convolution '\(conv)'; its per-channel weights would need adapting too"
-                )
-            }
-            let className = layer.className ?? ""
-            if layer.kind == .input, let model = scopes[name] {
-                containing.insert(model)
-                stack += graph.layer(named: model)?.inbound ?? []
-            } else if !channelPreserving.contains(className) {
-                throw WSurgeryError.unsupportedLayer(
-                    path: graph.sourcePath, layer: name,
-                    reason: "\(className) lies between the input and the first convolution '\(conv)'; cannot tell how it uses the channels")
-            }
-            stack += layer.inbound
-        }
+        let (upstream, containing) = try upstreamLayers(of: conv, in: graph, model: model)
+        let newValues = Dictionary(preprocessing.map { ($0.layer, $0) }, uniquingKeysWith: { a, _ in a })
         let channelsFirst = KerasConfig.layer(named: conv, in: model)?.config["data_format"]?.stringValue == "channels_first"
         var edited: [String] = []
         func shape(_ value: JSONValue) -> JSONValue { setChannel(value, channels, channelsFirst: channelsFirst) }
@@ -68,6 +40,15 @@ enum KerasConfigEdit {
             var entry = entry
             let name = KerasConfig.entryName(entry) ?? ""
             if upstream.contains(name) || name == conv || containing.contains(name) { rewriteInputShapes(&entry, name) }
+            if let values = newValues[name], case .config = values.storage, var config = entry["config"] {
+                for (key, list) in values.configFields {
+                    // A Rescaling's one value stays a number; a Normalization keeps its lists.
+                    let scalar = list.count == 1 && config[key]?.arrayValue == nil
+                    config.set(key, scalar ? .number(JSONValue.numberText(list[0])) : .array(list.map { .number(JSONValue.numberText($0)) }))
+                    edited.append("\(name).\(key)")
+                }
+                entry.set("config", config)
+            }
             if let nodes = entry["inbound_nodes"] {
                 entry.set("inbound_nodes", rewritingTensorShapes(nodes, from: upstream, shape))
             }
@@ -75,6 +56,58 @@ enum KerasConfigEdit {
         }
         rewriteInputShapes(&result, "model")
         return (ConfigDocument(json: result, originalText: document.originalText), edited)
+    }
+
+    /// The layers between the model input and `conv` (walking back over layers that keep the channels,
+    /// leaving nested models through their inputs), and the models holding `conv` or any of them.
+    static func upstreamLayers(of conv: String, in graph: TensorGraph, model: JSONValue) throws -> (layers: Set<String>, models: Set<String>) {
+        let scopes = KerasConfig.parentModels(KerasConfig.layers(of: model))
+        var upstream = Set<String>()
+        var containing = Set<String>()
+        var parent = scopes[conv]
+        while let p = parent {
+            containing.insert(p)
+            parent = scopes[p]
+        }
+        // The first layer of a Sequential lists no inbound layer: it reads what its model reads.
+        func inbound(_ name: String) -> [String] {
+            var current = name
+            while let layer = graph.layer(named: current), layer.inbound.isEmpty, let owner = scopes[current] {
+                containing.insert(owner)
+                current = owner
+            }
+            return graph.layer(named: current)?.inbound ?? []
+        }
+        var stack = inbound(conv)
+        while let name = stack.popLast() {
+            guard upstream.insert(name).inserted else { continue }
+            guard let layer = graph.layer(named: name) else {
+                // A nested model's input layer that the weights file does not list: leave the model.
+                if let model = scopes[name] {
+                    containing.insert(model)
+                    stack += inbound(model)
+                }
+                continue
+            }
+            let className = layer.className ?? ""
+            guard layer.tensors.isEmpty || LayerDetection.inputPreprocessingClasses.contains(className) else {
+                throw WSurgeryError.unsupportedLayer(
+                    path: graph.sourcePath, layer: name,
+                    reason:
+                        "it has weights and lies between the input and the first convolution '\(conv)'; its per-channel weights would need adapting too"
+                )
+            }
+            if layer.kind == .input, let model = scopes[name] {
+                containing.insert(model)
+                stack += graph.layer(named: model)?.inbound ?? []
+            } else if !channelPreserving.contains(className) {
+                throw WSurgeryError.unsupportedLayer(
+                    path: graph.sourcePath, layer: name,
+                    reason: "\(className) lies between the input and the first convolution '\(conv)'; cannot tell how it uses the channels")
+            }
+            stack += inbound(name)
+        }
+        return (upstream, containing)
     }
 
     /// The config of a graph whose head `head` now has `classes` outputs: its `units` / `filters`, and the

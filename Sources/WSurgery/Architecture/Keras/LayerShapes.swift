@@ -19,6 +19,9 @@ enum LayerShapes {
         "Rescaling", "Identity", "ActivityRegularization", "Masking", "RandomFlip", "RandomRotation", "RandomZoom",
         "RandomTranslation", "RandomContrast", "RandomBrightness", "RandomGrayscale", "RandomHue", "RandomSaturation",
         "RandomColorJitter", "RandomSharpness", "RandomPosterization", "AutoContrast", "Equalization", "Solarization",
+        // keras.applications' own classes: ConvNeXt's LayerScale and StochasticDepth, InceptionResNetV2's
+        // CustomScaleLayer (inputs[0] + inputs[1] * scale, the shape of its first input).
+        "LayerScale", "StochasticDepth", "CustomScaleLayer",
     ]
 
     /// The output shapes of a layer of `className` called on `inputs`.

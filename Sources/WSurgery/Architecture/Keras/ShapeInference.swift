@@ -23,6 +23,10 @@ public enum ShapeInference {
         public var modelOutputs: [KerasShape] = []
         /// The file the config came from, for errors.
         public var path: String
+        /// The shapes the config itself records between layers (Keras 3 keras tensors): per layer its
+        /// first call's input shapes, and per producing layer the shape of each output it was read at.
+        var recordedInputs: [String: [KerasShape]] = [:]
+        var recordedOutputs: [String: [Int: KerasShape]] = [:]
 
         /// The output shape of `layer` (its first output), or the error naming the layer whose class
         /// blocks inference.
@@ -66,6 +70,7 @@ public enum ShapeInference {
     /// record (one per model input, batch axis included).
     public static func infer(model: JSONValue, inputShapes: [KerasShape]? = nil, path: String) throws(WSurgeryError) -> Result {
         var result = Result(path: path)
+        recordShapes(in: model, into: &result)
         let name = KerasConfig.entryName(model) ?? "model"
         result.modelOutputs = try inferModel(model, name: name, inputs: inputShapes, into: &result)
         return result
@@ -98,7 +103,7 @@ public enum ShapeInference {
             let source = config.inbound[0]
             guard let sourceConfig = layers[source] else { return nil }
             if sourceConfig.className == "Flatten" { return source }
-            let weightless = KerasConfig.variableNames(className: sourceConfig.className, config: sourceConfig.config) == nil
+            let weightless = (KerasConfig.variableNames(className: sourceConfig.className, config: sourceConfig.config) ?? []).isEmpty
             guard weightless, LayerShapes.shapePreserving.contains(sourceConfig.className) else { return nil }
             current = source
         }
@@ -253,7 +258,13 @@ public enum ShapeInference {
             return try LayerShapes.outputs(className: className, config: config, inputs: inputs)
         } catch {
             switch error {
-            case .unknownClass: return nil
+            case .unknownClass:
+                // A class without a rule, called on the very shapes the config records for it, outputs what
+                // the config records: only where its input changes is its output unknown.
+                guard let recorded = result.recordedInputs[name], recorded == inputs, let produced = result.recordedOutputs[name],
+                    let last = produced.keys.max(), (0...last).allSatisfy({ produced[$0] != nil })
+                else { return nil }
+                return (0...last).map { produced[$0]! }
             case .mismatch(let reason): throw WSurgeryError.shapeMismatch(path: result.path, layer: name, reason: reason)
             case .tooSmall(let shape): throw WSurgeryError.inputTooSmall(path: result.path, layer: name, shape: shape)
             }
@@ -326,6 +337,40 @@ public enum ShapeInference {
             }
             visit(node)
             return found
+        }
+    }
+
+    /// Collects the keras tensors the config records in its layers' first calls (any depth).
+    static func recordShapes(in model: JSONValue, into result: inout Result) {
+        let config = model["config"] ?? .null
+        for entry in config.arrayValue ?? config["layers"]?.arrayValue ?? [] {
+            if entry["config"]?["layers"] != nil { recordShapes(in: entry, into: &result) }
+            guard let name = KerasConfig.entryName(entry), let first = entry["inbound_nodes"]?.arrayValue?.first else { continue }
+            var inputs: [KerasShape] = []
+            func visit(_ value: JSONValue) {
+                switch value {
+                case .array(let items):
+                    for item in items { visit(item) }
+                case .object(let pairs):
+                    if let history = value["config"]?["keras_history"]?.arrayValue, let source = history.first?.stringValue,
+                        let shape = value["config"]?["shape"].flatMap(shapeValue)
+                    {
+                        inputs.append(shape)
+                        if history.count > 2, history[1].intValue == 0, let index = history[2].intValue {
+                            result.recordedOutputs[source, default: [:]][index] = shape
+                        }
+                        return
+                    }
+                    if let args = value["args"] {
+                        visit(args)
+                        return
+                    }
+                    for pair in pairs where pair.0 != "kwargs" { visit(pair.1) }
+                default: break
+                }
+            }
+            visit(first)
+            if !inputs.isEmpty { result.recordedInputs[name] = inputs }
         }
     }
 }

@@ -38,6 +38,15 @@ public enum WeightFit {
             return ["gamma": shape, "beta": shape, "moving_mean": shape, "moving_variance": shape]
         case "Embedding":
             return [:]
+        case "Normalization":
+            let axes = config["axis"]?.arrayValue?.compactMap(\.intValue) ?? [config["axis"]?.intValue ?? -1]
+            let dims = axes.map { a -> Int? in
+                let i = a < 0 ? input.count + a : a
+                return i >= 0 && i < input.count ? input[i] : nil
+            }
+            return ["mean": dims, "variance": dims, "count": []]
+        case "LayerScale":
+            return ["variable": [input.last ?? nil]]
         default:
             return nil
         }

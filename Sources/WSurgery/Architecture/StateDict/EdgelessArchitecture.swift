@@ -6,6 +6,9 @@ protocol EdgelessArchitectureEditor: ArchitectureEditor {}
 extension EdgelessArchitectureEditor {
     func padding(ofConvolution layer: String) -> String? { nil }
 
+    /// A config.json describes no preprocessing layers.
+    func inputPreprocessing(before conv: String, in graph: TensorGraph) throws -> [InputPreprocessing] { [] }
+
     /// The layers' tensors go (the classifier stack: the detected head, like timm's `reset_classifier(0)`);
     /// nothing records the edges, so nothing is reconnected or checked.
     func removingLayers(_ selection: LayerSelection, in graph: TensorGraph) throws -> LayerRemovalEdit {
@@ -29,4 +32,7 @@ extension EdgelessArchitectureEditor {
     }
 
     func checkWeights(of graph: TensorGraph, before: TensorGraph) throws {}
+
+    /// Without edges there is nothing to check the tensors against.
+    func checkConsistency(of graph: TensorGraph) throws {}
 }

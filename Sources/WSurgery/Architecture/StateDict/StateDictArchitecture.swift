@@ -1,7 +1,9 @@
 /// The editor of a bare state dict (no architecture recorded): nothing to keep in step, edges unknown,
 /// so it answers from tensor names and shapes alone.
 struct StateDictArchitecture: EdgelessArchitectureEditor {
-    func settingInputChannels(_ channels: Int, convolutions: [String], in graph: TensorGraph) throws -> ArchitectureEdit {
+    func settingInputChannels(_ channels: Int, convolutions: [String], preprocessing: [InputPreprocessing], in graph: TensorGraph) throws
+        -> ArchitectureEdit
+    {
         ArchitectureEdit(architecture: nil)
     }
 

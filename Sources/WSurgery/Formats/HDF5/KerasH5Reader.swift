@@ -46,7 +46,7 @@ public enum KerasH5Reader {
         }
         return Tensor(
             name: name, dtype: dtype, shape: info.shape, layout: StateDictGrouping.layout(name: name, shape: info.shape), data: data,
-            origin: HDF5TensorOrigin(file: h5, datasetPath: datasetPath, legacyIndex: legacyIndex))
+            origin: HDF5TensorOrigin(dataset: (h5, datasetPath), legacyIndex: legacyIndex))
     }
 
     /// The `wsurgery_provenance` root attribute, when it holds a provenance record.
@@ -78,6 +78,12 @@ public enum KerasH5Reader {
         guard let layerNames = try h5.stringsAttribute(group, KerasH5Key.layerNames) else {
             throw WSurgeryError.unknownHDF5Layout(path: path, reason: "'\(group)' has no 'layer_names' attribute")
         }
+        // A nested model's weight names its sublayer first (`block1_conv1/kernel:0`), or, as Keras 3 writes
+        // them, after the model (`stem/stem_conv/kernel`): the owner is the last component naming a layer.
+        func owner(_ weightName: String) -> String? {
+            weightName.split(separator: "/").dropLast().map(String.init).last { configLayers[$0] != nil }
+                ?? StateDictGrouping.split(weightName).layer
+        }
         for layerName in layerNames {
             let layerGroup = child(layerName)
             guard try h5.exists(layerGroup) else { throw WSurgeryError.missingObject(path: path, object: layerGroup, layer: layerName) }
@@ -100,14 +106,14 @@ public enum KerasH5Reader {
                 // Nested model: one layer per sublayer, in the nested config's order.
                 graph.layers.append(Layer(name: layerName, kind: .model, className: config.className, inbound: config.inbound, origin: placement))
                 for (sub, _) in KerasConfig.flattened(config.sublayers) {
-                    let own = tensors.filter { StateDictGrouping.split($0.name).layer == sub.name }
+                    let own = tensors.filter { owner($0.name) == sub.name }
                     graph.layers.append(
                         Layer(
                             name: sub.name, kind: LayerKind(kerasClassName: sub.className), className: sub.className,
                             tensors: own, inbound: sub.inbound, origin: placement))
                 }
                 let claimed = Set(KerasConfig.flattened(config.sublayers).map(\.layer.name))
-                let orphans = tensors.filter { !claimed.contains(StateDictGrouping.split($0.name).layer) }
+                let orphans = tensors.filter { owner($0.name).map { !claimed.contains($0) } ?? true }
                 if !orphans.isEmpty { graph.layers[graph.layers.firstIndex { $0.name == layerName }!].tensors = orphans }
             } else {
                 let kind = config.map { LayerKind(kerasClassName: $0.className) } ?? StateDictGrouping.inferKind(layer: layerName, tensors: tensors)

@@ -37,10 +37,15 @@ public struct KerasH5FileState: FileState {
 /// position within its Keras legacy weight group (Keras lists a nested model's weights trainable-first,
 /// so a group's order is not the order of its layers' tensors).
 public struct HDF5TensorOrigin: TensorOrigin, @unchecked Sendable {
-    let file: HDF5File
-    let datasetPath: String
+    /// The dataset holding the bytes as read (nil once a pass changed them).
+    let dataset: (file: HDF5File, path: String)?
     /// Position within its legacy weight group, when read from one.
     let legacyIndex: Int?
+
+    /// New values keep the tensor's place in its weight group, not its dataset.
+    public func afterNewValues() -> (any TensorOrigin)? {
+        legacyIndex.map { HDF5TensorOrigin(dataset: nil, legacyIndex: $0) }
+    }
 }
 
 /// Where a layer's weights live in the Keras weight files, kept so a Keras file is written back the way

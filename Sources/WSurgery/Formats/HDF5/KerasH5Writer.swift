@@ -6,11 +6,11 @@ public enum KerasH5Writer {
     /// else created and filled from its bytes.
     static func write(_ tensor: Tensor, to h5: HDF5File, at datasetPath: String) throws {
         defer { WriteProgress.advance(tensor.data.byteCount) }
-        if let origin = tensor.origin as? HDF5TensorOrigin, !(tensor.data is MemorySource),
-            let info = try? origin.file.datasetInfo(origin.datasetPath), info.shape == tensor.shape,
+        if let origin = (tensor.origin as? HDF5TensorOrigin)?.dataset, !(tensor.data is MemorySource),
+            let info = try? origin.file.datasetInfo(origin.path), info.shape == tensor.shape,
             info.dtype == tensor.dtype || info.dtype == .opaque(name: "V2", bytesPerElement: 2) && tensor.dtype == .bf16
         {
-            try h5.copyDataset(from: origin.file, origin.datasetPath, to: datasetPath, dtype: tensor.dtype)
+            try h5.copyDataset(from: origin.file, origin.path, to: datasetPath, dtype: tensor.dtype)
             return
         }
         try h5.writeDataset(datasetPath, dtype: tensor.dtype, shape: tensor.shape, from: tensor.data, tensorName: tensor.name)
