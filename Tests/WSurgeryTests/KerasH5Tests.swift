@@ -140,4 +140,39 @@ struct OutputSafetyTests {
             #expect(reason.contains("disagree"))
         }
     }
+
+    @Test("a per-channel constant in the config that does not match its input's channels is refused, naming the layer")
+    func inconsistentConfigConstantIsRefused() throws {
+        var graph = try Checkpoint.read(TestSupport.fixture("keras_cnn.h5"))
+        guard case .keras(let document)? = graph.architecture, let text = document.originalText else {
+            Issue.record("keras_cnn.h5 has no model config")
+            return
+        }
+        // A Normalization between the 3-channel input and conv1, its statistics given as config constants.
+        func withNormalization(mean: String) throws -> Architecture {
+            let layer =
+                #"{"class_name": "Normalization", "config": {"name": "norm", "axis": [-1], "mean": \#(mean), "variance": \#(mean), "#
+                + #""invert": false}, "name": "norm", "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__", "config": "#
+                + #"{"shape": [null, 16, 16, 3], "dtype": "float32", "keras_history": ["image", 0, 0]}}], "kwargs": {}}]}, "#
+            let conv = #"{"class_name": "Conv2D", "config": {"name": "conv1""#
+            let edited = text.replacingOccurrences(of: conv, with: layer + conv)
+                .replacingOccurrences(
+                    of: #""keras_history": ["image", 0, 0]}}], "kwargs": {}}]}, {"class_name": "BatchNormalization""#,
+                    with: #""keras_history": ["norm", 0, 0]}}], "kwargs": {}}]}, {"class_name": "BatchNormalization""#)
+            #expect(edited.contains(#""name": "norm""#))
+            return .keras(try ConfigDocument(text: edited))
+        }
+        graph.architecture = try withNormalization(mean: "[0.5, 0.5, 0.5]")
+        try graph.editor.checkConsistency(of: graph)
+        graph.architecture = try withNormalization(mean: "[0.5, 0.5]")
+        do {
+            try graph.editor.checkConsistency(of: graph)
+            Issue.record("a Normalization with 2 means on a 3-channel input was accepted")
+        } catch let error as WSurgeryError {
+            guard case .shapeMismatch(_, let layer, let reason) = error else { throw error }
+            #expect(layer == "norm")
+            #expect(reason.contains("2 values for 'mean'"))
+            #expect(reason.contains("3 channels"))
+        }
+    }
 }

@@ -6,6 +6,7 @@ layers hold ImageNet statistics get them set, as the pretrained files have them.
 """
 import os
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -68,7 +69,10 @@ def app(request, tmp_path_factory):
     # The reference is the model as saved (a Normalization computes with the statistics it was built or
     # loaded with, not ones set afterwards).
     reference = load(paths[".keras"])
-    return dict(name=name, family=name.split("-")[0], fn=fn, size=size, model=reference, paths=paths, folder=folder)
+    yield dict(name=name, family=name.split("-")[0], fn=fn, size=size, model=reference, paths=paths, folder=folder)
+    # The largest variants write several GB per family: free the disk before the next one.
+    shutil.rmtree(folder, ignore_errors=True)
+    keras.backend.clear_session()
 
 
 # Legacy .h5 files Keras 3.15 cannot load itself, the original included: ConvNeXt (LayerScale's config)
