@@ -78,6 +78,11 @@ public enum WSurgeryError: Error, Sendable, Equatable {
     case invalidConfig(path: String, reason: String)
     /// A `.keras` archive that cannot be read.
     case invalidArchive(path: String, reason: String)
+    /// A `torch.save` file that cannot be read (its zip, its pickle, its storages).
+    case invalidPyTorch(path: String, reason: String)
+    /// A PyTorch checkpoint holding tensors in several places, none of them the known state dict keys:
+    /// `candidates` are the keys that hold tensors (pick one with `FILE#KEY`).
+    case ambiguousStateDict(path: String, candidates: [String])
 
     // Writing.
     /// The output format cannot hold the graph as it is.
@@ -118,10 +123,12 @@ public enum WSurgeryError: Error, Sendable, Equatable {
         case .cannotOpen: return .cannotOpenInput
         case .outputExists, .cannotCreateOutput: return .cannotCreateOutput
         case .io, .hdf5, .workerFailed: return .io
-        case .outputIsInput, .unknownFormat, .invalidOption, .unknownLayer, .inputTooSmall, .invalidRecipe, .invalidArguments: return .usage
+        case .outputIsInput, .unknownFormat, .invalidOption, .unknownLayer, .inputTooSmall, .invalidRecipe, .invalidArguments,
+            .ambiguousStateDict:
+            return .usage
         case .truncatedFile, .headerTooLarge, .headerBeyondFile, .invalidHeader, .invalidTensorEntry, .duplicateTensor, .overlappingTensors,
             .gapBetweenTensors, .tensorSizeMismatch, .trailingBytes, .invalidIndex, .notHDF5, .corruptHDF5, .unknownHDF5Layout, .softLink,
-            .externalLink, .externalStorage, .missingObject, .unsupportedHDF5Type, .invalidConfig, .invalidArchive, .cannotExpress,
+            .externalLink, .externalStorage, .missingObject, .unsupportedHDF5Type, .invalidConfig, .invalidArchive, .invalidPyTorch, .cannotExpress,
             .detectionFailed, .unsupportedLayer, .cannotComputeDType, .unknownLayerClass, .shapeMismatch, .weightsDoNotFit:
             return .badData
         }
@@ -194,6 +201,11 @@ extension WSurgeryError: CustomStringConvertible {
             return "\(path): invalid model config: \(reason)"
         case let .invalidArchive(path, reason):
             return "\(path): invalid .keras archive: \(reason)"
+        case let .invalidPyTorch(path, reason):
+            return "\(path): invalid PyTorch checkpoint: \(reason)"
+        case let .ambiguousStateDict(path, candidates):
+            return
+                "\(path): tensors are held under several keys (\(candidates.map { "'\($0)'" }.joined(separator: ", "))) and none is a known state dict key; pick one as \(path)#KEY"
         case let .cannotExpress(format, tensor, reason):
             return "cannot write \(format)\(tensor.map { " (tensor '\($0)')" } ?? ""): \(reason)"
         case let .invalidOption(key, reason):

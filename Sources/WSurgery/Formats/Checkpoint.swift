@@ -17,8 +17,9 @@ public enum Checkpoint {
         }
     }
 
-    /// Recognises the format of an input path from its content.
+    /// Recognises the format of an input path from its content (`FILE#KEY` names a PyTorch checkpoint's entry).
     public static func detectInputFormat(_ path: String) throws -> CheckpointFormat {
+        let (path, key) = splitSelector(path)
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw WSurgeryError.cannotOpen(path: path, reason: "no such file or directory")
@@ -26,15 +27,38 @@ public enum Checkpoint {
         if isDirectory.boolValue || path.hasSuffix(ShardedSafetensors.indexSuffix) { return .shardedSafetensors }
         let file = try InputFile(path: path)
         let head = try file.read(count: Int(min(file.size, 16)), at: 0)
+        let format: CheckpointFormat
         if head.starts(with: [0x89, 0x48, 0x44, 0x46, 0x0D, 0x0A, 0x1A, 0x0A]) {
-            return path.hasSuffix(".weights.h5") ? .kerasWeightsH5 : .kerasLegacyH5
-        }
-        if head.starts(with: [0x50, 0x4B, 0x03, 0x04]) { return .kerasArchive }
-        if head.count > 8, head[8] == UInt8(ascii: "{") || path.hasSuffix(".safetensors") { return .safetensors }
-        if path.hasSuffix(".h5") || path.hasSuffix(".hdf5") || path.hasSuffix(".keras") {
+            format = path.hasSuffix(".weights.h5") ? .kerasWeightsH5 : .kerasLegacyH5
+        } else if head.starts(with: [0x50, 0x4B, 0x03, 0x04]) {
+            // A torch.save zip holds '<name>/data.pkl'; a .keras archive holds config.json.
+            let zip = try? StoredZip(file: file)
+            let isTorch = zip?.entries.contains { $0.name.hasSuffix("/data.pkl") && $0.name.split(separator: "/").count == 2 } ?? false
+            format = isTorch || (zip == nil && TorchCheckpointReader.suffixes.contains { path.hasSuffix($0) }) ? .pytorch : .kerasArchive
+        } else if TorchCheckpointReader.isLegacy(head) {
+            format = .pytorch
+        } else if head.count > 8, head[8] == UInt8(ascii: "{") || path.hasSuffix(".safetensors") {
+            format = .safetensors
+        } else if path.hasSuffix(".h5") || path.hasSuffix(".hdf5") || path.hasSuffix(".keras") {
             throw WSurgeryError.notHDF5(path: path)
+        } else if TorchCheckpointReader.suffixes.contains(where: { path.hasSuffix($0) }) {
+            throw WSurgeryError.invalidPyTorch(path: path, reason: "neither the zip nor the legacy torch.save format")
+        } else {
+            throw WSurgeryError.unknownFormat(path: path, reason: "not safetensors, HDF5, a .keras archive or a torch.save file")
         }
-        throw WSurgeryError.unknownFormat(path: path, reason: "not safetensors, HDF5 or a .keras archive")
+        if key != nil, format != .pytorch {
+            throw WSurgeryError.unknownFormat(path: path, reason: "#KEY picks an entry of a PyTorch checkpoint; this is \(format.rawValue)")
+        }
+        return format
+    }
+
+    /// `FILE#KEY` as the file and the key, when FILE exists and the whole path does not; else the path.
+    public static func splitSelector(_ path: String) -> (path: String, key: String?) {
+        guard let hash = path.lastIndex(of: "#"), !FileManager.default.fileExists(atPath: path) else { return (path, nil) }
+        let file = String(path[..<hash])
+        let key = String(path[path.index(after: hash)...])
+        guard !key.isEmpty, FileManager.default.fileExists(atPath: file) else { return (path, nil) }
+        return (file, key)
     }
 
     /// The output format for a path, from its name (and whether a shard size is given).
@@ -49,6 +73,13 @@ public enum Checkpoint {
         if path.hasSuffix(".weights.h5") { return .kerasWeightsH5 }
         if path.hasSuffix(".h5") || path.hasSuffix(".hdf5") { return .kerasLegacyH5 }
         if path.hasSuffix(".keras") { return .kerasArchive }
+        if TorchCheckpointReader.suffixes.contains(where: { path.hasSuffix($0) }) {
+            throw WSurgeryError.unknownFormat(
+                path: path,
+                reason:
+                    "outputs are never pickles (a pickle can run code when loaded); write .safetensors, which torch loads with safetensors.torch.load_file"
+            )
+        }
         throw WSurgeryError.unknownFormat(
             path: path,
             reason:
@@ -68,6 +99,9 @@ public enum Checkpoint {
         case .shardedSafetensors: return try SafetensorsReader.readSharded(path: path)
         case .kerasLegacyH5, .kerasWeightsH5: return try KerasH5Reader.read(path: path)
         case .kerasArchive: return try KerasArchive.read(path: path)
+        case .pytorch:
+            let (file, key) = splitSelector(path)
+            return try TorchCheckpointReader.read(path: file, selecting: key)
         }
     }
 
@@ -109,6 +143,8 @@ public enum Checkpoint {
             notes = try KerasH5Writer.writeKeras3Weights(graph, to: try outputs.create(path))
         case .kerasArchive:
             notes = try KerasArchive.write(graph, to: try outputs.create(path))
+        case .pytorch:
+            throw WSurgeryError.unknownFormat(path: path, reason: "PyTorch checkpoints are read only")
         }
         try outputs.commit()
         return notes

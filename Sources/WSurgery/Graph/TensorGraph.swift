@@ -86,6 +86,8 @@ public enum CheckpointFormat: String, Sendable, CaseIterable {
     case kerasWeightsH5 = "keras-weights-h5"
     /// A Keras 3 `.keras` archive.
     case kerasArchive = "keras"
+    /// A `torch.save` file (`.pth`, `.pt`, `.bin`, `.ckpt`), zip or legacy; read only.
+    case pytorch
 }
 
 /// A checkpoint as a graph of named tensors: every reader produces one, every pass maps one to another,
@@ -118,6 +120,9 @@ public struct TensorGraph: Sendable {
     public var sourcePath: String
     /// Every input file the graph reads from (to refuse writing over one of them).
     public var sourceFiles: [InputFile]
+    /// What the reader noted for the report (the entry a training checkpoint keeps its weights under,
+    /// globals a pickle named that were not called).
+    public var readerNotes: [String] = []
 
     /// A graph as a reader makes it.
     public init(

@@ -1,0 +1,335 @@
+import Foundation
+
+/// Reads `torch.save` files (`.pth`, `.pt`, `.bin`, `.ckpt`) without Python: the zip format of
+/// PyTorch >= 1.6 and the legacy format before it. The pickle is interpreted by `PickleMachine`, which
+/// calls nothing; storages stay in the file until a writer asks for them.
+public enum TorchCheckpointReader {
+    /// The keys under which training checkpoints keep the model's weights, most specific first.
+    public static let stateDictKeys = ["state_dict", "model_state_dict", "model_state", "model", "module", "net", "network", "weights"]
+    /// The file suffixes read as `torch.save` files.
+    public static let suffixes = [".pth", ".pt", ".bin", ".ckpt", ".pth.tar"]
+    /// The magic number the legacy format starts its first pickle with.
+    static let legacyMagic: [UInt8] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19]
+
+    /// Whether `head` (the first bytes of a file) starts a legacy `torch.save` file: a protocol-2 pickle
+    /// of the magic number.
+    static func isLegacy(_ head: [UInt8]) -> Bool {
+        head.count >= 14 && head[0] == 0x80 && head[2] == 0x8A && head[3] == 0x0A && Array(head[4..<14]) == legacyMagic
+    }
+
+    /// A storage as a persistent id names it.
+    struct Storage: PickleExternal {
+        let key: String
+        let dtype: DType
+        let elementCount: Int64
+    }
+
+    /// A tensor as a rebuild call describes it: a view of a storage.
+    struct TensorRef: PickleExternal {
+        let storage: Storage
+        let offset: Int64
+        let shape: [Int]
+        let strides: [Int]
+    }
+
+    /// Reads `path`; `path#KEY` picks the entry `KEY` of a checkpoint that holds tensors in several places.
+    public static func read(path: String, selecting key: String? = nil) throws -> TensorGraph {
+        let file = try InputFile(path: path)
+        let head = try file.read(count: Int(min(file.size, 16)), at: 0)
+        var machine = PickleMachine()
+        var storages: [String: Storage] = [:]
+        machine.persistentLoad = { pid in
+            let storage = try Self.storage(from: pid)
+            if let known = storages[storage.key], known.dtype != storage.dtype {
+                throw PickleError("storage '\(storage.key)' is named with two element types")
+            }
+            storages[storage.key] = storage
+            return .external(storage)
+        }
+        machine.interpret = Self.interpret
+        let root: PickleValue
+        var regions: [String: FileRegion] = [:]
+        do {
+            if isLegacy(head) {
+                var input = PickleFileInput(file: file, offset: 0)
+                var header = PickleMachine()
+                _ = try header.load(&input)  // magic number
+                guard case .int(let version)? = try? header.load(&input), version == 1001 else {
+                    throw PickleError("legacy format with an unknown protocol version")
+                }
+                let info = try header.load(&input)
+                if case .dict(let dict) = info, let little = dict.entries.first(where: { $0.key.string == "little_endian" })?.value,
+                    case .bool(false) = little
+                {
+                    throw PickleError("written on a big-endian machine")
+                }
+                root = try machine.load(&input)
+                var keysMachine = PickleMachine()
+                guard let keys = try keysMachine.load(&input).elements?.map(\.keyText) else {
+                    throw PickleError("the storage key list is not a list")
+                }
+                var at = input.position
+                for key in keys {
+                    guard let storage = storages[key] else { throw PickleError("storage '\(key)' is stored but no tensor names it") }
+                    let countBytes = try file.read(count: 8, at: at)
+                    guard countBytes.count == 8 else { throw PickleError("storage '\(key)' runs past the end of the file") }
+                    let count = StoredZip.u64(countBytes, 0)
+                    guard let bytes = storage.dtype.byteCount(elements: count), at + 8 <= file.size, bytes <= file.size - at - 8 else {
+                        throw PickleError("storage '\(key)' runs past the end of the file")
+                    }
+                    regions[key] = FileRegion(file: file, offset: at + 8, length: bytes)
+                    at += 8 + bytes
+                }
+            } else {
+                let zip = try StoredZip(file: file)
+                guard let pickle = zip.entries.first(where: { $0.name.hasSuffix("data.pkl") && $0.name.split(separator: "/").count == 2 }) else {
+                    throw PickleError("no '<name>/data.pkl' entry: not a torch.save zip file")
+                }
+                let top = String(pickle.name.dropLast("data.pkl".count))
+                if let order = try zip.entry(top + "byteorder").map(zip.region), order.length < 16,
+                    try file.read(count: Int(order.length), at: order.offset) == Array("big".utf8)
+                {
+                    throw PickleError("written on a big-endian machine")
+                }
+                let region = try zip.region(of: pickle)
+                guard region.length <= 1 << 30 else { throw PickleError("data.pkl is larger than 1 GiB") }
+                var input = PickleBytes(try file.read(count: Int(region.length), at: region.offset))
+                root = try machine.load(&input)
+                for key in storages.keys {
+                    guard let entry = zip.entry(top + "data/" + key) else { throw PickleError("storage '\(key)' has no entry '\(top)data/\(key)'") }
+                    regions[key] = try zip.region(of: entry)
+                }
+            }
+        } catch let error as PickleError {
+            throw WSurgeryError.invalidPyTorch(path: path, reason: error.description)
+        }
+        let (found, notes) = try stateDict(in: root, selecting: key, path: path)
+        var tensors: [Tensor] = []
+        for (name, ref) in found {
+            guard let region = regions[ref.storage.key] else {
+                throw WSurgeryError.invalidPyTorch(path: path, reason: "tensor '\(name)': storage '\(ref.storage.key)' is missing")
+            }
+            let source = try Self.source(of: ref, in: region, name: name, path: path)
+            tensors.append(
+                Tensor(
+                    name: name, dtype: ref.storage.dtype, shape: ref.shape, layout: StateDictGrouping.layout(name: name, shape: ref.shape),
+                    data: source))
+        }
+        var graph = TensorGraph(layers: StateDictGrouping.layers(from: tensors), sourceFormat: .pytorch, sourcePath: path, sourceFiles: [file])
+        graph.readerNotes = notes
+        if !machine.unknownGlobals.isEmpty {
+            graph.readerNotes.append(
+                "not called (kept as inert placeholders): " + machine.unknownGlobals.map(\.description).joined(separator: ", "))
+        }
+        try SafetensorsReader.attachHuggingFaceConfig(beside: path, to: &graph)
+        return graph
+    }
+
+    /// The element type a storage class or dtype global names.
+    static func dtype(of global: PickleGlobal) -> DType? {
+        guard global.module == "torch" else { return nil }
+        let name = global.name.hasSuffix("Storage") ? String(global.name.dropLast("Storage".count)) : global.name
+        let table: [String: DType] = [
+            "Float": .f32, "float32": .f32, "float": .f32, "Double": .f64, "float64": .f64, "double": .f64, "Half": .f16, "float16": .f16,
+            "half": .f16, "BFloat16": .bf16, "bfloat16": .bf16, "Long": .i64, "int64": .i64, "long": .i64, "Int": .i32, "int32": .i32,
+            "int": .i32, "Short": .i16, "int16": .i16, "short": .i16, "Char": .i8, "int8": .i8, "Byte": .u8, "uint8": .u8, "Bool": .bool,
+            "bool": .bool, "ComplexFloat": .c64, "complex64": .c64, "Float8_e4m3fn": .f8e4m3, "float8_e4m3fn": .f8e4m3,
+            "Float8_e5m2": .f8e5m2, "float8_e5m2": .f8e5m2, "UInt16": .u16, "uint16": .u16, "UInt32": .u32, "uint32": .u32,
+            "UInt64": .u64, "uint64": .u64,
+        ]
+        return table[name]
+    }
+
+    /// `('storage', storage class, key, location, numel[, view])`.
+    static func storage(from pid: PickleValue) throws -> Storage {
+        guard let items = pid.elements, items.count >= 5, items[0].string == "storage" else {
+            throw PickleError("a persistent id that is not a storage")
+        }
+        guard case .global(let type) = items[1], let dtype = dtype(of: type) else {
+            throw PickleError("a storage of an unsupported element type")
+        }
+        guard items.count == 5 || { if case .none = items[5] { return true } else { return false } }() else {
+            throw PickleError("a legacy storage view (torch < 0.4), which is not supported")
+        }
+        guard let count = items[4].int, count >= 0 else { throw PickleError("a storage with an invalid size") }
+        return Storage(key: items[2].keyText, dtype: dtype, elementCount: count)
+    }
+
+    /// The calls a state dict is made of, as data.
+    static func interpret(_ global: PickleGlobal, _ args: [PickleValue]) throws -> PickleValue? {
+        switch (global.module, global.name) {
+        case ("collections", "OrderedDict"), ("builtins", "dict"):
+            let dict = PickleDict()
+            if let pairs = args.first?.elements {
+                for pair in pairs {
+                    guard let kv = pair.elements, kv.count == 2 else { throw PickleError("an OrderedDict item that is not a pair") }
+                    dict.entries.append((kv[0], kv[1]))
+                }
+            }
+            return .dict(dict)
+        case ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_tensor"), ("torch._utils", "_rebuild_tensor_v3"):
+            guard args.count >= 4, case .external(let external) = args[0], let storage = external as? Storage,
+                let offset = args[1].int, let size = args[2].elements?.map(\.int), let stride = args[3].elements?.map(\.int),
+                offset >= 0, size.allSatisfy({ ($0 ?? -1) >= 0 }), stride.allSatisfy({ $0 != nil }), size.count == stride.count
+            else { throw PickleError("\(global) with arguments that do not describe a tensor") }
+            return .external(TensorRef(storage: storage, offset: offset, shape: size.map { Int($0!) }, strides: stride.map { Int($0!) }))
+        case ("torch._utils", "_rebuild_parameter"), ("torch._utils", "_rebuild_parameter_with_state"), ("torch.nn.parameter", "Parameter"):
+            guard let tensor = args.first, case .external(let t) = tensor, t is TensorRef else {
+                throw PickleError("\(global) of something that is not a tensor")
+            }
+            return tensor
+        case ("torch._tensor", "_rebuild_from_type_v2"):
+            guard args.count >= 3, case .global(let function) = args[0], let inner = args[2].elements,
+                let value = try interpret(function, inner)
+            else { throw PickleError("\(global) with arguments that do not describe a tensor") }
+            return value
+        case ("torch", "Size"):
+            return args.first ?? .tuple([])
+        case ("_codecs", "encode"):
+            // Protocol 2 pickles bytes as _codecs.encode(text, 'latin1').
+            guard let text = args.first?.string else { return .bytes([]) }
+            return .bytes(text.unicodeScalars.map { UInt8(truncatingIfNeeded: $0.value) })
+        case ("torch", _) where global.name.hasSuffix("Storage") || dtype(of: global) != nil:
+            return .global(global)
+        case ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "list"), ("builtins", "tuple"):
+            return .list(PickleList(args.first?.elements ?? []))
+        default:
+            return nil
+        }
+    }
+
+    /// The state dict in `root`: the tensors of the top-level dictionary, or of the entry a training
+    /// checkpoint keeps its weights under. Returns the tensors by name and notes for the report.
+    static func stateDict(in root: PickleValue, selecting key: String?, path: String) throws -> ([(String, TensorRef)], [String]) {
+        func tensors(of value: PickleValue) -> [(String, TensorRef)] {
+            guard case .dict(let dict) = value else { return [] }
+            return dict.entries.compactMap { entry in
+                guard case .external(let e) = entry.value, let ref = e as? TensorRef else { return nil }
+                return (entry.key.keyText, ref)
+            }
+        }
+        var notes: [String] = []
+        var chosen: [(String, TensorRef)]
+        if let key {
+            guard case .dict(let dict) = root, let entry = dict.entries.first(where: { $0.key.keyText == key }) else {
+                throw WSurgeryError.invalidPyTorch(path: path, reason: "no top-level key '\(key)'")
+            }
+            chosen = tensors(of: entry.value)
+            guard !chosen.isEmpty else { throw WSurgeryError.invalidPyTorch(path: path, reason: "key '\(key)' holds no tensors") }
+            notes.append("the weights are the entry '\(key)' of the checkpoint")
+        } else if !tensors(of: root).isEmpty {
+            chosen = tensors(of: root)
+        } else {
+            // Where tensors are held, by top-level key.
+            var holders: [String] = []
+            if case .dict(let dict) = root {
+                for entry in dict.entries {
+                    var holds = false
+                    try entry.value.walk { _, value in
+                        if case .external(let e) = value, e is TensorRef { holds = true }
+                        return !holds
+                    }
+                    if holds { holders.append(entry.key.keyText) }
+                }
+            }
+            if let known = stateDictKeys.first(where: { holders.contains($0) }), case .dict(let dict) = root,
+                let entry = dict.entries.first(where: { $0.key.keyText == known }), !tensors(of: entry.value).isEmpty
+            {
+                chosen = tensors(of: entry.value)
+                let others = holders.filter { $0 != known }
+                notes.append(
+                    "the weights are the entry '\(known)' of the checkpoint"
+                        + (others.isEmpty ? "" : " (also holding tensors: \(others.joined(separator: ", ")); pick one with \(path)#KEY)"))
+            } else if holders.isEmpty {
+                var modules: [String] = []
+                try root.walk { _, value in
+                    if case .object(let o) = value, o.global.module.hasPrefix("torch.nn") || o.global.name.hasSuffix("Module") {
+                        modules.append(o.global.description)
+                    }
+                    return modules.isEmpty
+                }
+                let reason =
+                    modules.isEmpty
+                    ? "it holds no tensors"
+                    : "it holds a pickled module (\(modules[0])), not a state dict; save model.state_dict() instead"
+                throw WSurgeryError.invalidPyTorch(path: path, reason: reason)
+            } else {
+                throw WSurgeryError.ambiguousStateDict(path: path, candidates: holders)
+            }
+        }
+        // DataParallel / DistributedDataParallel prefix every key with 'module.'.
+        if chosen.count > 0, chosen.allSatisfy({ $0.0.hasPrefix("module.") }) {
+            chosen = chosen.map { (String($0.0.dropFirst("module.".count)), $0.1) }
+            notes.append("the 'module.' prefix of every key (DataParallel) was removed")
+        }
+        var seen = Set<String>()
+        for (name, _) in chosen where !seen.insert(name).inserted { throw WSurgeryError.duplicateTensor(path: path, tensor: name) }
+        return (chosen, notes)
+    }
+
+    /// The bytes of a tensor: its storage region when the view is contiguous, else its elements gathered.
+    static func source(of ref: TensorRef, in region: FileRegion, name: String, path: String) throws -> any TensorSource {
+        guard let size = ref.storage.dtype.bitsPerElement.map({ $0 / 8 }), size > 0 else {
+            throw WSurgeryError.invalidPyTorch(path: path, reason: "tensor '\(name)': unsupported element type")
+        }
+        let count = ref.shape.reduce(1, *)
+        func fail(_ reason: String) -> WSurgeryError { .invalidPyTorch(path: path, reason: "tensor '\(name)': " + reason) }
+        guard region.length == UInt64(ref.storage.elementCount) * UInt64(size) else {
+            throw fail("its storage holds \(region.length) bytes, not \(ref.storage.elementCount) elements")
+        }
+        if count == 0 { return MemorySource(bytes: []) }
+        // The last element the view reaches.
+        var last = Int(ref.offset)
+        for (n, s) in zip(ref.shape, ref.strides) {
+            guard s >= 0 else { throw fail("a negative stride") }
+            last += (n - 1) * s
+        }
+        guard last < ref.storage.elementCount else { throw fail("the view reaches past its storage") }
+        var contiguous = true
+        var expected = 1
+        for (n, s) in zip(ref.shape, ref.strides).reversed() where n != 1 {
+            if s != expected { contiguous = false }
+            expected *= n
+        }
+        if contiguous {
+            return FileRegionSource(
+                region: FileRegion(file: region.file, offset: region.offset + UInt64(ref.offset) * UInt64(size), length: UInt64(count * size)))
+        }
+        return StridedSource(region: region, elementSize: size, offset: Int(ref.offset), shape: ref.shape, strides: ref.strides, last: last)
+    }
+}
+
+/// A non-contiguous view of a storage (a transposed tensor saved as such): its elements gathered in C
+/// order from the part of the storage it spans.
+struct StridedSource: TensorSource {
+    let region: FileRegion
+    let elementSize: Int
+    let offset: Int
+    let shape: [Int]
+    let strides: [Int]
+    let last: Int
+
+    var byteCount: UInt64 { UInt64(shape.reduce(1, *) * elementSize) }
+    var fileRegion: FileRegion? { nil }
+
+    func forEachChunk(maxChunk: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let span = try region.file.read(count: (last - offset + 1) * elementSize, at: region.offset + UInt64(offset * elementSize))
+        var out: [UInt8] = []
+        out.reserveCapacity(Int(byteCount))
+        var index = [Int](repeating: 0, count: shape.count)
+        let total = shape.reduce(1, *)
+        for _ in 0..<total {
+            var at = 0
+            for d in 0..<shape.count { at += index[d] * strides[d] }
+            out.append(contentsOf: span[(at * elementSize)..<((at + 1) * elementSize)])
+            var d = shape.count - 1
+            while d >= 0 {
+                index[d] += 1
+                if index[d] < shape[d] { break }
+                index[d] = 0
+                d -= 1
+            }
+        }
+        try MemorySource(bytes: out).forEachChunk(maxChunk: maxChunk, body)
+    }
+}
