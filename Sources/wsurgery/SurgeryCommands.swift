@@ -47,6 +47,7 @@ struct SurgeryOptions: ParsableArguments {
                     ("output", dryRun ? .null : .string(output ?? "")),
                     ("dry_run", .bool(dryRun)),
                     ("passes", .array(result.reports.map(\.json))),
+                    ("reader_notes", .array(result.readerNotes.map { .string($0) })),
                     ("writer_notes", .array(result.writerNotes.map { .string($0) })),
                 ])
                 print(object.serialized(.pretty))
@@ -55,7 +56,7 @@ struct SurgeryOptions: ParsableArguments {
                 let size = "\(result.tensorCount) tensors, \(result.byteCount) bytes, from \(input) (\(result.sourceFormat.rawValue))"
                 print(dryRun ? "dry run: nothing written (\(size))" : "wrote \(output ?? ""): \(size)")
             }
-            for note in result.writerNotes { FileHandleOutput.standardError("note: \(note)\n") }
+            for note in result.readerNotes + result.writerNotes { FileHandleOutput.standardError("note: \(note)\n") }
         }
     }
 }

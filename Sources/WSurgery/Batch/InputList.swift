@@ -9,7 +9,7 @@ import Foundation
 /// sorted so every process of an array job sees the same list.
 public enum InputList {
     /// File names taken as checkpoints when a directory is searched.
-    static let checkpointSuffixes = [".h5", ".hdf5", ".keras", ".safetensors"]
+    static let checkpointSuffixes = [".h5", ".hdf5", ".keras", ".safetensors"] + TorchCheckpointReader.suffixes
 
     /// Expands the arguments; an argument that matches nothing is an error (before any file is read).
     public static func expand(_ arguments: [String]) throws -> [String] {

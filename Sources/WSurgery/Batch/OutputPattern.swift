@@ -13,7 +13,9 @@ public struct OutputPattern: Sendable, Equatable {
     /// The placeholders a pattern may use.
     public static let placeholders = ["name", "stem", "ext", "parent"]
     /// Extensions that name a checkpoint format, longest first.
-    static let extensions = [".safetensors.index.json", ".weights.h5", ".safetensors", ".keras", ".hdf5", ".h5"]
+    static let extensions = [
+        ".safetensors.index.json", ".weights.h5", ".safetensors", ".pth.tar", ".keras", ".hdf5", ".ckpt", ".pth", ".bin", ".h5", ".pt",
+    ]
 
     /// The pattern as given.
     public var text: String

@@ -104,6 +104,7 @@ public struct InspectReport: Sendable {
                 ])
             ),
             ("history", history),
+            ("reader_notes", .array(graph.readerNotes.map { .string($0) })),
             ("optimizer", graph.optimizer.map { o in .object([("flavor", .string(o.layout.label)), ("tensors", .int(o.tensors.count))]) } ?? .null),
             ("output_shapes", outputShapesJSON),
             ("shape_problem", shapeProblem.map { .string($0) } ?? .null),
@@ -159,6 +160,7 @@ public struct InspectReport: Sendable {
         if let shapes, !shapes.modelOutputs.isEmpty {
             lines.append("model output: " + shapes.modelOutputs.map(ShapeText.python).joined(separator: ", "))
         }
+        for note in graph.readerNotes { lines.append("note: \(note)") }
         if let history = graph.provenance, !history.entries.isEmpty {
             lines.append("history (wsurgery runs that made this file, oldest first):")
             for (i, entry) in history.entries.enumerated() { lines.append("  \(i + 1). \(entry.summary)") }

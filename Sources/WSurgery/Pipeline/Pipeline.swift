@@ -4,6 +4,8 @@ public enum Pipeline {
     public struct Result: Sendable {
         /// Each pass's report, in order.
         public var reports: [PassReport]
+        /// What the reader noted (where a training checkpoint keeps its weights, pickle globals not called).
+        public var readerNotes: [String]
         /// What the writer noted (dropped state, extra files written).
         public var writerNotes: [String]
         /// Tensors and bytes of the graph that was (or would be) written.
@@ -35,6 +37,7 @@ public enum Pipeline {
         if output != nil { try Provenance.record(passes, input: input, in: &graph) }
         let notes = try output.map { try Checkpoint.write(graph, to: $0, options: options) } ?? []
         return Result(
-            reports: reports, writerNotes: notes, tensorCount: graph.tensors.count, byteCount: graph.byteCount, sourceFormat: graph.sourceFormat)
+            reports: reports, readerNotes: graph.readerNotes, writerNotes: notes, tensorCount: graph.tensors.count, byteCount: graph.byteCount,
+            sourceFormat: graph.sourceFormat)
     }
 }

@@ -1,0 +1,141 @@
+import Foundation
+import Testing
+
+@testable import WSurgery
+
+@Suite("PyTorch checkpoints and the pickle interpreter")
+struct PyTorchTests {
+    func run(_ text: [UInt8], limits: PickleMachine.Limits = .init()) throws -> (PickleValue, PickleMachine) {
+        var machine = PickleMachine()
+        machine.limits = limits
+        var input = PickleBytes(text)
+        let value = try machine.load(&input)
+        return (value, machine)
+    }
+
+    @Test("a pickle that calls os.system builds an inert placeholder and runs nothing")
+    func commandIsNeverRun() throws {
+        let marker = TestSupport.temporaryDirectory() + "/ran"
+        // cos\nsystem\n(S'touch MARKER'\ntR.  -- what pickle.loads would run.
+        let pickle = Array("cos\nsystem\n(S'touch \(marker)'\ntR.".utf8)
+        let (value, machine) = try run(pickle)
+        guard case .object(let object) = value else {
+            Issue.record("not a placeholder: \(value)")
+            return
+        }
+        #expect(object.global.description == "os.system")
+        #expect(object.arguments.first?.string == "touch \(marker)")
+        #expect(machine.unknownGlobals.map(\.description) == ["os.system"])
+        #expect(!FileManager.default.fileExists(atPath: marker))
+    }
+
+    @Test("protocol 2 values: ints of every width, floats, strings, bytes, containers, memo")
+    func values() throws {
+        // (K\x07 J\xff\xff\xff\xff \x8a\x09<9 bytes> G<1.5 big-endian> X\x02\x00\x00\x00hi C\x01\x00 ] q\x00 h\x00 t.
+        var pickle: [UInt8] = [0x80, 0x02, UInt8(ascii: "("), UInt8(ascii: "K"), 7, UInt8(ascii: "J"), 0xFF, 0xFF, 0xFF, 0xFF]
+        pickle += [0x8A, 9] + [UInt8](repeating: 0x01, count: 9)
+        pickle += [UInt8(ascii: "G")] + withUnsafeBytes(of: (1.5 as Double).bitPattern.bigEndian) { Array($0) }
+        pickle += [UInt8(ascii: "X"), 2, 0, 0, 0] + Array("hi".utf8) + [UInt8(ascii: "C"), 1, 0]
+        pickle += [UInt8(ascii: "]"), UInt8(ascii: "q"), 0, UInt8(ascii: "h"), 0, UInt8(ascii: "t"), UInt8(ascii: ".")]
+        let (value, _) = try run(pickle)
+        let items = try #require(value.elements)
+        #expect(items.count == 8)
+        #expect(items[0].int == 7)
+        #expect(items[1].int == -1)
+        guard case .bigInt(let big) = items[2] else {
+            Issue.record("LONG1 of 9 bytes is not a big integer")
+            return
+        }
+        #expect(big.count == 9)
+        guard case .float(let f) = items[3] else {
+            Issue.record("no float")
+            return
+        }
+        #expect(f == 1.5)
+        #expect(items[4].string == "hi")
+        guard case .bytes(let b) = items[5] else {
+            Issue.record("no bytes")
+            return
+        }
+        #expect(b == [0])
+        // The memoised list and the one fetched back are the same object.
+        guard case .list(let first) = items[6], case .list(let second) = items[7] else {
+            Issue.record("no lists")
+            return
+        }
+        #expect(first === second)
+    }
+
+    @Test(
+        "malformed pickles are refused with the reason",
+        arguments: [
+            ([UInt8(ascii: "h"), 5, UInt8(ascii: ".")], "never stored"),
+            ([0xFF], "unknown or unsupported opcode 0xff"),
+            ([UInt8(ascii: "K")], "ends inside an opcode"),
+            ([UInt8(ascii: "a")], "pops an empty stack"),
+            ([UInt8(ascii: "("), UInt8(ascii: ".")], "pops a mark"),
+            ([UInt8(ascii: "N"), UInt8(ascii: "N"), UInt8(ascii: "R"), UInt8(ascii: ".")], "arguments that are not a tuple"),
+            ([UInt8(ascii: "Q"), UInt8(ascii: ".")], "pops an empty stack"),
+            ([UInt8(ascii: "N"), UInt8(ascii: "Q"), UInt8(ascii: ".")], "persistent id where none is expected"),
+        ])
+    func malformed(pickle: [UInt8], reason: String) {
+        do {
+            _ = try run(pickle)
+            Issue.record("accepted \(pickle)")
+        } catch {
+            #expect("\(error)".contains(reason), "\(error)")
+        }
+    }
+
+    @Test("the stack, memo and operation limits hold")
+    func limits() {
+        // A million MARK opcodes against a stack of 1000.
+        var small = PickleMachine.Limits()
+        small.stack = 1000
+        #expect(throws: PickleError.self) { _ = try run([UInt8](repeating: UInt8(ascii: "N"), count: 2000) + [UInt8(ascii: ".")], limits: small) }
+        small = PickleMachine.Limits()
+        small.operations = 100
+        #expect(throws: PickleError.self) { _ = try run([UInt8](repeating: UInt8(ascii: "N"), count: 200) + [UInt8(ascii: ".")], limits: small) }
+        small = PickleMachine.Limits()
+        small.memo = 10
+        var pickle: [UInt8] = [UInt8(ascii: "N")]
+        for i in 0..<20 { pickle += [UInt8(ascii: "q"), UInt8(i)] }
+        #expect(throws: PickleError.self) { _ = try run(pickle + [UInt8(ascii: ".")], limits: small) }
+    }
+
+    @Test("walking a cyclic or very deep value terminates")
+    func cyclesAndDepth() throws {
+        // A list that contains itself: ] q0 h0 a .
+        let (cyclic, _) = try run([UInt8(ascii: "]"), UInt8(ascii: "q"), 0, UInt8(ascii: "h"), 0, UInt8(ascii: "a"), UInt8(ascii: ".")])
+        var visits = 0
+        try cyclic.walk { _, _ in
+            visits += 1
+            return true
+        }
+        #expect(visits == 2)
+        // 5000 nested lists: built without recursion, refused when walked.
+        let deep = [UInt8](repeating: UInt8(ascii: "("), count: 5000) + [UInt8](repeating: UInt8(ascii: "l"), count: 5000) + [UInt8(ascii: ".")]
+        let (value, _) = try run(deep)
+        #expect(throws: PickleError.self) { try value.walk { _, _ in true } }
+    }
+
+    @Test("torch.save zip and legacy files give the same tensors; views are gathered")
+    func fixtures() throws {
+        let zipped = try Checkpoint.read(TestSupport.fixture("pytorch/views.pth"))
+        let legacy = try Checkpoint.read(TestSupport.fixture("pytorch/views_legacy.pth"))
+        #expect(zipped.sourceFormat == .pytorch && legacy.sourceFormat == .pytorch)
+        #expect(zipped.tensors.map(\.name) == legacy.tensors.map(\.name))
+        for (a, b) in zip(zipped.tensors, legacy.tensors) {
+            #expect(a.shape == b.shape)
+            #expect(a.dtype == b.dtype)
+            let bytesA = try a.data.readAll()
+            let bytesB = try b.data.readAll()
+            #expect(bytesA == bytesB)
+        }
+        let transposed = try #require(zipped.tensors.first { $0.name == "transposed" })
+        #expect(transposed.shape == [6, 4])
+        #expect(try TensorValues.decode(transposed, path: "").values.prefix(4) == [0, 6, 12, 18])
+        let slice = try #require(zipped.tensors.first { $0.name == "row_slice" })
+        #expect(try TensorValues.decode(slice, path: "").values.first == 6)
+    }
+}
