@@ -31,6 +31,7 @@ public struct ConfigDocument: Sendable {
 public enum Architecture: Sendable {
     /// A Keras model config (`model_config` attribute, `config.json` inside `.keras`).
     case keras(ConfigDocument)
-    /// A Hugging Face `config.json` found beside a safetensors checkpoint.
-    case huggingFace(ConfigDocument)
+    /// A Hugging Face `config.json` found beside the weights, with the `preprocessor_config.json` beside it
+    /// when there is one (its per-channel statistics and sizes follow the edits).
+    case huggingFace(ConfigDocument, preprocessor: ConfigDocument?)
 }

@@ -269,7 +269,7 @@ extension TensorGraph {
     public var editor: any ArchitectureEditor {
         switch architecture {
         case .keras(let document)?: return KerasArchitecture(document: document)
-        case .huggingFace(let document)?: return HuggingFaceArchitecture(document: document)
+        case .huggingFace(let document, let preprocessor)?: return HuggingFaceArchitecture(document: document, preprocessor: preprocessor)
         case nil: return StateDictArchitecture()
         }
     }

@@ -24,7 +24,19 @@ public enum Checkpoint {
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw WSurgeryError.cannotOpen(path: path, reason: "no such file or directory")
         }
-        if isDirectory.boolValue || path.hasSuffix(ShardedSafetensors.indexSuffix) { return .shardedSafetensors }
+        if isDirectory.boolValue {
+            guard let weights = HuggingFaceFolder.weights(in: path) else {
+                throw WSurgeryError.unknownFormat(
+                    path: path,
+                    reason: "the directory holds no weights (model.safetensors, *.safetensors.index.json, pytorch_model.bin or its index)")
+            }
+            if key != nil, weights.format != .pytorch {
+                throw WSurgeryError.unknownFormat(path: path, reason: "#KEY picks an entry of a PyTorch checkpoint")
+            }
+            return weights.format
+        }
+        if path.hasSuffix(ShardedSafetensors.indexSuffix) { return .shardedSafetensors }
+        if path.hasSuffix(HuggingFaceFolder.binIndexName) { return .pytorch }
         let file = try InputFile(path: path)
         let head = try file.read(count: Int(min(file.size, 16)), at: 0)
         let format: CheckpointFormat
@@ -92,17 +104,27 @@ public enum Checkpoint {
         path.hasSuffix(".safetensors") || path.hasSuffix(ShardedSafetensors.indexSuffix) || path.hasSuffix("/")
     }
 
-    /// Reads any supported checkpoint.
+    /// Reads any supported checkpoint: a file, a sharded index, or a model folder (whose other files an
+    /// output folder carries).
     public static func read(_ path: String) throws -> TensorGraph {
-        switch try detectInputFormat(path) {
-        case .safetensors: return try SafetensorsReader.read(path: path)
-        case .shardedSafetensors: return try SafetensorsReader.readSharded(path: path)
-        case .kerasLegacyH5, .kerasWeightsH5: return try KerasH5Reader.read(path: path)
-        case .kerasArchive: return try KerasArchive.read(path: path)
+        let format = try detectInputFormat(path)
+        let (file, key) = splitSelector(path)
+        var isDirectory: ObjCBool = false
+        let folder = FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory) && isDirectory.boolValue
+        let weights = folder && format != .shardedSafetensors ? HuggingFaceFolder.weights(in: file)?.path ?? file : file
+        var graph: TensorGraph
+        switch format {
+        case .safetensors: graph = try SafetensorsReader.read(path: weights)
+        case .shardedSafetensors: graph = try SafetensorsReader.readSharded(path: weights)
+        case .kerasLegacyH5, .kerasWeightsH5: graph = try KerasH5Reader.read(path: weights)
+        case .kerasArchive: graph = try KerasArchive.read(path: weights)
         case .pytorch:
-            let (file, key) = splitSelector(path)
-            return try TorchCheckpointReader.read(path: file, selecting: key)
+            graph =
+                weights.hasSuffix(HuggingFaceFolder.binIndexName)
+                ? try TorchCheckpointReader.readSharded(indexPath: weights) : try TorchCheckpointReader.read(path: weights, selecting: key)
         }
+        if folder { HuggingFaceFolder.recordFolder(file, in: &graph) }
+        return graph
     }
 
     /// Refuses an output before any work is done: the output is an input, or exists without `force`.
@@ -118,7 +140,11 @@ public enum Checkpoint {
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue, !force {
             throw WSurgeryError.outputExists(path: path)
         }
-        let directory = OutputFile.directory(of: path.hasSuffix("/") ? String(path.dropLast()) + "/x" : path)
+        // A folder output (`OUT/`) may be new: it is created when written, so its parent must exist.
+        let folder = String(path.dropLast())
+        let directory =
+            !path.hasSuffix("/")
+            ? OutputFile.directory(of: path) : FileManager.default.fileExists(atPath: folder) ? folder : OutputFile.directory(of: folder)
         if !FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) || !isDirectory.boolValue {
             throw WSurgeryError.cannotCreateOutput(path: path, reason: "directory \(directory) does not exist")
         }

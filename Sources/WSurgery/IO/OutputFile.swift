@@ -140,6 +140,9 @@ public final class OutputSet {
     public let allowOverwrite: Bool
     /// Files that must never be written over (the inputs).
     private let protected: Set<FileIdentity>
+    /// A directory this set created for its files (an output model folder), removed unless committed.
+    private var createdDirectory: String?
+    private var committed = false
 
     /// A set that refuses to replace existing files unless `allowOverwrite`, and never replaces `inputs`.
     public init(allowOverwrite: Bool = false, protecting inputs: [InputFile] = []) {
@@ -165,8 +168,27 @@ public final class OutputSet {
         return file
     }
 
+    /// Creates the output folder `path` when it does not exist (its parent must); it is removed again if
+    /// the set is never committed.
+    public func makeDirectory(_ path: String) throws {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+            if isDirectory.boolValue { return }
+            throw WSurgeryError.cannotCreateOutput(path: path, reason: "a file of that name exists")
+        }
+        if mkdir(path, 0o777) != 0 { throw WSurgeryError.cannotCreateOutput(path: path, reason: Errno.current.message) }
+        createdDirectory = path
+    }
+
     /// Commits every file; the last one (by convention the index) appears last.
     public func commit() throws {
         for file in files { try file.commit() }
+        committed = true
+    }
+
+    deinit {
+        guard !committed, let createdDirectory else { return }
+        files.removeAll()  // their temporary files go first
+        rmdir(createdDirectory)
     }
 }

@@ -62,7 +62,7 @@ public struct InspectReport: Sendable {
             architecture = .object([
                 ("kind", .string("keras")), ("class_name", c.json["class_name"] ?? .null), ("name", c.json["config"]?["name"] ?? .null),
             ])
-        case .huggingFace(let c)?: architecture = .object([("kind", .string("huggingface")), ("model_type", c.json["model_type"] ?? .null)])
+        case .huggingFace(let c, _)?: architecture = .object([("kind", .string("huggingface")), ("model_type", c.json["model_type"] ?? .null)])
         case nil: architecture = .null
         }
         let layers: [JSONValue] = graph.layers.map { layer in
@@ -144,7 +144,7 @@ public struct InspectReport: Sendable {
         switch graph.architecture {
         case .keras(let c)?:
             lines.append("architecture: Keras \(c.json["class_name"]?.stringValue ?? "?") '\(c.json["config"]?["name"]?.stringValue ?? "?")'")
-        case .huggingFace(let c)?: lines.append("architecture: Hugging Face config.json (model_type \(c.json["model_type"]?.stringValue ?? "?"))")
+        case .huggingFace(let c, _)?: lines.append("architecture: Hugging Face config.json (model_type \(c.json["model_type"]?.stringValue ?? "?"))")
         case nil: lines.append("architecture: none recorded")
         }
         lines += graph.fileStates.all.flatMap(\.summaryLines)

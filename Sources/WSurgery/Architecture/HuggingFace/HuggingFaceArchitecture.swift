@@ -3,20 +3,21 @@
 /// answered from names and shapes as for a bare state dict.
 struct HuggingFaceArchitecture: EdgelessArchitectureEditor {
     let document: ConfigDocument
+    let preprocessor: ConfigDocument?
 
     func settingInputChannels(_ channels: Int, convolutions: [String], preprocessing: [InputPreprocessing], in graph: TensorGraph) throws
         -> ArchitectureEdit
     {
         let (edited, fields) = HuggingFaceConfigEdit.settingChannels(document, channels: channels)
         return ArchitectureEdit(
-            architecture: .huggingFace(edited),
+            architecture: .huggingFace(edited, preprocessor: preprocessor),
             notes: fields.isEmpty ? [] : ["config.json: " + fields.joined(separator: ", ") + " set to \(channels)"])
     }
 
     func settingClasses(_ classes: Int, heads: [(layer: String, oldClasses: Int)], keep: [Int], in graph: TensorGraph) throws -> ArchitectureEdit {
         let (edited, fields) = HuggingFaceConfigEdit.settingClasses(document, classes: classes, keep: keep)
         return ArchitectureEdit(
-            architecture: .huggingFace(edited),
+            architecture: .huggingFace(edited, preprocessor: preprocessor),
             notes: fields.isEmpty ? [] : ["config.json: " + fields.joined(separator: ", ") + " updated for \(classes) classes"])
     }
 
@@ -25,7 +26,7 @@ struct HuggingFaceArchitecture: EdgelessArchitectureEditor {
         let (edited, fields) = HuggingFaceConfigEdit.settingImageSize(document, height: height, width: width)
         var notes = fields.isEmpty ? [] : ["config.json: " + fields.joined(separator: ", ") + " set to \(height)x\(width)"]
         notes.append(PositionEmbeddings.note)
-        var result = InputSizeEdit(edit: ArchitectureEdit(architecture: .huggingFace(edited), notes: notes))
+        var result = InputSizeEdit(edit: ArchitectureEdit(architecture: .huggingFace(edited, preprocessor: preprocessor), notes: notes))
         result.positionEmbeddings = embeddings
         return result
     }

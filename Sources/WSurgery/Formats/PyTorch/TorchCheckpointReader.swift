@@ -121,7 +121,51 @@ public enum TorchCheckpointReader {
             graph.readerNotes.append(
                 "not called (kept as inert placeholders): " + machine.unknownGlobals.map(\.description).joined(separator: ", "))
         }
-        try SafetensorsReader.attachHuggingFaceConfig(beside: path, to: &graph)
+        try HuggingFaceFolder.attachConfig(beside: path, to: &graph)
+        return graph
+    }
+
+    /// Reads `pytorch_model.bin` shards through their `pytorch_model.bin.index.json`.
+    public static func readSharded(indexPath: String) throws -> TensorGraph {
+        let indexFile = try InputFile(path: indexPath)
+        let index: JSONValue
+        do { index = try JSONParser.parse(try indexFile.read(count: Int(indexFile.size), at: 0), rejectDuplicateKeys: true) } catch {
+            throw WSurgeryError.invalidIndex(path: indexPath, reason: "\(error)")
+        }
+        guard let weightMap = index["weight_map"]?.objectValue else {
+            throw WSurgeryError.invalidIndex(path: indexPath, reason: "no 'weight_map' object")
+        }
+        var expected: [String: String] = [:]
+        for (tensor, file) in weightMap {
+            guard let name = file.stringValue, !name.contains("/"), name != "..", !name.isEmpty else {
+                throw WSurgeryError.invalidIndex(path: indexPath, reason: "weight_map entry '\(tensor)' is not a file name in the index's directory")
+            }
+            expected[tensor] = name
+        }
+        let directory = OutputFile.directory(of: indexPath)
+        var tensors: [Tensor] = []
+        var files = [indexFile]
+        var notes: [String] = []
+        for shard in Set(expected.values).sorted() {
+            let graph = try read(path: directory + "/" + shard)
+            files += graph.sourceFiles
+            notes += graph.readerNotes.filter { !notes.contains($0) }
+            for tensor in graph.tensors {
+                guard expected[tensor.name] == shard else {
+                    throw WSurgeryError.invalidIndex(
+                        path: indexPath, reason: "tensor '\(tensor.name)' is in shard '\(shard)' but the index does not place it there")
+                }
+                tensors.append(tensor)
+            }
+        }
+        let found = Set(tensors.map(\.name))
+        if let missing = expected.keys.sorted().first(where: { !found.contains($0) }) {
+            throw WSurgeryError.invalidIndex(
+                path: indexPath, reason: "tensor '\(missing)' is listed for shard '\(expected[missing]!)' but that shard does not hold it")
+        }
+        var graph = TensorGraph(layers: StateDictGrouping.layers(from: tensors), sourceFormat: .pytorch, sourcePath: indexPath, sourceFiles: files)
+        graph.readerNotes = notes
+        try HuggingFaceFolder.attachConfig(beside: indexPath, to: &graph)
         return graph
     }
 

@@ -1,7 +1,7 @@
 import Foundation
 
 /// Reads single-file and sharded safetensors checkpoints into a graph. Tensors stay in the file until
-/// they are needed; a Hugging Face `config.json` beside the checkpoint becomes the architecture, and a
+/// they are needed; a Hugging Face `config.json` beside the checkpoint becomes the architecture (with `preprocessor_config.json`), and a
 /// Keras model config this tool stored in `__metadata__` comes back as the Keras architecture.
 public enum SafetensorsReader {
     /// Reads one `.safetensors` file.
@@ -11,7 +11,7 @@ public enum SafetensorsReader {
         let tensors = header.entries.map { tensor(from: $0, header: header, file: file) }
         var graph = TensorGraph(layers: StateDictGrouping.layers(from: tensors), sourceFormat: .safetensors, sourcePath: path, sourceFiles: [file])
         try attachMetadata(header.metadata, to: &graph, path: path)
-        try attachHuggingFaceConfig(beside: path, to: &graph)
+        try HuggingFaceFolder.attachConfig(beside: path, to: &graph)
         return graph
     }
 
@@ -55,21 +55,6 @@ public enum SafetensorsReader {
         if case .keras(let config)? = graph.architecture {
             graph.layers = KerasConfig.arrange(graph.tensors, by: config.json)
             graph.layersInModelOrder = true
-        }
-    }
-
-    /// Uses a `config.json` in the checkpoint's directory as the Hugging Face architecture.
-    static func attachHuggingFaceConfig(beside path: String, to graph: inout TensorGraph) throws {
-        guard graph.architecture == nil else { return }
-        let configPath = OutputFile.directory(of: path) + "/config.json"
-        guard FileManager.default.fileExists(atPath: configPath) else { return }
-        let file = try InputFile(path: configPath)
-        let bytes = try file.read(count: Int(file.size), at: 0)
-        guard let text = String(validating: bytes, as: UTF8.self) else {
-            throw WSurgeryError.invalidConfig(path: configPath, reason: "not UTF-8")
-        }
-        do { graph.architecture = .huggingFace(try ConfigDocument(text: text)) } catch {
-            throw WSurgeryError.invalidConfig(path: configPath, reason: "\(error)")
         }
     }
 
@@ -128,7 +113,7 @@ public enum SafetensorsReader {
             layers: StateDictGrouping.layers(from: tensors), sourceFormat: .shardedSafetensors, sourcePath: indexPath, sourceFiles: files)
         try attachMetadata(
             shardMetadata, indexMetadata: (index["metadata"]?.objectValue ?? []).filter { $0.0 != "total_size" }, to: &graph, path: indexPath)
-        try attachHuggingFaceConfig(beside: indexPath, to: &graph)
+        try HuggingFaceFolder.attachConfig(beside: indexPath, to: &graph)
         return graph
     }
 }

@@ -156,7 +156,7 @@ public enum SafetensorsWriter {
         try validate(tensors)
         let meta = metadata(for: graph, notes: &notes)
         try writeFile(tensors, metadata: meta, to: try outputs.create(path))
-        try HuggingFaceConfigWriter.write(graph, besideOutput: path, outputs: outputs, notes: &notes)
+        try HuggingFaceFolder.writeFiles(graph, besideOutput: path, folderOutput: false, outputs: outputs, notes: &notes)
         return notes
     }
 
@@ -179,6 +179,7 @@ public enum SafetensorsWriter {
             current += t.data.byteCount
         }
         let names = ShardedSafetensors.outputNames(for: path)
+        if ShardedSafetensors.isDirectoryOutput(path) { try outputs.makeDirectory(names.directory) }
         var weightMap: [(String, JSONValue)] = []
         for (i, shard) in shards.enumerated() {
             let name = ShardedSafetensors.shardName(stem: names.stem, index: i + 1, count: shards.count)
@@ -191,25 +192,10 @@ public enum SafetensorsWriter {
             ("metadata", .object([("total_size", .number(String(total)))] + (graph.fileStates[SafetensorsFileState.self]?.indexMetadata ?? []))),
             ("weight_map", .object(weightMap)),
         ])
-        try HuggingFaceConfigWriter.write(graph, besideOutput: names.index, outputs: outputs, notes: &notes)
+        try HuggingFaceFolder.writeFiles(
+            graph, besideOutput: names.index, folderOutput: ShardedSafetensors.isDirectoryOutput(path), outputs: outputs, notes: &notes)
         try outputs.create(names.index).write(Array((index.serialized(.pretty) + "\n").utf8))
         notes.append("\(shards.count) shard(s) and index \(names.index)")
         return notes
-    }
-}
-
-/// Writes a Hugging Face `config.json` beside a safetensors output when the graph has one.
-enum HuggingFaceConfigWriter {
-    static func write(_ graph: TensorGraph, besideOutput path: String, outputs: OutputSet, notes: inout [String]) throws {
-        guard case .huggingFace(let config)? = graph.architecture else { return }
-        let target = OutputFile.directory(of: path) + "/config.json"
-        let text = config.text(style: .pretty)
-        if let existing = try? InputFile(path: target) {
-            let bytes = try existing.read(count: Int(existing.size), at: 0)
-            if bytes == Array(text.utf8) { return }
-            if !outputs.allowOverwrite { throw WSurgeryError.outputExists(path: target) }
-        }
-        try outputs.create(target).write(Array(text.utf8))
-        notes.append("wrote \(target)")
     }
 }

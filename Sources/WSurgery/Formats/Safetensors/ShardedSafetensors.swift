@@ -26,6 +26,12 @@ public enum ShardedSafetensors {
         return path + "/" + indexes[0]
     }
 
+    /// Whether an output path names a directory (a model folder).
+    public static func isDirectoryOutput(_ path: String) -> Bool {
+        var isDirectory: ObjCBool = false
+        return path.hasSuffix("/") || (FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue)
+    }
+
     /// The index path and the shard-name stem for an output path: a directory gets `model.*` inside it,
     /// `x.safetensors` and `x.safetensors.index.json` give stem `x`.
     public static func outputNames(for path: String) -> (index: String, directory: String, stem: String) {
