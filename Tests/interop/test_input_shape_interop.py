@@ -193,11 +193,15 @@ def test_hf_vit_position_embeddings_and_config(out):
     assert written["image_size"] == 64 and written["patch_size"] == 8
 
 
-def test_state_dict_without_architecture_or_position_embeddings_is_refused(out):
-    dst = out / "never.safetensors"
-    proc = wsurgery("set-input-shape", fixture("torch_resnet_tiny.safetensors"), dst, "--size", "64x64", expect=65)
-    assert "no architecture" in proc.stderr
-    assert not dst.exists()
+def test_state_dict_without_architecture_transfers_every_weight(out):
+    """A torchvision-style CNN state dict: no weight depends on the input size (adaptive pooling before
+    the head), so every tensor is written unchanged and the report states the assumption."""
+    dst = out / "big.safetensors"
+    proc = wsurgery("set-input-shape", fixture("torch_resnet_tiny.safetensors"), dst, "--size", "64x64")
+    assert "assuming global or adaptive pooling" in proc.stdout
+    before, after = load_file(fixture("torch_resnet_tiny.safetensors")), load_file(str(dst))
+    assert sorted(before) == sorted(after)
+    assert all(before[k].tobytes() == after[k].tobytes() for k in before)
 
 
 def test_channels_chain_adapt_channels(out):

@@ -60,3 +60,77 @@ def test_training_checkpoint_loads_into_its_module(tmp_path):
     reference = torch.load(fixture("pytorch", "tiny_resnet.pth"), weights_only=True)
     for k, v in reference.items():
         assert torch.equal(sd[k], v), k
+
+
+# --- Hugging Face folders through from_pretrained --------------------------------------------------
+
+transformers = pytest.importorskip("transformers")
+
+
+def gray_and_rgb(size=40, seed=0):
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    gray = Image.fromarray(rng.integers(0, 256, (size, size), dtype=np.uint8), mode="L")
+    return gray, gray.convert("RGB")
+
+
+def pixels(folder, image):
+    return transformers.AutoImageProcessor.from_pretrained(folder)(image, return_tensors="pt")["pixel_values"]
+
+
+def stem_output(model, x):
+    out = {}
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    # The convolution's output through its batch norm (the folded offset lives in the moving mean).
+    bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    handle = bn.register_forward_hook(lambda m, i, o: out.setdefault("y", o))
+    with torch.no_grad():
+        logits = model(x).logits
+    handle.remove()
+    return out["y"], logits
+
+
+@pytest.mark.parametrize("name", ["resnet", "resnet_bin"])
+def test_hf_collapse_loads_and_matches(name, tmp_path):
+    src = fixture("hf", name)
+    wsurgery("collapse-channels", src, str(tmp_path / "out") + "/")
+    auto = transformers.AutoModelForImageClassification
+    original, gray_model = auto.from_pretrained(src).eval(), auto.from_pretrained(tmp_path / "out").eval()
+    assert gray_model.config.num_channels == 1
+    gray, rgb = gray_and_rgb()
+    x_gray, x_rgb = pixels(tmp_path / "out", gray), pixels(src, rgb)
+    assert x_gray.shape[1] == 1 and x_rgb.shape[1] == 3
+    # The stem on the processed gray image equals the original stem on the processed RGB copy, away from
+    # the zero-padded border (7x7 convolution, padding 3).
+    y_gray, _ = stem_output(gray_model, x_gray)
+    y_rgb, _ = stem_output(original, x_rgb)
+    np.testing.assert_allclose(y_gray[..., 2:-2, 2:-2], y_rgb[..., 2:-2, 2:-2], rtol=1e-4, atol=1e-4)
+
+
+def test_hf_vit_set_input_shape_and_replace_head(tmp_path):
+    src = fixture("hf", "vit")
+    wsurgery("set-input-shape", src, str(tmp_path / "big") + "/", "--size", "48x48")
+    wsurgery("replace-head", tmp_path / "big", str(tmp_path / "five") + "/", "--classes", 5, "--seed", 0)
+    model = transformers.AutoModelForImageClassification.from_pretrained(tmp_path / "five").eval()
+    assert model.config.image_size == 48 and model.config.num_labels == 5
+    x = pixels(tmp_path / "five", gray_and_rgb(64)[1])
+    assert x.shape[-2:] == (48, 48)
+    with torch.no_grad():
+        assert model(x).logits.shape == (1, 5)
+    # Resampled the way transformers interpolates for a 48x48 input at the old size.
+    original = transformers.AutoModelForImageClassification.from_pretrained(src).eval()
+    with torch.no_grad():
+        a = original(x, interpolate_pos_encoding=True).logits
+    assert a.shape == (1, 4)
+
+
+def test_hf_resnet_set_input_shape(tmp_path):
+    src = fixture("hf", "resnet")
+    wsurgery("set-input-shape", src, str(tmp_path / "o") + "/", "--size", "64x64")
+    model = transformers.AutoModelForImageClassification.from_pretrained(tmp_path / "o").eval()
+    x = pixels(tmp_path / "o", gray_and_rgb(80)[1])
+    assert x.shape[-2:] == (64, 64)
+    original = transformers.AutoModelForImageClassification.from_pretrained(src).eval()
+    with torch.no_grad():
+        assert torch.equal(model(x).logits, original(x).logits)

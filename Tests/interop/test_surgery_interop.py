@@ -141,17 +141,17 @@ def test_collapse_state_dict_fold_normalization_into_batchnorm(out):
     assert before["bn1.running_var"].tobytes() == after["bn1.running_var"].tobytes()
 
 
-def test_hf_config_follows_channels_and_classes(out):
+def test_config_json_beside_a_safetensors_file_follows_channels_and_classes(out):
+    """A config.json beside model.safetensors (timm's, here) is written beside the output, edited."""
     dst = out / "model.safetensors"
     wsurgery("collapse-channels", fixture("hf_tiny", "model.safetensors"), dst)
-    assert json.load(open(out / "config.json"))["num_channels"] == 1
+    assert json.load(open(out / "config.json"))["pretrained_cfg"]["input_size"][0] == 1
     dst2 = out / "h" / "model.safetensors"
     os.makedirs(out / "h")
     wsurgery("replace-head", fixture("hf_tiny", "model.safetensors"), dst2, "--classes", "3", "--keep-classes", "7,2")
     config = json.load(open(out / "h" / "config.json"))
-    assert config["id2label"] == {"0": "class_7", "1": "class_2", "2": "LABEL_2"}
-    assert config["label2id"] == {"class_7": 0, "class_2": 1, "LABEL_2": 2}
-    assert config["num_labels"] == 3
+    assert config["label_names"] == ["class_7", "class_2", "LABEL_2"]
+    assert config["num_classes"] == 3
     assert load_file(str(dst2))["fc.weight"].shape == (3, 8)
 
 

@@ -75,6 +75,11 @@ public struct InputPreprocessing: Sendable, Equatable {
         case config
         /// In the layer's tensors (indices of the mean and variance).
         case weights(mean: Int, variance: Int)
+        /// Applied before the model by the image processor its folder ships (`preprocessor_config.json`'s
+        /// `image_mean`/`image_std`, timm's `pretrained_cfg` mean/std): `layer` names that file. Folding
+        /// leaves the processor the channel mean of its values rather than the identity, so a pipeline
+        /// built from them still matches.
+        case processor
     }
 
     /// The layer.
@@ -123,6 +128,28 @@ public struct InputPreprocessing: Sendable, Equatable {
         case .normalization(let mean, let variance): copy.statistics = .normalization(mean: transform(mean), variance: transform(variance))
         case .rescaling(let scale, let offset): copy.statistics = .rescaling(scale: transform(scale), offset: transform(offset))
         }
+        return copy
+    }
+
+    /// One channel's worth of the values: the mean over channels of the mean and of the standard
+    /// deviation (of the scale and offset).
+    public var channelMean: InputPreprocessing {
+        func average(_ list: [Double]) -> [Double] { [list.reduce(0, +) / Double(max(list.count, 1))] }
+        var copy = self
+        switch statistics {
+        case .normalization(let mean, let variance):
+            let std = average(variance.map { $0.squareRoot() })[0]
+            copy.statistics = .normalization(mean: average(mean), variance: [std * std])
+        case .rescaling(let scale, let offset): copy.statistics = .rescaling(scale: average(scale), offset: average(offset))
+        }
+        return copy
+    }
+
+    /// What undoes this one-channel step: x = std * y + mean (x = (y - offset) / scale).
+    public var inverse: InputPreprocessing {
+        var copy = self
+        let (scale, shift) = affine(0)
+        copy.statistics = .rescaling(scale: [1 / scale], offset: [-shift / scale])
         return copy
     }
 

@@ -30,6 +30,7 @@ public enum LayerDetection {
                 path: graph.sourcePath, what: "first convolution", reason: reason,
                 candidates: candidates.map { describe($0) })
         }
+        if let named = try configNamed(graph, \.firstConvolution, what: "first convolution", candidates: convs) { return named[0] }
         if graph.hasEdges {
             let found = firstWeightedLayers(in: graph)
             guard found.count == 1, let layer = graph.layer(named: found[0]) else {
@@ -73,6 +74,7 @@ public enum LayerDetection {
                 candidates: candidates.map { describe($0) })
         }
         let dense = graph.layers.filter { $0.kind == .dense && WeightRoles($0) != nil }
+        if let named = try configNamed(graph, \.heads, what: "classifier head", candidates: dense) { return named }
         if graph.hasEdges {
             var heads: [String] = []
             for output in outputLayers(of: graph) {
@@ -110,6 +112,52 @@ public enum LayerDetection {
         if dense.count == 1 { return [dense[0].name] }
         throw fail(
             dense.isEmpty ? "no Dense/Linear layer and no known head name" : "several Dense/Linear layers and none has a known head name", dense)
+    }
+
+    /// The layers a config.json names: by transformers' `model_type`, or timm's `pretrained_cfg`
+    /// (`first_conv`, `classifier`). Nil when the graph has no such config; an error when it names layers
+    /// the checkpoint does not hold.
+    static func configNamed(_ graph: TensorGraph, _ role: KeyPath<ConfigNames, [String]>, what: String, candidates: [Layer]) throws -> [String]? {
+        guard case .huggingFace(let config, _)? = graph.architecture, let names = ConfigNames(config, graph: graph) else { return nil }
+        let wanted = names[keyPath: role]
+        guard !wanted.isEmpty else { return nil }
+        let found = wanted.filter { graph.layer(named: $0).map { WeightRoles($0) != nil } ?? false }
+        guard !found.isEmpty else {
+            throw WSurgeryError.detectionFailed(
+                path: graph.sourcePath, what: what,
+                reason: "\(names.source) puts it at \(wanted.map { "'\($0)'" }.joined(separator: " or ")), which the checkpoint does not hold",
+                candidates: candidates.map { describe($0) })
+        }
+        return found
+    }
+
+    /// The first convolution and heads a config.json names.
+    struct ConfigNames {
+        /// Where the names come from, for errors.
+        let source: String
+        /// The first convolution, possible names in priority order (the first held is used).
+        let firstConvolution: [String]
+        /// The classifier layers (every one held is a head).
+        let heads: [String]
+
+        init?(_ config: ConfigDocument, graph: TensorGraph) {
+            if let type = HuggingFaceModelType.of(config) {
+                source = "config.json's model_type '\(type.name)'"
+                let conv = type.layer(type.firstConvolution, in: graph)?.name ?? type.prefix + "." + type.firstConvolution
+                firstConvolution = [conv]
+                let head = type.heads.first { graph.layer(named: $0) != nil } ?? type.heads[0]
+                heads = [head] + (head == type.heads[0] ? [] : type.partners)
+                return
+            }
+            guard let pretrained = config.json["pretrained_cfg"] else { return nil }
+            func names(_ key: String) -> [String] {
+                pretrained[key]?.stringValue.map { [$0] } ?? pretrained[key]?.arrayValue?.compactMap(\.stringValue) ?? []
+            }
+            guard !names("first_conv").isEmpty || !names("classifier").isEmpty else { return nil }
+            source = "config.json's pretrained_cfg (timm)"
+            firstConvolution = Array(names("first_conv").prefix(1))
+            heads = names("classifier")
+        }
     }
 
     /// Walks back from an output layer past layers without weights to the layer that produces the logits.
@@ -261,6 +309,8 @@ public enum LayerDetection {
             names.append("norm" + last.dropFirst(4))
         }
         if last == "conv_stem" { names.append("bn1") }
+        // transformers: `embedder.convolution` -> `embedder.normalization`, `embeddings.convolution` -> `embeddings.batchnorm`.
+        if last == "convolution" { names += ["normalization", "batchnorm"] }
         for candidate in names {
             if let layer = fits(graph.layer(named: (parts + [candidate]).joined(separator: "."))) { return layer }
         }

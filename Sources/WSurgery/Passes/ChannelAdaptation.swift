@@ -194,13 +194,22 @@ public struct ChannelAdaptation: GraphPass {
             let external = foldNormalization.map {
                 InputPreprocessing(layer: "", statistics: .normalization(mean: $0.mean, variance: $0.std.map { $0 * $0 }), storage: .config)
             }
-            let chain = (external.map { [$0] } ?? []) + preprocessing
+            if external != nil, let held = preprocessing.first(where: { $0.storage == .processor }) {
+                throw WSurgeryError.invalidOption(
+                    option: "fold-normalization",
+                    reason: "\(held.layer) already gives the normalisation applied before the model; it is folded in by itself")
+            }
+            // An image processor's normalisation, once folded, keeps its channel mean (the processor still
+            // applies it): the new input is undone to pixels first.
+            let processorMean = preprocessing.first { $0.storage == .processor }.map(\.channelMean)
+            var chain = (external.map { [$0] } ?? []) + preprocessing
             var adapted: [InputPreprocessing]
             var offset: [Double]?
             // A normalisation the user gives is always folded; the model's own only from its first layer that
             // treats channels differently (a uniform one works on one channel as it is).
             let foldFrom = external != nil ? 0 : isCollapse ? chain.firstIndex { !$0.isUniform(channels: source) } : nil
             if let foldFrom {
+                if let processorMean, foldFrom == 0 { chain.insert(processorMean.inverse, at: 0) }
                 // y_c = A_c x + B_c over the folded span: the kernel on x is sum_c w_c A_c W_c, and the constant
                 // sum_c w_c B_c W_c (summed over the window) moves into the bias.
                 var a = [Double](repeating: 1, count: source)
@@ -216,10 +225,16 @@ public struct ChannelAdaptation: GraphPass {
                 weights = [(0..<source).map { row[$0] * a[$0] }]
                 // `foldOffset` takes what the new convolution adds over the old: minus the folded constant.
                 offset = kernel.mapped(along: roles.inputAxis, by: [(0..<source).map { -row[$0] * b[$0] }]).sums(keeping: roles.outputAxis)
-                let folded = chain[foldFrom...].map { $0.layer.isEmpty ? "the given normalisation" : "'\($0.layer)'" }
+                var folded: [String] = []
+                for step in chain[foldFrom...] {
+                    let name = step.layer.isEmpty ? "the given normalisation" : "'\(step.layer)'"
+                    if !folded.contains(name) { folded.append(name) }
+                }
                 action += ", " + folded.joined(separator: ", ") + " folded in"
                 let firstModelFolded = max(foldFrom - (external == nil ? 0 : 1), 0)
-                adapted = preprocessing.enumerated().map { i, step in i >= firstModelFolded ? step.identity : step.mapping { [$0[0]] } }
+                adapted = preprocessing.enumerated().map { i, step in
+                    i < firstModelFolded ? step.mapping { [$0[0]] } : step.storage == .processor ? step.channelMean : step.identity
+                }
             } else {
                 // Each new channel takes the values of the source channels its kernel row draws on.
                 adapted = preprocessing.map { step in
@@ -229,7 +244,7 @@ public struct ChannelAdaptation: GraphPass {
             // Tensors must hold one value per channel; a config may give one value for all.
             for (old, new) in zip(preprocessing, adapted) where old != new || (new.storage != .config && weights.count != source) {
                 try store(new, channels: weights.count, in: &graph, report: &report)
-                if case .config = new.storage { configPreprocessing.append(new) }
+                if new.storage == .config || new.storage == .processor { configPreprocessing.append(new) }
             }
             let newKernel = kernel.mapped(along: roles.inputAxis, by: weights)
             newChannels = newKernel.shape[roles.inputAxis]
@@ -240,6 +255,12 @@ public struct ChannelAdaptation: GraphPass {
             if foldFrom != nil, let padding = graph.editor.padding(ofConvolution: target), padding != "valid" {
                 report.notes.append(
                     "'\(target)' pads with zeros (\(padding)): with the normalisation folded in, outputs near the border differ from the original's (the padded zeros were normalised values there)"
+                )
+            } else if foldFrom != nil, graph.editor.padding(ofConvolution: target) == nil, kernel.shape.count > 2,
+                kernel.shape.enumerated().contains(where: { ![roles.inputAxis, roles.outputAxis].contains($0.offset) && $0.element > 1 })
+            {
+                report.notes.append(
+                    "'\(target)' may pad with zeros (the checkpoint does not record it; most do): if it does, with the normalisation folded in, outputs near the border differ from the original's"
                 )
             }
         }

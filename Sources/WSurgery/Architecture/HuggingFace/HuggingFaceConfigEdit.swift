@@ -72,4 +72,56 @@ enum HuggingFaceConfigEdit {
         }
         return (ConfigDocument(json: json, originalText: document.originalText), fields)
     }
+
+    /// How reports name timm's statistics.
+    static let timmStatisticsName = "config.json pretrained_cfg"
+
+    /// A per-channel normalisation from `mean`/`std` lists of `json`, when both are there.
+    static func statistics(_ json: JSONValue, mean: String, std: String) -> InputPreprocessing.Statistics? {
+        guard let m = json[mean]?.arrayValue?.compactMap(\.doubleValue), let s = json[std]?.arrayValue?.compactMap(\.doubleValue),
+            !m.isEmpty, m.count == s.count, s.allSatisfy({ $0 > 0 })
+        else { return nil }
+        return .normalization(mean: m, variance: s.map { $0 * $0 })
+    }
+
+    /// The processor's `image_mean`/`image_std`.
+    static func settingStatistics(_ document: ConfigDocument, mean: [Double], std: [Double]) -> ConfigDocument {
+        var json = document.json
+        json.set("image_mean", .array(mean.map { .number(JSONValue.numberText($0)) }))
+        json.set("image_std", .array(std.map { .number(JSONValue.numberText($0)) }))
+        return ConfigDocument(json: json, originalText: document.originalText)
+    }
+
+    /// timm's `pretrained_cfg.mean`/`std`.
+    static func settingTimmStatistics(_ document: ConfigDocument, mean: [Double], std: [Double]) -> ConfigDocument {
+        var json = document.json
+        guard var pretrained = json["pretrained_cfg"] else { return document }
+        pretrained.set("mean", .array(mean.map { .number(JSONValue.numberText($0)) }))
+        pretrained.set("std", .array(std.map { .number(JSONValue.numberText($0)) }))
+        json.set("pretrained_cfg", pretrained)
+        return ConfigDocument(json: json, originalText: document.originalText)
+    }
+
+    /// The processor's output size: `size` as `{height, width}` or `{shortest_edge}` (a CNN processor
+    /// resizes the shortest edge, then crops), and `crop_size`.
+    static func settingProcessorSize(_ document: ConfigDocument, height: Int, width: Int) -> (ConfigDocument, [String]) {
+        var json = document.json
+        var fields: [String] = []
+        for key in ["size", "crop_size"] {
+            guard var size = json[key] else { continue }
+            if size.intValue != nil {
+                size = .int(min(height, width))
+            } else if size["height"] != nil || size["width"] != nil {
+                size.set("height", .int(height))
+                size.set("width", .int(width))
+            } else if size["shortest_edge"] != nil {
+                size.set("shortest_edge", .int(min(height, width)))
+            } else {
+                continue
+            }
+            json.set(key, size)
+            fields.append(key)
+        }
+        return (ConfigDocument(json: json, originalText: document.originalText), fields)
+    }
 }

@@ -11,10 +11,12 @@ struct StateDictArchitecture: EdgelessArchitectureEditor {
         ArchitectureEdit(architecture: nil)
     }
 
-    /// Only absolute position embeddings depend on the input size of a state dict this tool can read.
+    /// Only absolute position embeddings depend on the input size of a state dict this tool can read;
+    /// tables it cannot resample are refused by name; anything else transfers on the stated assumption.
     func settingInputSize(height: Int, width: Int, in graph: TensorGraph) throws -> InputSizeEdit {
-        var result = InputSizeEdit(edit: ArchitectureEdit(architecture: nil, notes: [PositionEmbeddings.note]))
-        result.positionEmbeddings = try PositionEmbeddings.changes(in: graph, height: height, width: width, config: nil)
+        let (embeddings, notes) = try SizeDependence.changes(in: graph, height: height, width: width, config: nil, type: nil)
+        var result = InputSizeEdit(edit: ArchitectureEdit(architecture: nil, notes: notes))
+        result.positionEmbeddings = embeddings
         return result
     }
 }
