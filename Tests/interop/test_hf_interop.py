@@ -138,3 +138,45 @@ def test_folder_output_is_removed_on_failure(out):
     wsurgery("replace-head", fixture("hf", "resnet"), f"{out}/o/", "--classes", 0, expect=64)
     wsurgery("resize-dense", fixture("hf", "resnet"), f"{out}/o/", "--layer", "nope", "--units", 3, expect=64)
     assert not (out / "o").exists()
+
+
+# --- every known model type, from transformers' own record ---------------------------------------
+
+MODEL_TYPES = RECORDS["model_types"]
+
+
+def model_type_folder(name, path):
+    """A folder as save_pretrained writes it for the tiny model of `name`, with random values."""
+    entry = MODEL_TYPES[name]
+    os.makedirs(path)
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump(entry["config"], f, indent=2)
+    rng = np.random.default_rng(0)
+    tensors = {
+        k: np.array(1, "int64") if k.endswith("num_batches_tracked") else rng.standard_normal(shape).astype("float32")
+        for k, shape in entry["tensors"].items()
+    }
+    save_file(tensors, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
+    return tensors
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_TYPES))
+def test_model_type_targets_match_transformers(name, out):
+    entry = MODEL_TYPES[name]
+    src = str(out / name)
+    original = model_type_folder(name, src)
+    wsurgery("collapse-channels", src, f"{out}/gray/")
+    assert manifest(folder_tensors(out / "gray")) == entry["gray"]
+    assert load_json(out, "gray", "config.json")["num_channels"] == 1
+    wsurgery("replace-head", src, f"{out}/five/", "--classes", 5, "--seed", 0)
+    five = folder_tensors(out / "five")
+    assert manifest(five) == entry["classes5"]
+    assert len(load_json(out, "five", "config.json")["id2label"]) == 5
+    # Everything but the head is bit-identical.
+    assert all(np.array_equal(original[k], five[k]) for k in original if not k.startswith("classifier"))
+    if name == "beit_relative":
+        proc = wsurgery("set-input-shape", src, f"{out}/big/", "--size", "48x48", expect=65)
+        assert "relative_position_bias_table" in proc.stderr and not (out / "big").exists()
+        return
+    wsurgery("set-input-shape", src, f"{out}/big/", "--size", "48x48")
+    assert manifest(folder_tensors(out / "big")) == entry.get("size48", entry["tensors"])
