@@ -139,3 +139,79 @@ struct PyTorchTests {
         #expect(try TensorValues.decode(slice, path: "").values.first == 6)
     }
 }
+
+/// Stands in for a tensor's bytes where only names and shapes matter.
+struct ShapeOnlySource: TensorSource {
+    let byteCount: UInt64
+    var fileRegion: FileRegion? { nil }
+    func forEachChunk(maxChunk: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        Issue.record("a shape-only tensor was read")
+    }
+}
+
+@Suite("first convolution and head of every torchvision model and a timm model per module")
+struct NameRecordTests {
+    struct Record: Decodable {
+        let tensors: [Entry]
+        let firstConv: String?
+        let heads: [String]
+        enum CodingKeys: String, CodingKey {
+            case tensors, heads
+            case firstConv = "first_conv"
+        }
+        struct Entry: Decodable {
+            let name: String
+            let shape: [Int]
+            init(from decoder: any Decoder) throws {
+                var c = try decoder.unkeyedContainer()
+                name = try c.decode(String.self)
+                shape = try c.decode([Int].self)
+            }
+        }
+    }
+
+    /// fixtures/pytorch/name_records.json.gz, made by make_name_records.py from the libraries themselves.
+    static func records() throws -> [String: Record] {
+        let gunzip = Process()
+        gunzip.executableURL = URL(fileURLWithPath: "/bin/sh")
+        gunzip.arguments = ["-c", "gzip -dc \"$0\"", TestSupport.fixture("pytorch/name_records.json.gz")]
+        let pipe = Pipe()
+        gunzip.standardOutput = pipe
+        try gunzip.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        gunzip.waitUntilExit()
+        struct File: Decodable { let models: [String: Record] }
+        return try JSONDecoder().decode(File.self, from: data).models
+    }
+
+    /// Models whose stem or head cannot be one layer found by name, and why: the user names them with
+    /// --layer (README).
+    static let exceptions: [String: String] = [
+        "timm/crossvit_9_240": "two patch embeddings read the image (two branches) and two heads",
+        "timm/efficientvim_m1": "four classifier heads (one per stage)",
+        "timm/fastvit_ma36": "the stem's re-parameterisable branches: two convolutions read the image",
+        "timm/gemma4_vit_167m": "the patch embedding is a Linear layer, not a convolution",
+        "timm/naflexvit_base_patch16_gap": "the patch embedding is a Linear layer, not a convolution",
+        "timm/tresnet_l": "space-to-depth before the stem: its 48 input channels are 16 pixels x 3 colours",
+    ]
+
+    @Test func detectionMatchesTheLibraries() throws {
+        let records = try Self.records().filter { Self.exceptions[$0.key] == nil }
+        #expect(records.count > 100)
+        var wrong: [String] = []
+        for (model, record) in records.sorted(by: { $0.key < $1.key }) {
+            let tensors = record.tensors.map { entry in
+                Tensor(
+                    name: entry.name, dtype: .f32, shape: entry.shape, layout: StateDictGrouping.layout(name: entry.name, shape: entry.shape),
+                    data: ShapeOnlySource(byteCount: UInt64(entry.shape.reduce(1, *) * 4)))
+            }
+            let graph = TensorGraph(layers: StateDictGrouping.layers(from: tensors), sourceFormat: .pytorch, sourcePath: model, sourceFiles: [])
+            let conv = Result { try LayerDetection.firstConvolution(in: graph) }
+            let heads = Result { try LayerDetection.classifierHeads(in: graph) }
+            // A layer the model does not hold (a feature model without a head) must not be found.
+            if (try? conv.get()) != record.firstConv { wrong.append("\(model): first conv \(conv) != \(record.firstConv ?? "none")") }
+            if (try? heads.get()) != (record.heads.isEmpty ? nil : record.heads) { wrong.append("\(model): heads \(heads) != \(record.heads)") }
+        }
+        #expect(wrong.isEmpty, Comment(rawValue: "\(wrong.count) of \(records.count * 2) detections differ:\n" + wrong.joined(separator: "\n")))
+    }
+}

@@ -5,7 +5,7 @@
 public enum LayerDetection {
     /// Names people's checkpoints use for the stem convolution (timm `first_conv`, torchvision, Hugging Face, Keras applications).
     public static let firstConvNames = [
-        "conv1", "conv_stem", "stem.0", "stem.conv", "stem.conv1", "stem_conv", "stem.0.conv", "patch_embed.proj", "features.0",
+        "conv1", "conv_stem", "stem.0", "stem.conv", "stem.conv1", "stem_conv", "stem.0.conv", "patch_embed.conv.0", "patch_embed.proj", "features.0",
         "features.conv0", "features.0.0", "embeddings.patch_embeddings.projection", "embedder.convolution",
         "embeddings.embedder.convolution", "conv1_conv", "block1_conv1", "Conv1", "stem_conv1", "Conv2d_1a_3x3.conv",
     ]
@@ -13,11 +13,15 @@ public enum LayerDetection {
     /// Names of classifier layers (timm `classifier`, torchvision, Hugging Face, Keras applications), in priority order.
     public static let headNames = [
         "head", "head.fc", "fc", "classifier", "classifier.fc", "classifier.1", "last_linear", "logits", "predictions",
-        "head.l", "classif", "fc8", "conv_preds",
+        "head.l", "classif", "fc8", "conv_preds", "heads.head", "head.fc.fc2", "head.fc2", "head.classifier.linear", "head.linear",
+        "head.head.l",
     ]
 
     /// Second heads that come with a main one (DeiT distillation, Inception auxiliary logits).
-    public static let partnerHeads = ["head": ["head_dist"], "fc": ["AuxLogits.fc", "aux_logits.fc"]]
+    public static let partnerHeads = [
+        "head": ["head_dist", "aux_head"], "fc": ["AuxLogits.fc", "aux_logits.fc", "aux1.fc2", "aux2.fc2"], "head.linear": ["head_dist.linear"],
+        "head.head.l": ["head.head_dist.l"],
+    ]
 
     /// Wrapper prefixes that do not change what a layer is (`module.` from DataParallel, `model.`).
     static let wrapperPrefixes = ["", "module.", "model.", "_orig_mod."]
@@ -96,14 +100,14 @@ public enum LayerDetection {
             return matches.count == 1 ? matches[0] : nil
         }
         // `classifier.0`, `classifier.3`, `classifier.6` (VGG): the last Linear of the Sequential.
-        for stem in ["classifier", "head", "fc"] {
+        for stem in ["classifier", "head", "fc", "head.classifier"] {
             let numbered = dense.compactMap { layer -> (Int, Layer)? in
                 for prefix in wrapperPrefixes where layer.name.hasPrefix(prefix + stem + ".") {
                     if let index = Int(layer.name.dropFirst(prefix.count + stem.count + 1)) { return (index, layer) }
                 }
                 return nil
             }
-            if numbered.count > 1, find(stem) == nil, let last = numbered.max(by: { $0.0 < $1.0 }) { return [last.1.name] }
+            if !numbered.isEmpty, find(stem) == nil, let last = numbered.max(by: { $0.0 < $1.0 }) { return [last.1.name] }
         }
         for name in headNames {
             guard let layer = find(name) else { continue }

@@ -35,13 +35,14 @@ enum PositionEmbeddings {
         }
     }
 
-    /// The patch size: config.json's `patch_size`, else the kernel of the patch-embedding convolution.
+    /// The patch size: config.json's `patch_size`, else the kernel of the convolution a patch embedding is
+    /// named (timm `patch_embed.proj`, CLIP `visual.conv1`), never a kernel guessed from its shape.
     static func patchSize(_ graph: TensorGraph, config: ConfigDocument?) throws -> (Int, Int) {
         if let value = config?.json["patch_size"] {
             if let p = value.intValue { return (p, p) }
             if let p = value.arrayValue?.compactMap(\.intValue), p.count == 2 { return (p[0], p[1]) }
         }
-        for name in ["patch_embed.proj", "embeddings.patch_embeddings.projection", "conv1", "visual.conv1"] {
+        for name in ["patch_embed.proj", "embeddings.patch_embeddings.projection", "visual.conv1"] {
             if let layer = graph.layers.first(where: { $0.name == name || $0.name.hasSuffix("." + name) }), let roles = WeightRoles(layer) {
                 let shape = layer.tensors[roles.kernel].shape
                 if shape.count == 4 { return roles.layout == .torch ? (shape[2], shape[3]) : (shape[0], shape[1]) }
