@@ -187,3 +187,13 @@ def test_resnet50_targets_torchvision_manifest(out):
     for k, v in arrays.items():
         if not (k.startswith("conv1.") or k.startswith("fc.")):
             assert np.array_equal(got[k], v), k
+
+
+def test_batch_report_lists_what_the_reader_noted(out):
+    report = out / "r.json"
+    wsurgery("run", "--pass", "convert", fixture("pytorch", "malicious.pth"), fixture("pytorch", "lightning_like.ckpt"),
+             "--out-dir", out / "o", "--output", "{stem}.safetensors", "--report", report)
+    notes = {os.path.basename(f["input"]): f["notes"] for f in json.load(open(report))["files"]}
+    assert any("posix.system" in n for n in notes["malicious.pth"])
+    assert any("'state_dict'" in n for n in notes["lightning_like.ckpt"])
+    assert sorted(os.listdir(out / "o")) == ["lightning_like.safetensors", "malicious.safetensors"]

@@ -36,6 +36,9 @@ public struct BatchOutcome: Sendable, Equatable {
     public var passes: [String] = []
     /// `layer/tensor` names whose shape or values a pass changed, in pass order.
     public var tensorsChanged: [String] = []
+    /// What the reader and writer noted (the entry a training checkpoint keeps its weights under,
+    /// pickle globals not called, files not carried).
+    public var notes: [String] = []
     /// Seconds spent on it.
     public var seconds: Double = 0
     /// The error, when it failed.
@@ -72,6 +75,7 @@ public struct BatchOutcome: Sendable, Equatable {
             ("status", .string(status.rawValue)),
             ("passes", .array(passes.map { .string($0) })),
             ("tensors_changed", .array(tensorsChanged.map { .string($0) })),
+            ("notes", .array(notes.map { .string($0) })),
             ("seconds", .number(String(format: "%.3f", seconds))),
             ("error", error.map { .string($0) } ?? .null),
             ("error_category", errorCategory.map { .string($0.rawValue) } ?? .null),
@@ -86,6 +90,7 @@ public struct BatchOutcome: Sendable, Equatable {
         self.init(input: input, output: output, status: status)
         if case .array(let items)? = json["passes"] { passes = items.compactMap(\.stringValue) }
         if case .array(let items)? = json["tensors_changed"] { tensorsChanged = items.compactMap(\.stringValue) }
+        if case .array(let items)? = json["notes"] { notes = items.compactMap(\.stringValue) }
         seconds = json["seconds"]?.doubleValue ?? 0
         error = json["error"]?.stringValue
         errorCategory = json["error_category"]?.stringValue.flatMap(FailureCategory.init(rawValue:))
@@ -161,6 +166,7 @@ public enum BatchRun {
                 report.pass + (report.options.isEmpty ? "" : " (" + report.options.map { "\($0.0)=\($0.1)" }.joined(separator: ", ") + ")")
             }
             outcome.tensorsChanged = result.reports.flatMap { $0.changes.map { "\($0.layer)/\($0.tensor)" } }
+            outcome.notes = result.readerNotes + result.writerNotes
             outcome.seconds = Date().timeIntervalSince(start)
             return outcome
         } catch {
