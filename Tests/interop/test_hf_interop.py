@@ -180,3 +180,14 @@ def test_model_type_targets_match_transformers(name, out):
         return
     wsurgery("set-input-shape", src, f"{out}/big/", "--size", "48x48")
     assert manifest(folder_tensors(out / "big")) == entry.get("size48", entry["tensors"])
+
+
+def test_adapt_channels_remaps_processor_statistics(out):
+    """3 -> 4 channels: the kernel repeats its channels cyclically, and so do image_mean / image_std."""
+    wsurgery("adapt-channels", fixture("hf", "resnet"), f"{out}/o/", "--channels", 4)
+    before = load_json(fixture("hf", "resnet"), "preprocessor_config.json")
+    after = load_json(out, "o", "preprocessor_config.json")
+    assert after["image_mean"] == before["image_mean"] + before["image_mean"][:1]
+    assert after["image_std"] == before["image_std"] + before["image_std"][:1]
+    assert load_json(out, "o", "config.json")["num_channels"] == 4
+    assert folder_tensors(out / "o")["resnet.embedder.embedder.convolution.weight"].shape == (8, 4, 7, 7)

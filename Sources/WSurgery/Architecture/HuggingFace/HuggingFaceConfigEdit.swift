@@ -84,11 +84,17 @@ enum HuggingFaceConfigEdit {
         return .normalization(mean: m, variance: s.map { $0 * $0 })
     }
 
+    /// A statistic as config files write it: 12 significant digits, so arithmetic noise
+    /// (0.48500000000000004) does not show.
+    static func number(_ value: Double) -> JSONValue {
+        .number(JSONValue.numberText(Double(String(format: "%.12g", value)) ?? value))
+    }
+
     /// The processor's `image_mean`/`image_std`.
     static func settingStatistics(_ document: ConfigDocument, mean: [Double], std: [Double]) -> ConfigDocument {
         var json = document.json
-        json.set("image_mean", .array(mean.map { .number(JSONValue.numberText($0)) }))
-        json.set("image_std", .array(std.map { .number(JSONValue.numberText($0)) }))
+        json.set("image_mean", .array(mean.map(number)))
+        json.set("image_std", .array(std.map(number)))
         return ConfigDocument(json: json, originalText: document.originalText)
     }
 
@@ -96,8 +102,8 @@ enum HuggingFaceConfigEdit {
     static func settingTimmStatistics(_ document: ConfigDocument, mean: [Double], std: [Double]) -> ConfigDocument {
         var json = document.json
         guard var pretrained = json["pretrained_cfg"] else { return document }
-        pretrained.set("mean", .array(mean.map { .number(JSONValue.numberText($0)) }))
-        pretrained.set("std", .array(std.map { .number(JSONValue.numberText($0)) }))
+        pretrained.set("mean", .array(mean.map(number)))
+        pretrained.set("std", .array(std.map(number)))
         json.set("pretrained_cfg", pretrained)
         return ConfigDocument(json: json, originalText: document.originalText)
     }
