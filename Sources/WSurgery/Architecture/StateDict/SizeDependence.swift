@@ -40,10 +40,11 @@ enum SizeDependence {
             // A transformer whose absolute embeddings are off (Swin, BEiT with relative bias only).
             return ([], ["model_type \(type.name): no absolute position embeddings; every weight transfers"])
         }
+        let what = config == nil ? "no architecture recorded" : "config.json names no model_type wsurgery knows"
         return (
             [],
             [
-                "no architecture recorded: every weight transferred, assuming global or adaptive pooling before the head (as in every torchvision and timm classifier); a model that flattens a fixed-size map into its classifier will not load"
+                "\(what): every weight transferred, assuming global or adaptive pooling before the head (as in every torchvision and timm classifier); a model that flattens a fixed-size map into its classifier will not load"
             ]
         )
     }
