@@ -197,3 +197,25 @@ def test_batch_report_lists_what_the_reader_noted(out):
     assert any("posix.system" in n for n in notes["malicious.pth"])
     assert any("'state_dict'" in n for n in notes["lightning_like.ckpt"])
     assert sorted(os.listdir(out / "o")) == ["lightning_like.safetensors", "malicious.safetensors"]
+
+
+def test_sharded_pytorch_model_bin_folder(out):
+    """pytorch_model-0000i-of-00002.bin shards and their pytorch_model.bin.index.json, as older Hugging Face
+    repositories hold large models."""
+    expected = load_file(fixture("pytorch", "tiny_resnet.expected.safetensors"))
+    names = list(expected)
+    folder = out / "model"
+    folder.mkdir()
+    weight_map = {}
+    for i, part in enumerate([names[:7], names[7:]], 1):
+        shard = f"pytorch_model-{i:05d}-of-00002.bin"
+        torchsave.save({n: expected[n] for n in part}, folder / shard)
+        weight_map.update({n: shard for n in part})
+    (folder / "pytorch_model.bin.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    wsurgery("convert", folder, out / "o.safetensors")
+    assert raw(out / "o.safetensors") == raw(fixture("pytorch", "tiny_resnet.expected.safetensors"))
+    # An index that places a tensor in the wrong shard is refused.
+    weight_map[names[0]] = "pytorch_model-00002-of-00002.bin"
+    (folder / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    proc = wsurgery("convert", folder, out / "p.safetensors", expect=65)
+    assert names[0] in proc.stderr and not (out / "p.safetensors").exists()

@@ -127,42 +127,22 @@ public enum TorchCheckpointReader {
 
     /// Reads `pytorch_model.bin` shards through their `pytorch_model.bin.index.json`.
     public static func readSharded(indexPath: String) throws -> TensorGraph {
-        let indexFile = try InputFile(path: indexPath)
-        let index: JSONValue
-        do { index = try JSONParser.parse(try indexFile.read(count: Int(indexFile.size), at: 0), rejectDuplicateKeys: true) } catch {
-            throw WSurgeryError.invalidIndex(path: indexPath, reason: "\(error)")
-        }
-        guard let weightMap = index["weight_map"]?.objectValue else {
-            throw WSurgeryError.invalidIndex(path: indexPath, reason: "no 'weight_map' object")
-        }
-        var expected: [String: String] = [:]
-        for (tensor, file) in weightMap {
-            guard let name = file.stringValue, !name.contains("/"), name != "..", !name.isEmpty else {
-                throw WSurgeryError.invalidIndex(path: indexPath, reason: "weight_map entry '\(tensor)' is not a file name in the index's directory")
-            }
-            expected[tensor] = name
-        }
-        let directory = OutputFile.directory(of: indexPath)
+        let index = try ShardIndex(path: indexPath)
         var tensors: [Tensor] = []
-        var files = [indexFile]
+        var files = [index.file]
         var notes: [String] = []
-        for shard in Set(expected.values).sorted() {
-            let graph = try read(path: directory + "/" + shard)
+        var seen = Set<String>()
+        for shard in index.shards {
+            let graph = try read(path: index.path(of: shard))
             files += graph.sourceFiles
             notes += graph.readerNotes.filter { !notes.contains($0) }
             for tensor in graph.tensors {
-                guard expected[tensor.name] == shard else {
-                    throw WSurgeryError.invalidIndex(
-                        path: indexPath, reason: "tensor '\(tensor.name)' is in shard '\(shard)' but the index does not place it there")
-                }
+                try index.check(tensor: tensor.name, inShard: shard)
+                if !seen.insert(tensor.name).inserted { throw WSurgeryError.duplicateTensor(path: index.path(of: shard), tensor: tensor.name) }
                 tensors.append(tensor)
             }
         }
-        let found = Set(tensors.map(\.name))
-        if let missing = expected.keys.sorted().first(where: { !found.contains($0) }) {
-            throw WSurgeryError.invalidIndex(
-                path: indexPath, reason: "tensor '\(missing)' is listed for shard '\(expected[missing]!)' but that shard does not hold it")
-        }
+        try index.checkComplete(found: seen)
         var graph = TensorGraph(layers: StateDictGrouping.layers(from: tensors), sourceFormat: .pytorch, sourcePath: indexPath, sourceFiles: files)
         graph.readerNotes = notes
         try HuggingFaceFolder.attachConfig(beside: indexPath, to: &graph)

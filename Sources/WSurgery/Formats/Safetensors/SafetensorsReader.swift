@@ -61,58 +61,30 @@ public enum SafetensorsReader {
     /// Reads a sharded checkpoint from its `*.safetensors.index.json` or the directory holding one.
     public static func readSharded(path: String) throws -> TensorGraph {
         let indexPath = try ShardedSafetensors.indexPath(for: path)
-        let indexFile = try InputFile(path: indexPath)
-        let bytes = try indexFile.read(count: Int(indexFile.size), at: 0)
-        let index: JSONValue
-        do { index = try JSONParser.parse(bytes, rejectDuplicateKeys: true) } catch {
-            throw WSurgeryError.invalidIndex(path: indexPath, reason: "\(error)")
-        }
-        guard let weightMap = index["weight_map"]?.objectValue else {
-            throw WSurgeryError.invalidIndex(path: indexPath, reason: "no 'weight_map' object")
-        }
-        var shardOrder: [String] = []
-        var expected: [String: String] = [:]
-        for (tensor, file) in weightMap {
-            guard let name = file.stringValue else {
-                throw WSurgeryError.invalidIndex(path: indexPath, reason: "weight_map entry '\(tensor)' is not a file name")
-            }
-            if name.contains("/") || name == ".." || name.isEmpty {
-                throw WSurgeryError.invalidIndex(path: indexPath, reason: "shard '\(name)' is not a plain file name in the index's directory")
-            }
-            if !shardOrder.contains(name) { shardOrder.append(name) }
-            expected[tensor] = name
-        }
-        shardOrder.sort { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
-        let directory = OutputFile.directory(of: indexPath)
-        var files = [indexFile]
+        let index = try ShardIndex(path: indexPath)
+        var files = [index.file]
         var tensors: [Tensor] = []
         var seen = Set<String>()
         var shardMetadata: [(String, String)]?
-        for shard in shardOrder {
-            let shardPath = directory + "/" + shard
+        for shard in index.shards {
+            let shardPath = index.path(of: shard)
             let file = try InputFile(path: shardPath)
             files.append(file)
             let header = try SafetensorsHeader.read(file)
             if shardMetadata == nil { shardMetadata = header.metadata }
             for entry in header.entries {
-                guard expected[entry.name] == shard else {
-                    let reason = expected[entry.name].map { "the index places it in '\($0)'" } ?? "the index does not list it"
-                    throw WSurgeryError.invalidIndex(path: indexPath, reason: "tensor '\(entry.name)' is in shard '\(shard)' but \(reason)")
-                }
+                try index.check(tensor: entry.name, inShard: shard)
                 if !seen.insert(entry.name).inserted {
                     throw WSurgeryError.duplicateTensor(path: shardPath, tensor: entry.name)
                 }
                 tensors.append(tensor(from: entry, header: header, file: file))
             }
         }
-        if let missing = expected.keys.sorted().first(where: { !seen.contains($0) }) {
-            throw WSurgeryError.invalidIndex(
-                path: indexPath, reason: "tensor '\(missing)' is listed for shard '\(expected[missing]!)' but that shard does not hold it")
-        }
+        try index.checkComplete(found: seen)
         var graph = TensorGraph(
             layers: StateDictGrouping.layers(from: tensors), sourceFormat: .shardedSafetensors, sourcePath: indexPath, sourceFiles: files)
         try attachMetadata(
-            shardMetadata, indexMetadata: (index["metadata"]?.objectValue ?? []).filter { $0.0 != "total_size" }, to: &graph, path: indexPath)
+            shardMetadata, indexMetadata: (index.json["metadata"]?.objectValue ?? []).filter { $0.0 != "total_size" }, to: &graph, path: indexPath)
         try HuggingFaceFolder.attachConfig(beside: indexPath, to: &graph)
         return graph
     }
