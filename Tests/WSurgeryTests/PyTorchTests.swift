@@ -215,3 +215,37 @@ struct NameRecordTests {
         #expect(wrong.isEmpty, Comment(rawValue: "\(wrong.count) of \(records.count * 2) detections differ:\n" + wrong.joined(separator: "\n")))
     }
 }
+
+@Suite("hostile pickle nesting")
+struct PickleNestingTests {
+    @Test("a million nested lists are refused and freed without exhausting the stack")
+    func deepNestingIsFreedIteratively() throws {
+        let depth = 1_000_000
+        let pickle = [UInt8](repeating: UInt8(ascii: "("), count: depth) + [UInt8](repeating: UInt8(ascii: "l"), count: depth) + [UInt8(ascii: ".")]
+        var machine = PickleMachine()
+        var input = PickleBytes(pickle)
+        let value = try machine.load(&input)
+        #expect(throws: PickleError.self) { try value.walk { _, _ in true } }
+        PickleValue.release([value])
+    }
+}
+
+extension PickleNestingTests {
+    @Test("a deep value left in the memo is freed without exhausting the stack, and the result is intact")
+    func deepMemoIsFreedIteratively() throws {
+        let depth = 1_000_000
+        // Deep nesting, memoised and popped; then a small dict {'a': 1} is the result.
+        var pickle = [UInt8](repeating: UInt8(ascii: "("), count: depth) + [UInt8](repeating: UInt8(ascii: "l"), count: depth)
+        pickle += [UInt8(ascii: "q"), 0, UInt8(ascii: "0"), UInt8(ascii: "}"), UInt8(ascii: "q"), 1]
+        pickle += [0x8C, 1, UInt8(ascii: "a"), UInt8(ascii: "K"), 1, UInt8(ascii: "s"), UInt8(ascii: ".")]
+        var machine = PickleMachine()
+        var input = PickleBytes(pickle)
+        let value = try machine.load(&input)
+        guard case .dict(let dict) = value else {
+            Issue.record("not a dict")
+            return
+        }
+        #expect(dict.entries.count == 1)
+        #expect(dict.entries.first?.value.int == 1)
+    }
+}

@@ -74,7 +74,7 @@ final class PickleDict {
 /// A call of a global the unpickler does not understand: never made, kept with its arguments.
 final class PickleObject {
     let global: PickleGlobal
-    let arguments: [PickleValue]
+    var arguments: [PickleValue]
     var state: PickleValue?
     init(global: PickleGlobal, arguments: [PickleValue]) {
         self.global = global
@@ -164,6 +164,14 @@ struct PickleMachine {
     mutating func load<Input: PickleInput>(_ input: inout Input) throws -> PickleValue {
         stack = []
         memo = [:]
+        var result: PickleValue?
+        defer {
+            // What is left (everything, after an error) is freed level by level, except what the result
+            // holds: the caller frees that (`PickleValue.release`).
+            PickleValue.release(stack.compactMap { $0 } + Array(memo.values), keeping: result.map(PickleValue.containers) ?? [])
+            stack = []
+            memo = [:]
+        }
         var operations = 0
         func bytes(_ n: Int) throws -> [UInt8] {
             guard n >= 0, n <= limits.valueBytes else { throw PickleError("a value of \(n) bytes is past the limit") }
@@ -247,8 +255,9 @@ struct PickleMachine {
             case 0x80: _ = try bytes(1)  // PROTO
             case 0x95: _ = try bytes(8)  // FRAME: framing only
             case UInt8(ascii: "."):  // STOP
-                let result = try pop()
-                return result
+                let value = try pop()
+                result = value
+                return value
             case UInt8(ascii: "("): stack.append(nil)  // MARK
             case UInt8(ascii: "0"): _ = try pop()  // POP
             case UInt8(ascii: "1"): _ = try popMark()  // POP_MARK
@@ -402,6 +411,64 @@ struct PickleMachine {
 }
 
 extension PickleValue {
+    /// Releases `values` and everything they hold one level at a time: freeing a deeply nested value
+    /// the ordinary way recurses once per level and can exhaust the stack; containers are emptied, so
+    /// cycles are broken too.
+    static func release(_ values: [PickleValue], keeping kept: Set<ObjectIdentifier> = []) {
+        var pending = values
+        while let value = pending.popLast() {
+            if let id = value.containerID, kept.contains(id) { continue }
+            switch value {
+            case .tuple(let items): pending += items
+            case .list(let list):
+                pending += list.items
+                list.items = []
+            case .dict(let dict):
+                for entry in dict.entries { pending += [entry.key, entry.value] }
+                dict.entries = []
+                if let state = dict.state { pending.append(state) }
+                dict.state = nil
+            case .object(let object):
+                pending += object.arguments
+                object.arguments = []
+                if let state = object.state { pending.append(state) }
+                object.state = nil
+            default: break
+            }
+        }
+    }
+
+    /// The identity of a list, dictionary or object.
+    var containerID: ObjectIdentifier? {
+        switch self {
+        case .list(let list): return ObjectIdentifier(list)
+        case .dict(let dict): return ObjectIdentifier(dict)
+        case .object(let object): return ObjectIdentifier(object)
+        default: return nil
+        }
+    }
+
+    /// The lists, dictionaries and objects reachable from `value` (iteratively; cycles allowed).
+    static func containers(_ value: PickleValue) -> Set<ObjectIdentifier> {
+        var seen = Set<ObjectIdentifier>()
+        var pending = [value]
+        while let next = pending.popLast() {
+            if let id = next.containerID, !seen.insert(id).inserted { continue }
+            switch next {
+            case .tuple(let items): pending += items
+            case .list(let list): pending += list.items
+            case .dict(let dict):
+                for entry in dict.entries { pending += [entry.key, entry.value] }
+                if let state = dict.state { pending.append(state) }
+            case .object(let object):
+                pending += object.arguments
+                if let state = object.state { pending.append(state) }
+            default: break
+            }
+        }
+        return seen
+    }
+
     /// Every value reachable from this one, depth first, each container once (pickles can be cyclic).
     /// Refuses a nesting deeper than `maxDepth`.
     func walk(maxDepth: Int = 1000, _ visit: (_ path: [String], _ value: PickleValue) throws -> Bool) throws {

@@ -103,6 +103,7 @@ public enum TorchCheckpointReader {
         } catch let error as PickleError {
             throw WSurgeryError.invalidPyTorch(path: path, reason: error.description)
         }
+        defer { PickleValue.release([root]) }
         let (found, notes) = try stateDict(in: root, selecting: key, path: path)
         var tensors: [Tensor] = []
         for (name, ref) in found {
