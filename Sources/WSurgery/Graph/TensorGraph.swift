@@ -120,6 +120,8 @@ public struct TensorGraph: Sendable {
     public var sourcePath: String
     /// Every input file the graph reads from (to refuse writing over one of them).
     public var sourceFiles: [InputFile]
+    /// The input digest the newest provenance entry waits for (computed while the output is written).
+    public var pendingDigest: InputDigest?
     /// What the reader noted for the report (the entry a training checkpoint keeps its weights under,
     /// globals a pickle named that were not called).
     public var readerNotes: [String] = []

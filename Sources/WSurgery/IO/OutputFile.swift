@@ -78,6 +78,22 @@ public final class OutputFile {
         position += UInt64(bytes.count)
     }
 
+    /// Writes `bytes` over what was written at `offset` (a digest filled in after the data).
+    public func overwrite(_ bytes: [UInt8], at offset: UInt64) throws {
+        precondition(offset + UInt64(bytes.count) <= position, "overwrite past what was written")
+        try bytes.withUnsafeBytes { raw in
+            var done = 0
+            while done < raw.count {
+                let n = pwrite(descriptor, raw.baseAddress! + done, raw.count - done, off_t(offset) + off_t(done))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw WSurgeryError.io(path: path, operation: "write", reason: Errno.current.message)
+                }
+                done += n
+            }
+        }
+    }
+
     /// Appends `bytes`.
     public func write(_ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { try write($0) }

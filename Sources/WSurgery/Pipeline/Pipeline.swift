@@ -26,6 +26,10 @@ public enum Pipeline {
             try Checkpoint.precheckOutput(output, inputs: [input], force: options.force)
         }
         var graph = try Checkpoint.read(input)
+        // The input's digest for the provenance record, hashed while the passes run and the output is written.
+        let digest = output != nil ? InputDigest(path: graph.sourcePath) : nil
+        var done = false
+        defer { if !done { digest?.cancel() } }
         var reports: [PassReport] = []
         for pass in passes {
             let (next, report) = try pass.apply(to: graph)
@@ -34,8 +38,9 @@ public enum Pipeline {
         }
         // An edited architecture must still describe its tensors: refuse before anything is written.
         if !passes.isEmpty { try graph.editor.checkConsistency(of: graph) }
-        if output != nil { try Provenance.record(passes, input: input, in: &graph) }
+        if let digest { Provenance.record(passes, input: input, digest: digest, in: &graph) }
         let notes = try output.map { try Checkpoint.write(graph, to: $0, options: options) } ?? []
+        done = true
         return Result(
             reports: reports, readerNotes: graph.readerNotes, writerNotes: notes, tensorCount: graph.tensors.count, byteCount: graph.byteCount,
             sourceFormat: graph.sourceFormat)

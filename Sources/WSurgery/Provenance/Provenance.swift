@@ -127,11 +127,13 @@ extension Provenance {
     /// Appends this run to the graph's history: the passes with their resolved options and the input's
     /// name (as given), format and SHA-256 (of the file the graph was read from: the index of a sharded
     /// checkpoint).
-    static func record(_ passes: [any GraphPass], input: String, in graph: inout TensorGraph) throws {
+    /// The digest is `digest`'s, filled in by the writer when it is known (`InputDigest`).
+    static func record(_ passes: [any GraphPass], input: String, digest: InputDigest, in graph: inout TensorGraph) {
         let name = input.split(separator: "/").last.map(String.init) ?? input
         let entry = Entry(
             passes: passes.map { ($0.name, $0.options) }, inputName: name, inputFormat: graph.sourceFormat.rawValue,
-            inputSHA256: try SHA256.file(try InputFile(path: graph.sourcePath)))
+            inputSHA256: InputDigest.placeholder)
         graph.provenance = Provenance(entries: (graph.provenance?.entries ?? []) + [entry])
+        graph.pendingDigest = digest
     }
 }

@@ -19,7 +19,7 @@ public enum KerasH5Writer {
     /// The provenance record as a root attribute (Keras reads only the attributes it knows).
     static func writeProvenance(_ graph: TensorGraph, to h5: HDF5File) throws {
         guard let provenance = graph.provenance else { return }
-        try h5.writeStrings("/", Provenance.key, [provenance.text], scalar: true, utf8: true)
+        try h5.writeStrings("/", Provenance.key, [try provenance.text(resolving: graph.pendingDigest)], scalar: true, utf8: true)
     }
 
     /// The legacy `layer_names` groups in order, each with its tensors in Keras's weight order.
@@ -82,7 +82,6 @@ public enum KerasH5Writer {
             }
             try h5.createGroup(root)
         }
-        try writeProvenance(graph, to: h5)
         let groups = legacyGroups(graph)
         try h5.writeNameList(root, KerasH5Key.layerNames, groups.map(\.name))
         try h5.writeStrings(root, KerasH5Key.backend, [backend], scalar: true)
@@ -111,6 +110,8 @@ public enum KerasH5Writer {
             }
         }
         if keras == nil { notes.append("no Keras model config: wrote a weights-only legacy file (load it with model.load_weights)") }
+        // Last: the input digest it records is computed while the datasets are written (InputDigest).
+        try writeProvenance(graph, to: h5)
         try h5.flush()
         return notes
     }
@@ -148,7 +149,6 @@ public enum KerasH5Writer {
     static func writeKeras3Weights(_ graph: TensorGraph, into h5: HDF5File) throws -> [String] {
         var notes: [String] = []
         let paths = try saveablePaths(graph)
-        try writeProvenance(graph, to: h5)
         try h5.createGroup("layers")
         for layer in graph.layers {
             guard let path = paths[layer.name] else { continue }
@@ -174,6 +174,8 @@ public enum KerasH5Writer {
                 notes.append("optimizer state (\(optimizer.tensors.count) tensors) dropped: it is kept only between files of the same Keras flavour")
             }
         }
+        // Last: the input digest it records is computed while the datasets are written (InputDigest).
+        try writeProvenance(graph, to: h5)
         return notes
     }
 }

@@ -96,8 +96,9 @@ public enum SafetensorsWriter {
         return bytes
     }
 
-    /// Writes `tensors` as one safetensors file into `output`.
-    static func writeFile(_ tensors: [Tensor], metadata: [(String, String)]?, to output: OutputFile) throws {
+    /// Writes `tensors` as one safetensors file into `output`; a pending input digest in the metadata is
+    /// filled in after the data (it is hashed meanwhile: `InputDigest`).
+    static func writeFile(_ tensors: [Tensor], metadata: [(String, String)]?, digest: InputDigest? = nil, to output: OutputFile) throws {
         let ordered = sortedForWriting(tensors)
         let header = headerBytes(ordered, metadata: metadata)
         var prefix = [UInt8](repeating: 0, count: 8)
@@ -111,6 +112,18 @@ public enum SafetensorsWriter {
         for source in sources {
             try output.write(from: source)
             WriteProgress.advance(source.byteCount)
+        }
+        let placeholder = Array(InputDigest.placeholder.utf8)
+        if let digest, let at = lastRange(of: placeholder, in: header) {
+            try output.overwrite(Array(try digest.value().utf8), at: UInt64(prefix.count + at))
+        }
+    }
+
+    /// Where `needle` last occurs in `bytes`.
+    static func lastRange(of needle: [UInt8], in bytes: [UInt8]) -> Int? {
+        guard bytes.count >= needle.count else { return nil }
+        return stride(from: bytes.count - needle.count, through: 0, by: -1).first { start in
+            bytes[start] == needle[0] && Array(bytes[start..<start + needle.count]) == needle
         }
     }
 
@@ -155,7 +168,7 @@ public enum SafetensorsWriter {
         let tensors = graph.tensors
         try validate(tensors)
         let meta = metadata(for: graph, notes: &notes)
-        try writeFile(tensors, metadata: meta, to: try outputs.create(path))
+        try writeFile(tensors, metadata: meta, digest: graph.pendingDigest, to: try outputs.create(path))
         try HuggingFaceFolder.writeFiles(graph, besideOutput: path, folderOutput: false, outputs: outputs, notes: &notes)
         return notes
     }
@@ -183,7 +196,7 @@ public enum SafetensorsWriter {
         var weightMap: [(String, JSONValue)] = []
         for (i, shard) in shards.enumerated() {
             let name = ShardedSafetensors.shardName(stem: names.stem, index: i + 1, count: shards.count)
-            try writeFile(shard, metadata: meta, to: try outputs.create(names.directory + "/" + name))
+            try writeFile(shard, metadata: meta, digest: graph.pendingDigest, to: try outputs.create(names.directory + "/" + name))
             weightMap += shard.map { ($0.name, .string(name)) }
         }
         weightMap.sort { Array($0.0.utf8).lexicographicallyPrecedes(Array($1.0.utf8)) }

@@ -1,0 +1,74 @@
+import Foundation
+
+/// The input's SHA-256, computed on another thread from the moment the input is read, so it overlaps
+/// the passes and the writing of the output (the writer copies in the kernel; the second core is free).
+/// Writers put `placeholder` where the digest goes and fill it in once it is known: the placeholder has
+/// the digest's length, so no byte moves and the output is the same whatever the timing.
+public final class InputDigest: @unchecked Sendable {
+    /// Stands for the digest until it is known: 64 characters, like the hex digest, that no digest can be.
+    public static let placeholder = "wsurgery:input-digest-pending" + String(repeating: "-", count: 35)
+
+    private let condition = NSCondition()
+    private var result: Result<String, any Error>?
+    private var cancelled = false
+
+    /// Starts hashing `path`.
+    public init(path: String) {
+        let thread = Thread { [self] in
+            let value = Result { try hash(path) }
+            condition.lock()
+            result = value
+            condition.broadcast()
+            condition.unlock()
+        }
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+
+    /// Stops hashing (the command failed; nothing will be written).
+    public func cancel() {
+        condition.lock()
+        cancelled = true
+        condition.unlock()
+    }
+
+    private var isCancelled: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return cancelled
+    }
+
+    private func hash(_ path: String) throws -> String {
+        let file = try InputFile(path: path)
+        var hash = SHA256()
+        var offset: UInt64 = 0
+        let chunk = 4 << 20
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 64)
+        defer { buffer.deallocate() }
+        while offset < file.size {
+            if isCancelled { throw CancellationError() }
+            let n = Int(min(UInt64(chunk), file.size - offset))
+            let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n])
+            try file.read(into: piece, at: offset)
+            hash.update(UnsafeRawBufferPointer(piece))
+            offset += UInt64(n)
+        }
+        return hash.finalize()
+    }
+
+    /// The digest, waiting for it when it is not computed yet.
+    public func value() throws -> String {
+        condition.lock()
+        defer { condition.unlock() }
+        while result == nil { condition.wait() }
+        return try result!.get()
+    }
+}
+
+extension Provenance {
+    /// The stored text with the pending digest filled in.
+    func text(resolving digest: InputDigest?) throws -> String {
+        guard let digest, text.contains(InputDigest.placeholder) else { return text }
+        return text.replacingOccurrences(of: InputDigest.placeholder, with: try digest.value())
+    }
+}
