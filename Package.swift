@@ -20,6 +20,12 @@ let package = Package(
             pkgConfig: "hdf5",
             providers: [.apt(["libhdf5-dev"]), .brew(["hdf5"])]
         ),
+        // XXH3-128 through pkg-config `libxxhash` (Debian libxxhash-dev): the default input digest.
+        .systemLibrary(
+            name: "CXXHash",
+            pkgConfig: "libxxhash",
+            providers: [.apt(["libxxhash-dev"]), .brew(["xxhash"])]
+        ),
         // copy_file_range(2), which Swift cannot see behind _GNU_SOURCE.
         .target(name: "CFileCopy"),
         // SHA-256 blocks with the x86 SHA extensions (the input digest of every output).
@@ -28,6 +34,7 @@ let package = Package(
             name: "WSurgery",
             dependencies: [
                 "CHDF5",
+                "CXXHash",
                 "CFileCopy",
                 "CSHA256",
                 .product(name: "ZIPFoundation", package: "ZIPFoundation"),

@@ -46,6 +46,9 @@ struct Run: ParsableCommand {
     @Flag(help: "Replace outputs that exist.")
     var force = false
 
+    @Option(help: "How the provenance record fingerprints each input: xxh128 ('xxhsum -H2') or sha256 ('sha256sum').")
+    var digest: DigestAlgorithm = .xxh128
+
     @Flag(help: "Print the report as JSON instead of a table.")
     var json = false
 
@@ -75,7 +78,8 @@ struct Run: ParsableCommand {
             guard !inputArguments.isEmpty else { throw WSurgeryError.invalidArguments(reason: "INPUT: no input given") }
             let inputs = try InputList.expand(inputArguments)
             let selected = shard?.select(inputs) ?? inputs
-            let options = BatchRun.Options(outDir: outDir, skipExisting: skipExisting, dryRun: dryRun, force: force, shardSize: recipe.shardSize)
+            let options = BatchRun.Options(
+                outDir: outDir, skipExisting: skipExisting, dryRun: dryRun, force: force, shardSize: recipe.shardSize, digest: digest)
             let plan: [BatchJob]
             do { plan = try BatchRun.plan(inputs: selected, pattern: pattern, options: options) } catch let error as WSurgeryError {
                 throw patternError(error)
@@ -135,6 +139,7 @@ struct Run: ParsableCommand {
         if skipExisting { words.append("--skip-existing") }
         if dryRun { words.append("--dry-run") }
         if force { words.append("--force") }
+        words += ["--digest", digest.rawValue]
         return words
     }
 }

@@ -21,6 +21,9 @@ struct SurgeryOptions: ParsableArguments {
     @Option(help: "Write sharded safetensors with shards of at most this size (e.g. 5GB).")
     var shardSize: String?
 
+    @Option(help: "How the provenance record fingerprints the input: xxh128 (checked with 'xxhsum -H2') or sha256 ('sha256sum').")
+    var digest: DigestAlgorithm = .xxh128
+
     @Flag(name: [.short, .long], help: "No progress line (there is none anyway when stdout is not a terminal).")
     var quiet = false
 
@@ -39,7 +42,7 @@ struct SurgeryOptions: ParsableArguments {
                 if total >= 16_000_000 { line.bytes(done, of: total, file: file) }
             }
             let result = try WriteProgress.$current.withValue(line.enabled ? progress : nil) {
-                try Pipeline.run(passes, input: input, output: dryRun ? nil : output, options: .init(force: force, shardSize: shard))
+                try Pipeline.run(passes, input: input, output: dryRun ? nil : output, options: .init(force: force, shardSize: shard, digest: digest))
             }
             if json {
                 let object: JSONValue = .object([
@@ -113,6 +116,7 @@ enum PassCommands {
 extension ChannelAdaptation.CollapseMode: ExpressibleByArgument {}
 extension InputShapeChange.DensePolicy: ExpressibleByArgument {}
 extension LayoutTarget: ExpressibleByArgument {}
+extension DigestAlgorithm: ExpressibleByArgument {}
 
 struct ConvertOptions: PassOptions {
     static let spec = PassCatalog.convert

@@ -180,10 +180,20 @@ struct BatchTests {
 
     // MARK: Provenance
 
+    @Test("XXH3-128 as xxhsum -H2 prints it")
+    func xxh128KnownAnswers() throws {
+        // Values printed by xxhsum 0.8.1 (`printf '' | xxhsum -H2`, `printf abc | xxhsum -H2`).
+        for (text, hex) in [("", "99aa06d3014798d86001c324468d497f"), ("abc", "06b05ab6733a618578af5f94892f3950")] {
+            var digest = StreamingDigest(.xxh128)
+            Array(text.utf8).withUnsafeBytes { digest.update($0) }
+            #expect(digest.finalize() == hex)
+        }
+    }
+
     @Test func provenanceRoundTripsThroughItsText() throws {
         let entry = Provenance.Entry(
             passes: [("collapse-channels", [("mode", "sum")]), ("replace-head", [("classes", "5"), ("seed", "1")])],
-            inputName: "m.h5", inputFormat: "keras-legacy-h5", inputSHA256: String(repeating: "ab", count: 32))
+            inputName: "m.h5", inputFormat: "keras-legacy-h5", inputDigest: String(repeating: "ab", count: 32), digestAlgorithm: .sha256)
         let record = Provenance(entries: [entry, entry])
         #expect(Provenance(text: record.text) == record)
         #expect(entry.seeds == ["1"])
@@ -198,11 +208,19 @@ struct BatchTests {
         let input = TestSupport.fixture("keras_cnn.h5")
         for (i, output) in [dir + "/a.safetensors", dir + "/b.h5", dir + "/c.weights.h5", dir + "/d.keras"].enumerated() {
             let source = i == 0 ? input : dir + "/a.safetensors"
-            _ = try Pipeline.run([ChannelAdaptation(rule: .collapse(.sum), layers: [])].filter { _ in i == 0 }, input: source, output: output)
+            // The first run records SHA-256, the later ones XXH3-128 (the default).
+            let digest: DigestAlgorithm = i == 0 ? .sha256 : .xxh128
+            _ = try Pipeline.run(
+                [ChannelAdaptation(rule: .collapse(.sum), layers: [])].filter { _ in i == 0 }, input: source, output: output,
+                options: .init(digest: digest))
             let history = try #require(try Checkpoint.read(output).provenance)
             #expect(history.entries.count == (i == 0 ? 1 : 2))
             #expect(history.entries[0].passes.map(\.name) == ["collapse-channels"])
-            #expect(history.entries[0].inputSHA256 == (try SHA256.file(try InputFile(path: input))))
+            #expect(history.entries[0].digestAlgorithm == .sha256)
+            #expect(history.entries[0].inputDigest == (try SHA256.file(try InputFile(path: input))))
+            let last = try #require(history.entries.last)
+            #expect(last.digestAlgorithm == digest)
+            #expect(last.inputDigest == (try digest.file(try InputFile(path: source))))
             #expect(history.entries.last?.inputName == (i == 0 ? "keras_cnn.h5" : "a.safetensors"))
         }
         // The input is never modified: it still has no history.

@@ -27,6 +27,11 @@ def sha256(path):
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
 
+def xxh128(path):
+    """What `xxhsum -H2` (Debian's xxhash, installed by scripts/install-deps.sh) prints for the file."""
+    return subprocess.run(["xxhsum", "-H2", str(path)], capture_output=True, text=True, check=True).stdout.split()[0]
+
+
 def files_under(root):
     return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
 
@@ -159,7 +164,7 @@ def test_recipe_structure_errors(inputs, tmp_path):
 
 def test_provenance_is_recorded_where_keras_and_safetensors_ignore_it(tmp_path):
     source = fixture("keras_cnn.h5")
-    wsurgery("replace-head", source, tmp_path / "h.h5", "--classes", 5, "--seed", 7)
+    wsurgery("replace-head", source, tmp_path / "h.h5", "--classes", 5, "--seed", 7, "--digest", "sha256")
     wsurgery("convert", tmp_path / "h.h5", tmp_path / "h.safetensors")
     with h5py.File(tmp_path / "h.h5", "r") as f:
         history = json.loads(f.attrs["wsurgery_provenance"])
@@ -169,7 +174,7 @@ def test_provenance_is_recorded_where_keras_and_safetensors_ignore_it(tmp_path):
     assert keras.saving.load_model(tmp_path / "h.h5", compile=False).output_shape == (None, 5)
     with safe_open(tmp_path / "h.safetensors", "np") as f:
         chained = json.loads(f.metadata()["wsurgery_provenance"])
-    assert len(chained) == 2 and chained[1]["passes"] == [] and chained[1]["input"]["sha256"] == sha256(tmp_path / "h.h5")
+    assert len(chained) == 2 and chained[1]["passes"] == [] and chained[1]["input"]["xxh128"] == xxh128(tmp_path / "h.h5")
     shown = json.loads(wsurgery("inspect", "--json", tmp_path / "h.safetensors").stdout)["history"]
     assert shown == chained
     assert "history (wsurgery runs that made this file" in wsurgery("inspect", tmp_path / "h.safetensors").stdout

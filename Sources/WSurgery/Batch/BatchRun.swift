@@ -112,9 +112,15 @@ public enum BatchRun {
         public var force = false
         /// Shard safetensors outputs at this many bytes.
         public var shardSize: UInt64?
+        /// How the provenance record fingerprints each input.
+        public var digest: DigestAlgorithm = .xxh128
 
         /// Options.
-        public init(outDir: String, skipExisting: Bool = false, dryRun: Bool = false, force: Bool = false, shardSize: UInt64? = nil) {
+        public init(
+            outDir: String, skipExisting: Bool = false, dryRun: Bool = false, force: Bool = false, shardSize: UInt64? = nil,
+            digest: DigestAlgorithm = .xxh128
+        ) {
+            self.digest = digest
             self.outDir = outDir
             self.skipExisting = skipExisting
             self.dryRun = dryRun
@@ -160,7 +166,7 @@ public enum BatchRun {
             }
             let result = try Pipeline.run(
                 passes, input: job.input, output: options.dryRun ? nil : job.output,
-                options: .init(force: options.force, shardSize: options.shardSize))
+                options: .init(force: options.force, shardSize: options.shardSize, digest: options.digest))
             var outcome = BatchOutcome(input: job.input, output: job.output, status: options.dryRun ? .checked : .written)
             outcome.passes = result.reports.map { report in
                 report.pass + (report.options.isEmpty ? "" : " (" + report.options.map { "\($0.0)=\($0.1)" }.joined(separator: ", ") + ")")

@@ -9,11 +9,14 @@ public enum Checkpoint {
         public var force: Bool
         /// Write sharded safetensors with shards of at most this many bytes.
         public var shardSize: UInt64?
+        /// How the provenance record fingerprints the input.
+        public var digest: DigestAlgorithm
 
         /// Options for writing.
-        public init(force: Bool = false, shardSize: UInt64? = nil) {
+        public init(force: Bool = false, shardSize: UInt64? = nil, digest: DigestAlgorithm = .xxh128) {
             self.force = force
             self.shardSize = shardSize
+            self.digest = digest
         }
     }
 

@@ -27,7 +27,7 @@ public enum Pipeline {
         }
         var graph = try Checkpoint.read(input)
         // The input's digest for the provenance record, hashed while the passes run and the output is written.
-        let digest = output != nil ? InputDigest(path: graph.sourcePath) : nil
+        let digest = output != nil ? InputDigest(path: graph.sourcePath, algorithm: options.digest) : nil
         var done = false
         defer { if !done { digest?.cancel() } }
         var reports: [PassReport] = []

@@ -1,19 +1,25 @@
 import Foundation
 
-/// The input's SHA-256, computed on another thread from the moment the input is read, so it overlaps
+/// The input's digest (XXH3-128 by default, or SHA-256), computed on another thread from the moment the input is read, so it overlaps
 /// the passes and the writing of the output (the writer copies in the kernel; the second core is free).
 /// Writers put `placeholder` where the digest goes and fill it in once it is known: the placeholder has
 /// the digest's length, so no byte moves and the output is the same whatever the timing.
 public final class InputDigest: @unchecked Sendable {
-    /// Stands for the digest until it is known: 64 characters, like the hex digest, that no digest can be.
-    public static let placeholder = "wsurgery:input-digest-pending" + String(repeating: "-", count: 35)
+    /// The algorithm.
+    public let algorithm: DigestAlgorithm
+    /// Stands for the digest until it is known: as many characters as the hex digest, none a hex digit's
+    /// place could hold (so no digest and no other text of the record is mistaken for it).
+    public let placeholder: String
 
     private let condition = NSCondition()
     private var result: Result<String, any Error>?
     private var cancelled = false
 
     /// Starts hashing `path`.
-    public init(path: String) {
+    public init(path: String, algorithm: DigestAlgorithm = .xxh128) {
+        self.algorithm = algorithm
+        let mark = "wsurgery:input-digest-pending"
+        placeholder = mark + String(repeating: "-", count: max(0, algorithm.hexLength - mark.count))
         let thread = Thread { [self] in
             let value = Result { try hash(path) }
             condition.lock()
@@ -40,7 +46,7 @@ public final class InputDigest: @unchecked Sendable {
 
     private func hash(_ path: String) throws -> String {
         let file = try InputFile(path: path)
-        var hash = SHA256()
+        var hash = StreamingDigest(algorithm)
         var offset: UInt64 = 0
         let chunk = 4 << 20
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 64)
@@ -68,7 +74,7 @@ public final class InputDigest: @unchecked Sendable {
 extension Provenance {
     /// The stored text with the pending digest filled in.
     func text(resolving digest: InputDigest?) throws -> String {
-        guard let digest, text.contains(InputDigest.placeholder) else { return text }
-        return text.replacingOccurrences(of: InputDigest.placeholder, with: try digest.value())
+        guard let digest, text.contains(digest.placeholder) else { return text }
+        return text.replacingOccurrences(of: digest.placeholder, with: try digest.value())
     }
 }

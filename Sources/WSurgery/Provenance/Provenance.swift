@@ -21,20 +21,24 @@ public struct Provenance: Sendable, Equatable {
         public var inputName: String
         /// The input's format (`keras-legacy-h5`).
         public var inputFormat: String
-        /// SHA-256 of the input file (for a sharded input, of its index file).
-        public var inputSHA256: String
+        /// The input file's digest (for a sharded input, of its index file), hex as `digestAlgorithm`'s
+        /// command prints it.
+        public var inputDigest: String
+        /// How `inputDigest` was computed.
+        public var digestAlgorithm: DigestAlgorithm
 
         /// An entry for one run.
         public init(
-            passes: [(name: String, options: [(String, String)])], inputName: String, inputFormat: String, inputSHA256: String,
-            tool: String = "wsurgery", version: String = Provenance.toolVersion
+            passes: [(name: String, options: [(String, String)])], inputName: String, inputFormat: String, inputDigest: String,
+            digestAlgorithm: DigestAlgorithm = .xxh128, tool: String = "wsurgery", version: String = Provenance.toolVersion
         ) {
             self.tool = tool
             self.version = version
             self.passes = passes
             self.inputName = inputName
             self.inputFormat = inputFormat
-            self.inputSHA256 = inputSHA256
+            self.inputDigest = inputDigest
+            self.digestAlgorithm = digestAlgorithm
         }
 
         /// Entries are equal when they record the same JSON.
@@ -63,7 +67,7 @@ public struct Provenance: Sendable, Equatable {
                     .object([
                         ("name", .string(inputName)),
                         ("format", .string(inputFormat)),
-                        ("sha256", .string(inputSHA256)),
+                        (digestAlgorithm.rawValue, .string(inputDigest)),
                     ])
                 ))
             return .object(fields)
@@ -82,12 +86,14 @@ public struct Provenance: Sendable, Equatable {
                 }
                 passes.append((name, options))
             }
+            // The digest under its algorithm's name (records before XXH3-128 all hold `sha256`).
+            let algorithm = DigestAlgorithm.allCases.first { input[$0.rawValue]?.stringValue != nil } ?? .sha256
             self.init(
                 passes: passes, inputName: input["name"]?.stringValue ?? "?", inputFormat: input["format"]?.stringValue ?? "?",
-                inputSHA256: input["sha256"]?.stringValue ?? "?", tool: tool, version: version)
+                inputDigest: input[algorithm.rawValue]?.stringValue ?? "?", digestAlgorithm: algorithm, tool: tool, version: version)
         }
 
-        /// One line: `wsurgery 0.1.0: collapse-channels (mode=sum), replace-head (classes=5, seed=1) on a.h5 (keras-legacy-h5, sha256 0123abcd…)`.
+        /// One line: `wsurgery 0.1.0: collapse-channels (mode=sum), replace-head (classes=5, seed=1) on a.h5 (keras-legacy-h5, xxh128 0123abcd…)`.
         public var summary: String {
             let steps =
                 passes.isEmpty
@@ -95,7 +101,7 @@ public struct Provenance: Sendable, Equatable {
                 : passes.map { pass in
                     pass.name + (pass.options.isEmpty ? "" : " (" + pass.options.map { "\($0.0)=\($0.1)" }.joined(separator: ", ") + ")")
                 }.joined(separator: ", ")
-            return "\(tool) \(version): \(steps) on \(inputName) (\(inputFormat), sha256 \(inputSHA256.prefix(16))…)"
+            return "\(tool) \(version): \(steps) on \(inputName) (\(inputFormat), \(digestAlgorithm.rawValue) \(inputDigest.prefix(16))…)"
         }
     }
 
@@ -132,7 +138,7 @@ extension Provenance {
         let name = input.split(separator: "/").last.map(String.init) ?? input
         let entry = Entry(
             passes: passes.map { ($0.name, $0.options) }, inputName: name, inputFormat: graph.sourceFormat.rawValue,
-            inputSHA256: InputDigest.placeholder)
+            inputDigest: digest.placeholder, digestAlgorithm: digest.algorithm)
         graph.provenance = Provenance(entries: (graph.provenance?.entries ?? []) + [entry])
         graph.pendingDigest = digest
     }

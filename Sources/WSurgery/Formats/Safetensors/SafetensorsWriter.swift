@@ -113,8 +113,7 @@ public enum SafetensorsWriter {
             try output.write(from: source)
             WriteProgress.advance(source.byteCount)
         }
-        let placeholder = Array(InputDigest.placeholder.utf8)
-        if let digest, let at = lastRange(of: placeholder, in: header) {
+        if let digest, let at = lastRange(of: Array(digest.placeholder.utf8), in: header) {
             try output.overwrite(Array(try digest.value().utf8), at: UInt64(prefix.count + at))
         }
     }
