@@ -67,14 +67,16 @@ final class XXH128State {
 }
 
 extension DigestAlgorithm {
-    /// The digest of a whole file.
-    public func file(_ file: InputFile) throws -> String {
+    /// The digest of a whole file, read in 4 MiB pieces; throws `CancellationError` when `cancelled`
+    /// says so between pieces.
+    public func file(_ file: InputFile, cancelled: () -> Bool = { false }) throws -> String {
         var digest = StreamingDigest(self)
         var offset: UInt64 = 0
         let chunk = 4 << 20
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 64)
         defer { buffer.deallocate() }
         while offset < file.size {
+            if cancelled() { throw CancellationError() }
             let n = Int(min(UInt64(chunk), file.size - offset))
             let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n])
             try file.read(into: piece, at: offset)

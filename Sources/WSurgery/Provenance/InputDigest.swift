@@ -45,21 +45,7 @@ public final class InputDigest: @unchecked Sendable {
     }
 
     private func hash(_ path: String) throws -> String {
-        let file = try InputFile(path: path)
-        var hash = StreamingDigest(algorithm)
-        var offset: UInt64 = 0
-        let chunk = 4 << 20
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 64)
-        defer { buffer.deallocate() }
-        while offset < file.size {
-            if isCancelled { throw CancellationError() }
-            let n = Int(min(UInt64(chunk), file.size - offset))
-            let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n])
-            try file.read(into: piece, at: offset)
-            hash.update(UnsafeRawBufferPointer(piece))
-            offset += UInt64(n)
-        }
-        return hash.finalize()
+        try algorithm.file(try InputFile(path: path), cancelled: { isCancelled })
     }
 
     /// The digest, waiting for it when it is not computed yet.

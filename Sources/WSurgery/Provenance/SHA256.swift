@@ -65,18 +65,6 @@ public struct SHA256: Sendable {
 }
 
 extension SHA256 {
-    /// The digest of a whole file, read in 4 MiB pieces.
-    public static func file(_ file: InputFile) throws -> String {
-        var hash = SHA256()
-        var offset: UInt64 = 0
-        let chunk = 4 << 20
-        var buffer = [UInt8](repeating: 0, count: chunk)
-        while offset < file.size {
-            let n = Int(min(UInt64(chunk), file.size - offset))
-            try buffer.withUnsafeMutableBytes { try file.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<n]), at: offset) }
-            buffer.withUnsafeBytes { hash.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-            offset += UInt64(n)
-        }
-        return hash.finalize()
-    }
+    /// The digest of a whole file: what `sha256sum` prints.
+    public static func file(_ file: InputFile) throws -> String { try DigestAlgorithm.sha256.file(file) }
 }
