@@ -191,3 +191,8 @@ def test_adapt_channels_remaps_processor_statistics(out):
     assert after["image_std"] == before["image_std"] + before["image_std"][:1]
     assert load_json(out, "o", "config.json")["num_channels"] == 4
     assert folder_tensors(out / "o")["resnet.embedder.embedder.convolution.weight"].shape == (8, 4, 7, 7)
+
+
+def test_fold_normalization_refused_when_the_processor_normalises(out):
+    proc = wsurgery("collapse-channels", fixture("hf", "resnet"), f"{out}/o/", "--fold-normalization", "imagenet", expect=64)
+    assert "preprocessor_config.json" in proc.stderr and not (out / "o").exists()
