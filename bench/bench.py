@@ -1,13 +1,15 @@
-"""Benchmark: wsurgery convert round trips against `cp` and against the Python equivalent, in one run.
+"""Benchmark: wsurgery commands against `cp` and against the Python equivalent, in one run.
 
     python bench/bench.py [--work DIR] [--st-gib 2.1] [--h5-mb 540]
 
 Generates (never commits) a >= 2 GiB safetensors file shaped like a large vision transformer and a
->= 500 MB legacy Keras .h5 (VGG16-like layers), then times:
-  - cp of each file,
-  - `wsurgery convert` (read + write the same format),
-  - the Python equivalent: safetensors.numpy load_file + save_file; an h5py copy of every dataset,
-and prints wall time, the ratio to cp and peak RSS of each (from wait4 rusage).
+>= 500 MB legacy Keras .h5 (VGG16-like layers), then times, for each file:
+  - cp,
+  - `wsurgery convert` (same format; provenance with the default XXH3-128 digest, and with --digest sha256),
+    `collapse-channels` and `replace-head --classes 5`,
+  - the Python equivalent a user would write: safetensors.numpy load_file + edit + save_file; an h5py copy
+    of every dataset with the edit,
+and prints wall time (best of --repeat), the ratio to cp and peak RSS of each (GNU time).
 """
 import argparse
 import os
@@ -60,18 +62,27 @@ def make_h5(path, mb):
     assert os.path.getsize(path) >= mb * 1e6 * 0.9
 
 
-PY_ST = "from safetensors.numpy import load_file, save_file; import sys; save_file(load_file(sys.argv[1]), sys.argv[2], metadata={'format': 'pt'})"
-PY_H5 = """import h5py, sys
-src, dst = h5py.File(sys.argv[1], 'r'), h5py.File(sys.argv[2], 'w')
+PY_ST = """import sys, numpy as np
+from safetensors.numpy import load_file, save_file
+t = load_file(sys.argv[1]); edit = sys.argv[3]
+if edit == "collapse": t["patch_embed.proj.weight"] = t["patch_embed.proj.weight"].sum(1, keepdims=True)
+if edit == "head": t["head.weight"] = np.random.default_rng(0).standard_normal((5, 1024)).astype("float32") * 0.01
+save_file(t, sys.argv[2], metadata={"format": "pt"})"""
+PY_H5 = """import h5py, sys, numpy as np
+src, dst, edit = h5py.File(sys.argv[1], 'r'), h5py.File(sys.argv[2], 'w'), sys.argv[3]
 def copy_attrs(a, b):
     for k, v in a.attrs.items(): b.attrs[k] = v
 copy_attrs(src, dst)
 def visit(name, obj):
     if isinstance(obj, h5py.Group):
         copy_attrs(obj, dst.require_group(name))
-    else:
-        ds = dst.create_dataset(name, data=obj[()])
-        copy_attrs(obj, ds)
+        return
+    data = obj[()]
+    if edit == "collapse" and name.endswith("block1_conv1/kernel"): data = data.sum(2, keepdims=True)
+    if edit == "head" and name.endswith("predictions/kernel"): data = np.random.default_rng(0).standard_normal((4096, 5)).astype("float32") * 0.01
+    if edit == "head" and name.endswith("predictions/bias"): data = np.zeros(5, "float32")
+    ds = dst.create_dataset(name, data=data)
+    copy_attrs(obj, ds)
 src.visititems(visit)
 dst.close()"""
 
@@ -118,15 +129,23 @@ def main():
     out = os.path.join(args.work, "out")
     print(f"machine: {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / (1 << 30):.0f} GiB RAM")
     print(f"{'case':44} {'seconds':>8} {'x cp':>6} {'peak RSS MiB':>13}")
+    commands = [
+        ("convert", ["convert"], "copy"),
+        ("convert --digest sha256", ["convert", "--digest", "sha256"], None),
+        ("collapse-channels", ["collapse-channels"], "collapse"),
+        ("replace-head --classes 5", ["replace-head", "--classes", "5", "--seed", "0"], "head"),
+    ]
     for label, src, ext, py in [("safetensors", st, ".safetensors", PY_ST), ("legacy .h5", h5, ".h5", PY_H5)]:
         size = os.path.getsize(src) / (1 << 30)
         cp_t, cp_rss = best_of(args.repeat, ["cp", src, out + ext], out + ext)
-        ws_t, ws_rss = best_of(args.repeat, [args.bin, "convert", src, out + ext], out + ext)
-        py_t, py_rss = best_of(args.repeat, [sys.executable, "-c", py, src, out + ext], out + ext)
         print(f"{label} ({size:.2f} GiB): cp{'':>{30 - len(label)}} {cp_t:8.2f} {1:6.2f} {cp_rss:13.0f}")
-        print(f"{label}: wsurgery convert{'':>{24 - len(label)}} {ws_t:8.2f} {ws_t / cp_t:6.2f} {ws_rss:13.0f}")
-        print(f"{label}: python equivalent{'':>{23 - len(label)}} {py_t:8.2f} {py_t / cp_t:6.2f} {py_rss:13.0f}")
-        print(f"{label}: wsurgery vs python: {py_t / ws_t:.2f}x faster")
+        for name, words, edit in commands:
+            cmd = [args.bin, words[0], src, out + ext, *words[1:]]
+            ws_t, ws_rss = best_of(args.repeat, cmd, out + ext)
+            print(f"{label}: wsurgery {name:{34 - len(label)}} {ws_t:8.2f} {ws_t / cp_t:6.2f} {ws_rss:13.0f}")
+            if edit:
+                py_t, py_rss = best_of(args.repeat, [sys.executable, "-c", py, src, out + ext, edit], out + ext)
+                print(f"{label}: python {name:{36 - len(label)}} {py_t:8.2f} {py_t / cp_t:6.2f} {py_rss:13.0f}")
         os.remove(out + ext)
 
 
