@@ -139,7 +139,7 @@ public enum LayerDetection {
     struct ConfigNames {
         /// Where the names come from, for errors.
         let source: String
-        /// The first convolution, possible names in priority order (the first held is used).
+        /// The first convolution (one name, or none when the config does not say).
         let firstConvolution: [String]
         /// The classifier layers (every one held is a head).
         let heads: [String]

@@ -78,9 +78,7 @@ public enum Checkpoint {
 
     /// The output format for a path, from its name (and whether a shard size is given).
     public static func outputFormat(for path: String, shardSize: UInt64?) throws -> CheckpointFormat {
-        var isDirectory: ObjCBool = false
-        let isDir = path.hasSuffix("/") || (FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue)
-        if isDir || path.hasSuffix(ShardedSafetensors.indexSuffix) { return .shardedSafetensors }
+        if ShardedSafetensors.isDirectoryOutput(path) || path.hasSuffix(ShardedSafetensors.indexSuffix) { return .shardedSafetensors }
         if path.hasSuffix(".safetensors") { return shardSize == nil ? .safetensors : .shardedSafetensors }
         if shardSize != nil {
             throw WSurgeryError.invalidOption(option: "shard-size", reason: "only safetensors outputs can be sharded (got \(path))")
@@ -144,10 +142,8 @@ public enum Checkpoint {
             throw WSurgeryError.outputExists(path: path)
         }
         // A folder output (`OUT/`) may be new: it is created when written, so its parent must exist.
-        let folder = String(path.dropLast())
-        let directory =
-            !path.hasSuffix("/")
-            ? OutputFile.directory(of: path) : FileManager.default.fileExists(atPath: folder) ? folder : OutputFile.directory(of: folder)
+        let trimmed = path.hasSuffix("/") ? String(path.dropLast()) : path
+        let directory = path.hasSuffix("/") && FileManager.default.fileExists(atPath: trimmed) ? trimmed : OutputFile.directory(of: trimmed)
         if !FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) || !isDirectory.boolValue {
             throw WSurgeryError.cannotCreateOutput(path: path, reason: "directory \(directory) does not exist")
         }

@@ -10,9 +10,6 @@ public enum DigestAlgorithm: String, Sendable, CaseIterable {
 
     /// Hex digits of a digest.
     public var hexLength: Int { self == .sha256 ? 64 : 32 }
-
-    /// The command that prints the same value for a file.
-    public var checkCommand: String { self == .sha256 ? "sha256sum" : "xxhsum -H2" }
 }
 
 /// A digest of bytes fed in order.

@@ -48,12 +48,4 @@ struct HuggingFaceModelType: Sendable {
     func layer(_ local: String, in graph: TensorGraph) -> Layer? {
         graph.layer(named: prefix + "." + local) ?? graph.layer(named: local)
     }
-
-    /// Tensors whose shape depends on the input size and that this tool cannot resample: BEiT's relative
-    /// position bias tables span the patch grid ((2h-1)(2w-1)+3 rows). Swin's span its window, not the
-    /// image, so they transfer.
-    func sizeBoundTensors(in graph: TensorGraph) -> [String] {
-        guard name == "beit" || name == "data2vec-vision" else { return [] }
-        return graph.tensors.filter { $0.name.hasSuffix("relative_position_bias_table") }.map(\.name)
-    }
 }

@@ -33,7 +33,7 @@ public enum HuggingFaceFolder {
     }
 
     /// Reads the `config.json` (as the architecture, unless the weights recorded a Keras model) and the
-    /// `preprocessor_config.json` beside `path`; a folder's other files are recorded for the writer.
+    /// `preprocessor_config.json` beside `path`.
     static func attachConfig(beside path: String, to graph: inout TensorGraph) throws {
         let directory = OutputFile.directory(of: path)
         func document(_ name: String) throws -> ConfigDocument? {

@@ -16,6 +16,8 @@ struct StoredZip {
 
     let file: InputFile
     let entries: [Entry]
+    /// The entries by name (a state dict of thousands of tensors has as many storage entries).
+    private let byName: [String: Entry]
 
     /// Reads the central directory of `file`; `describe` names the file in errors.
     init(file: InputFile) throws {
@@ -82,10 +84,11 @@ struct StoredZip {
             at = end
         }
         self.entries = entries
+        self.byName = Dictionary(entries.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
     /// The entry called `name`.
-    func entry(_ name: String) -> Entry? { entries.first { $0.name == name } }
+    func entry(_ name: String) -> Entry? { byName[name] }
 
     /// Where a stored entry's bytes lie in the file.
     func region(of entry: Entry) throws -> FileRegion {

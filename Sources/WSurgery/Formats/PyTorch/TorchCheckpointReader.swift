@@ -233,34 +233,29 @@ public enum TorchCheckpointReader {
                 return (entry.key.keyText, ref)
             }
         }
+        // The top-level entries, when the checkpoint is a dictionary.
+        var top: [(key: String, value: PickleValue)] = []
+        if case .dict(let dict) = root { top = dict.entries.map { ($0.key.keyText, $0.value) } }
+        func value(_ key: String) -> PickleValue? { top.first { $0.key == key }?.value }
         var notes: [String] = []
-        var chosen: [(String, TensorRef)]
+        var chosen = tensors(of: root)
         if let key {
-            guard case .dict(let dict) = root, let entry = dict.entries.first(where: { $0.key.keyText == key }) else {
-                throw WSurgeryError.invalidPyTorch(path: path, reason: "no top-level key '\(key)'")
-            }
-            chosen = tensors(of: entry.value)
+            guard let entry = value(key) else { throw WSurgeryError.invalidPyTorch(path: path, reason: "no top-level key '\(key)'") }
+            chosen = tensors(of: entry)
             guard !chosen.isEmpty else { throw WSurgeryError.invalidPyTorch(path: path, reason: "key '\(key)' holds no tensors") }
             notes.append("the weights are the entry '\(key)' of the checkpoint")
-        } else if !tensors(of: root).isEmpty {
-            chosen = tensors(of: root)
-        } else {
-            // Where tensors are held, by top-level key.
-            var holders: [String] = []
-            if case .dict(let dict) = root {
-                for entry in dict.entries {
-                    var holds = false
-                    try entry.value.walk { _, value in
-                        if case .external(let e) = value, e is TensorRef { holds = true }
-                        return !holds
-                    }
-                    if holds { holders.append(entry.key.keyText) }
+        } else if chosen.isEmpty {
+            // The top-level keys under which tensors are held, at any depth.
+            let holders = try top.filter { entry in
+                var holds = false
+                try entry.value.walk { _, value in
+                    if case .external(let e) = value, e is TensorRef { holds = true }
+                    return !holds
                 }
-            }
-            if let known = stateDictKeys.first(where: { holders.contains($0) }), case .dict(let dict) = root,
-                let entry = dict.entries.first(where: { $0.key.keyText == known }), !tensors(of: entry.value).isEmpty
-            {
-                chosen = tensors(of: entry.value)
+                return holds
+            }.map(\.key)
+            if let known = stateDictKeys.first(where: { holders.contains($0) && !tensors(of: value($0)!).isEmpty }) {
+                chosen = tensors(of: value(known)!)
                 let others = holders.filter { $0 != known }
                 notes.append(
                     "the weights are the entry '\(known)' of the checkpoint"

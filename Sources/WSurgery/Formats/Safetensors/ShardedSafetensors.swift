@@ -35,8 +35,7 @@ public enum ShardedSafetensors {
     /// The index path and the shard-name stem for an output path: a directory gets `model.*` inside it,
     /// `x.safetensors` and `x.safetensors.index.json` give stem `x`.
     public static func outputNames(for path: String) -> (index: String, directory: String, stem: String) {
-        var isDirectory: ObjCBool = false
-        if path.hasSuffix("/") || (FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue) {
+        if isDirectoryOutput(path) {
             let dir = path.hasSuffix("/") ? String(path.dropLast()) : path
             return (dir + "/model" + indexSuffix, dir, "model")
         }
