@@ -75,20 +75,25 @@ struct SurgeryMathTests {
         #expect(Fans(shape: [10, 512], layout: .torch) == Fans(fanIn: 512, fanOut: 10))
     }
 
-    @Test("the seeded generator is deterministic per seed and stream, and uniform draws stay in bounds")
+    @Test("each tensor's stream is deterministic per seed and name, and draws stay in bounds")
     func generator() {
-        var a = SeededGenerator(seed: 1, stream: "fc.weight")
-        var b = SeededGenerator(seed: 1, stream: "fc.weight")
-        var c = SeededGenerator(seed: 1, stream: "fc.bias")
-        let xs = (0..<100).map { _ in a.next() }
-        #expect(xs == (0..<100).map { _ in b.next() })
-        #expect(xs != (0..<100).map { _ in c.next() })
-        let draws = Initializer.torchDefault.sample(count: 20_000, fans: Fans(fanIn: 100, fanOut: 10), generator: &a)
-        #expect(draws.allSatisfy { abs($0) <= 0.1 })
-        #expect(draws.max()! > 0.099)
-        let normal = Initializer.heNormal.sample(count: 20_000, fans: Fans(fanIn: 50, fanOut: 10), generator: &a)
+        let a = Philox(seed: 1, stream: "fc.weight")
+        let b = Philox(seed: 1, stream: "fc.weight")
+        let c = Philox(seed: 1, stream: "fc.bias")
+        #expect(a == b && a != c && Philox(seed: 2, stream: "fc.weight") != a)
+        let fans = Fans(fanIn: 100, fanOut: 10)
+        #expect(
+            Initializer.torchDefault.sample(count: 100, fans: fans, stream: a) == Initializer.torchDefault.sample(count: 100, fans: fans, stream: b))
+        #expect(
+            Initializer.torchDefault.sample(count: 100, fans: fans, stream: a) != Initializer.torchDefault.sample(count: 100, fans: fans, stream: c))
+        let draws = Initializer.torchDefault.sample(count: 20_000, fans: fans, stream: a)
+        #expect(draws.allSatisfy { abs($0) < 0.1 })
+        #expect(draws.max()! > 0.099 && draws.min()! < -0.099)
+        let normal = Initializer.heNormal.sample(count: 20_000, fans: Fans(fanIn: 50, fanOut: 10), stream: a)
         let limit = 2 * (2.0 / 50).squareRoot() / 0.87962566103423978
         #expect(normal.allSatisfy { abs($0) <= limit })
+        let trunc = Initializer.truncNormal(3).sample(count: 20_000, fans: fans, stream: a)
+        #expect(trunc.allSatisfy { abs($0) <= 2 } && trunc.max()! > 1.9)
     }
 
     @Test("values round-trip through every editable dtype; bfloat16 rounds to nearest even")

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Where a tensor's bytes can be read from. Readers provide one per tensor; the bytes are produced only
 /// when a writer or a pass asks, in bounded chunks, so memory does not grow with the checkpoint's size.
 public protocol TensorSource: Sendable {
@@ -85,5 +87,50 @@ extension TensorSource {
         out.reserveCapacity(Int(byteCount))
         try forEachChunk(maxChunk: 8 << 20) { out.append(contentsOf: $0) }
         return out
+    }
+}
+
+/// A tensor source whose bytes can be read at any offset: what a pass that works in blocks (transposing,
+/// resampling, keeping some slices) needs to read only the part of a large tensor that each block uses.
+public protocol RandomAccessSource: TensorSource {
+    /// Reads `buffer.count` bytes starting `offset` bytes into the tensor.
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws
+}
+
+extension FileRegionSource: RandomAccessSource {
+    /// A `pread` inside the region.
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
+        precondition(offset + UInt64(buffer.count) <= region.length, "read past the tensor")
+        try region.file.read(into: buffer, at: region.offset + offset)
+    }
+}
+
+extension MemorySource: RandomAccessSource {
+    /// A copy from memory.
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
+        precondition(offset + UInt64(buffer.count) <= bytes.count, "read past the tensor")
+        bytes.withUnsafeBytes { all in
+            buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: all[Int(offset)..<Int(offset) + buffer.count]))
+        }
+    }
+}
+
+/// Giving any tensor source random access with bounded memory.
+public enum RandomAccess {
+    /// Sources up to this size are read into memory; larger ones that cannot be read at an offset are
+    /// first streamed to an unlinked temporary file.
+    public static let memoryLimit: UInt64 = 64 << 20
+
+    /// `source` itself when it can be read at any offset, else its bytes in memory (small) or in an
+    /// unlinked temporary file in `$TMPDIR` (large), which disappears when the last reader is gone.
+    public static func of(_ source: any TensorSource, memoryLimit: UInt64 = RandomAccess.memoryLimit) throws -> any RandomAccessSource {
+        if let direct = source as? any RandomAccessSource { return direct }
+        if source.byteCount <= memoryLimit { return MemorySource(bytes: try source.readAll()) }
+        let directory = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        let spill = try OutputFile(path: directory + "/wsurgery-spill")
+        try source.forEachChunk(maxChunk: 8 << 20) { try spill.write($0) }
+        let file = try InputFile(path: spill.temporaryPath)
+        _ = spill  // dropping the uncommitted output unlinks the path; the open descriptor keeps the bytes
+        return FileRegionSource(region: FileRegion(file: file, offset: 0, length: source.byteCount))
     }
 }

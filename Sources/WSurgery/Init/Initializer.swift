@@ -76,29 +76,33 @@ public enum Initializer: Equatable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// `count` values for a tensor with `fans`, drawn from `generator`.
-    public func sample(count: Int, fans: Fans, generator: inout SeededGenerator) -> [Double] {
+    /// Values for the elements `start ..< start + out.count` of a tensor with `fans`, drawn from `stream`.
+    /// Element `i` depends only on the stream and `i`, never on the block it is drawn in.
+    public func fill(_ out: UnsafeMutableBufferPointer<Double>, start: Int, fans: Fans, stream: Philox) {
         let fanIn = Double(max(fans.fanIn, 1))
         let fanOut = Double(max(fans.fanOut, 1))
+        func uniform(_ bound: Double) { stream.uniform(into: out, start: start, low: -bound, high: bound) }
+        func normal(std: Double, limit: Double?) {
+            stream.normal(into: out, start: start, limit: limit)
+            for i in 0..<out.count { out[i] *= std }
+        }
         switch self {
-        case .torchDefault: return uniformValues(count, 1 / fanIn.squareRoot(), &generator)
-        case .kaimingUniform: return uniformValues(count, (6 / fanIn).squareRoot(), &generator)
-        case .glorotUniform: return uniformValues(count, (6 / (fanIn + fanOut)).squareRoot(), &generator)
-        case .uniform(let a): return uniformValues(count, a, &generator)
-        case .kaimingNormal:
-            let std = (2 / fanIn).squareRoot()
-            return (0..<count).map { _ in std * generator.normal() }
-        case .heNormal:
-            let std = (2 / fanIn).squareRoot() / 0.87962566103423978
-            return (0..<count).map { _ in generator.truncatedNormal(std: std, low: -2 * std, high: 2 * std) }
-        case .truncNormal(let std):
-            return (0..<count).map { _ in generator.truncatedNormal(std: std, low: -2, high: 2) }
-        case .constant(let value): return [Double](repeating: value, count: count)
+        case .torchDefault: uniform(1 / fanIn.squareRoot())
+        case .kaimingUniform: uniform((6 / fanIn).squareRoot())
+        case .glorotUniform: uniform((6 / (fanIn + fanOut)).squareRoot())
+        case .uniform(let a): uniform(a)
+        case .kaimingNormal: normal(std: (2 / fanIn).squareRoot(), limit: nil)
+        case .heNormal: normal(std: (2 / fanIn).squareRoot() / 0.87962566103423978, limit: 2)
+        case .truncNormal(let std): normal(std: std, limit: 2 / std)
+        case .constant(let value): out.update(repeating: value)
         }
     }
 
-    private func uniformValues(_ count: Int, _ bound: Double, _ generator: inout SeededGenerator) -> [Double] {
-        (0..<count).map { _ in generator.uniform(-bound, bound) }
+    /// The first `count` values for a tensor with `fans` from `stream`.
+    public func sample(count: Int, fans: Fans, stream: Philox) -> [Double] {
+        var values = [Double](repeating: 0, count: count)
+        values.withUnsafeMutableBufferPointer { fill($0, start: 0, fans: fans, stream: stream) }
+        return values
     }
 }
 
@@ -136,21 +140,28 @@ public struct Fans: Equatable, Sendable {
 extension Initializer {
     /// New values of `shape` for the tensor named `tensor`, drawn from that tensor's own seeded stream.
     public func values(shape: [Int], fans: Fans, seed: UInt64, tensor: String) -> ValueArray {
-        var generator = SeededGenerator(seed: seed, stream: tensor)
-        return ValueArray(shape: shape, values: sample(count: shape.reduce(1, *), fans: fans, generator: &generator))
+        ValueArray(shape: shape, values: sample(count: shape.reduce(1, *), fans: fans, stream: Philox(seed: seed, stream: tensor)))
+    }
+
+    /// The same values as `values(shape:fans:seed:tensor:)`, drawn block by block when a writer asks.
+    public func stream(shape: [Int], fans: Fans, seed: UInt64, tensor: String) -> DrawnValues {
+        DrawnValues(count: shape.reduce(1, *), initializer: self, fans: fans, stream: Philox(seed: seed, stream: tensor))
     }
 
     /// `tensor` rebuilt along `axis`: slice `j` of the result is the old slice `sources[j]`, or, where that
     /// is nil, values drawn for the new shape (the tensor's own seeded stream, `fans`). Keeping classes of
-    /// a head, growing or shrinking a layer's units.
-    public func rebuilding(_ tensor: Tensor, axis: Int, sources: [Int?], fans: Fans, seed: UInt64, path: String) throws -> ValueArray {
+    /// a head, growing or shrinking a layer's units. Produced block by block when a writer asks.
+    public func rebuilding(_ tensor: Tensor, axis: Int, sources: [Int?], fans: Fans, seed: UInt64, path: String) throws -> (
+        shape: [Int], values: any ValueStream
+    ) {
         guard TensorValues.canCompute(tensor.dtype) else {
             throw WSurgeryError.cannotComputeDType(path: path, tensor: tensor.name, dtype: tensor.dtype.numpyName)
         }
         var shape = tensor.shape
         shape[axis] = sources.count
-        let drawn = values(shape: shape, fans: fans, seed: seed, tensor: tensor.name)
-        guard sources.contains(where: { $0 != nil }) else { return drawn }
-        return try TensorValues.decode(tensor, path: path).picking(along: axis, sources: sources) { drawn.values[$0] }
+        let drawn = stream(shape: shape, fans: fans, seed: seed, tensor: tensor.name)
+        guard sources.contains(where: { $0 != nil }) else { return (shape, drawn) }
+        let old = try RandomAccess.of(tensor.data)
+        return (shape, PickedValues(old: old, dtype: tensor.dtype, shape: tensor.shape, axis: axis, sources: sources, drawn: drawn))
     }
 }

@@ -7,38 +7,72 @@ public enum Transpose {
     /// `bytes` (C order, `shape`, elements of `elementSize` bytes) permuted by `axes`.
     public static func bytes(_ bytes: [UInt8], shape: [Int], elementSize: Int, axes: [Int]) -> [UInt8] {
         precondition(axes.count == shape.count && Set(axes) == Set(shape.indices), "axes must permute the shape's axes")
+        guard shape.reduce(1, *) > 1, axes != Array(shape.indices) else { return bytes }
+        var out = [UInt8](repeating: 0, count: bytes.count)
+        bytes.withUnsafeBytes { source in
+            out.withUnsafeMutableBytes { permute(source, into: $0, shape: shape, elementSize: elementSize, axes: axes) }
+        }
+        return out
+    }
+
+    /// Writes the elements of `source` (C order, `shape`) permuted by `axes` into `target`.
+    static func permute(_ source: UnsafeRawBufferPointer, into target: UnsafeMutableRawBufferPointer, shape: [Int], elementSize: Int, axes: [Int]) {
+        switch elementSize {
+        case 1: permute(source, into: target, shape: shape, axes: axes, as: UInt8.self)
+        case 2: permute(source, into: target, shape: shape, axes: axes, as: UInt16.self)
+        case 4: permute(source, into: target, shape: shape, axes: axes, as: UInt32.self)
+        case 8: permute(source, into: target, shape: shape, axes: axes, as: UInt64.self)
+        default:
+            // Any other size: the same walk over element indices, each element's bytes moved.
+            let count = shape.reduce(1, *)
+            let indices = (0..<count).map { UInt64($0) }
+            var order = [UInt64](repeating: 0, count: count)
+            indices.withUnsafeBytes { raw in
+                order.withUnsafeMutableBytes { permute(raw, into: $0, shape: shape, axes: axes, as: UInt64.self) }
+            }
+            for (i, from) in order.enumerated() {
+                (target.baseAddress! + i * elementSize).copyMemory(from: source.baseAddress! + Int(from) * elementSize, byteCount: elementSize)
+            }
+        }
+    }
+
+    /// The permutation for elements of type `T`: the output is walked in order like an odometer, the
+    /// source position kept in step, the innermost output axis in a tight strided loop.
+    private static func permute<T>(
+        _ source: UnsafeRawBufferPointer, into target: UnsafeMutableRawBufferPointer, shape: [Int], axes: [Int], as: T.Type
+    ) {
         let count = shape.reduce(1, *)
-        guard count > 1, axes != Array(shape.indices) else { return bytes }
-        // Source strides (in elements), read in output-axis order.
+        guard count > 0 else { return }
         var strides = [Int](repeating: 1, count: shape.count)
         for i in stride(from: shape.count - 2, through: 0, by: -1) { strides[i] = strides[i + 1] * shape[i + 1] }
         let outShape = Transpose.shape(shape, axes)
         let outStrides = axes.map { strides[$0] }
-        var out = [UInt8](repeating: 0, count: bytes.count)
-        var index = [Int](repeating: 0, count: shape.count)
+        let from = source.bindMemory(to: T.self)
+        let to = target.bindMemory(to: T.self)
         let last = shape.count - 1
-        bytes.withUnsafeBytes { source in
-            out.withUnsafeMutableBytes { target in
-                var sourceElement = 0
-                var targetOffset = 0
-                for _ in 0..<count {
-                    let from = sourceElement * elementSize
-                    for b in 0..<elementSize { target[targetOffset + b] = source[from + b] }
-                    targetOffset += elementSize
-                    // Advance the output index like an odometer, keeping the source position in step.
-                    var axis = last
-                    while axis >= 0 {
-                        index[axis] += 1
-                        sourceElement += outStrides[axis]
-                        if index[axis] < outShape[axis] { break }
-                        sourceElement -= outStrides[axis] * outShape[axis]
-                        index[axis] = 0
-                        axis -= 1
-                    }
-                }
+        let run = outShape[last]
+        let step = outStrides[last]
+        var index = [Int](repeating: 0, count: shape.count)
+        var sourceElement = 0
+        var targetElement = 0
+        while targetElement < count {
+            var s = sourceElement
+            for t in targetElement..<targetElement + run {
+                to[t] = from[s]
+                s += step
+            }
+            targetElement += run
+            // Advance the outer output axes like an odometer.
+            var axis = last - 1
+            while axis >= 0 {
+                index[axis] += 1
+                sourceElement += outStrides[axis]
+                if index[axis] < outShape[axis] { break }
+                sourceElement -= outStrides[axis] * outShape[axis]
+                index[axis] = 0
+                axis -= 1
             }
         }
-        return out
     }
 }
 
@@ -54,9 +88,13 @@ public struct TransposedSource: TensorSource {
     /// Output axis i is input axis `axes[i]`.
     public let axes: [Int]
 
-    /// `base` viewed as `shape`, its elements permuted by `axes` when read.
-    public init(base: any TensorSource, shape: [Int], elementSize: Int, axes: [Int]) {
+    /// Bytes gathered and permuted per block.
+    public let blockBytes: Int
+
+    /// `base` viewed as `shape`, its elements permuted by `axes` when read, about `blockBytes` at a time.
+    public init(base: any TensorSource, shape: [Int], elementSize: Int, axes: [Int], blockBytes: Int = 32 << 20) {
         self.base = base
+        self.blockBytes = blockBytes
         self.shape = shape
         self.elementSize = elementSize
         self.axes = axes
@@ -67,9 +105,47 @@ public struct TransposedSource: TensorSource {
     /// Permuted bytes lie in no file region.
     public var fileRegion: FileRegion? { nil }
 
-    /// The permuted bytes, produced a block of output rows at a time.
+    /// The permuted bytes, produced a block of output rows at a time: a block of indices of the first
+    /// output axis is gathered from the base (one read per index of the input axes before it), permuted in
+    /// memory and handed on, so memory stays near `blockBytes` whatever the tensor's size.
     public func forEachChunk(maxChunk: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
-        let permuted = Transpose.bytes(try base.readAll(), shape: shape, elementSize: elementSize, axes: axes)
-        try MemorySource(bytes: permuted).forEachChunk(maxChunk: maxChunk, body)
+        let count = shape.reduce(1, *)
+        guard count > 1, axes != Array(shape.indices) else { return try base.forEachChunk(maxChunk: maxChunk, body) }
+        let source = try RandomAccess.of(base)
+        let axis = axes[0]
+        let length = shape[axis]
+        let before = shape[..<axis].reduce(1, *)
+        let after = shape[(axis + 1)...].reduce(1, *)
+        let sliceBytes = count / length * elementSize
+        let perBlock = max(1, blockBytes / max(sliceBytes, 1))
+        let capacity = min(perBlock, length) * sliceBytes
+        let gathered = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 16)
+        let permuted = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 16)
+        defer {
+            gathered.deallocate()
+            permuted.deallocate()
+        }
+        var first = 0
+        while first < length {
+            let n = min(perBlock, length - first)
+            let run = n * after * elementSize
+            for o in 0..<before {
+                let target = UnsafeMutableRawBufferPointer(rebasing: gathered[(o * run)..<(o * run + run)])
+                try source.read(into: target, at: UInt64((o * length + first) * after * elementSize))
+            }
+            var part = shape
+            part[axis] = n
+            let total = n * sliceBytes
+            Transpose.permute(
+                UnsafeRawBufferPointer(rebasing: gathered[0..<total]), into: UnsafeMutableRawBufferPointer(rebasing: permuted[0..<total]),
+                shape: part, elementSize: elementSize, axes: axes)
+            var start = 0
+            while start < total {
+                let end = min(start + max(maxChunk, 1), total)
+                try body(UnsafeRawBufferPointer(rebasing: permuted[start..<end]))
+                start = end
+            }
+            first += n
+        }
     }
 }

@@ -92,39 +92,44 @@ public enum TensorValues {
         guard canCompute(tensor.dtype) else {
             throw WSurgeryError.cannotComputeDType(path: path, tensor: tensor.name, dtype: tensor.dtype.numpyName)
         }
-        let count = tensor.elementCount
-        var values = [Double](repeating: 0, count: count)
-        bytes.withUnsafeBytes { raw in
-            for i in 0..<count {
-                switch tensor.dtype {
-                case .f32: values[i] = Double(Float(bitPattern: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self).littleEndian))
-                case .f64: values[i] = Double(bitPattern: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self).littleEndian)
-                case .f16: values[i] = Double(Float16(bitPattern: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian))
-                default:  // bf16: the upper half of a float32
-                    let high = UInt32(raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian)
-                    values[i] = Double(Float(bitPattern: high << 16))
-                }
+        var values = [Double](repeating: 0, count: tensor.elementCount)
+        bytes.withUnsafeBytes { raw in values.withUnsafeMutableBufferPointer { decode(raw, as: tensor.dtype, into: $0) } }
+        return ValueArray(shape: tensor.shape, values: values)
+    }
+
+    /// Decodes `out.count` little-endian elements of `dtype` (a computable kind) from `raw`.
+    public static func decode(_ raw: UnsafeRawBufferPointer, as dtype: DType, into out: UnsafeMutableBufferPointer<Double>) {
+        switch dtype {
+        case .f32:
+            for i in 0..<out.count { out[i] = Double(Float(bitPattern: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self).littleEndian)) }
+        case .f64:
+            for i in 0..<out.count { out[i] = Double(bitPattern: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self).littleEndian) }
+        case .f16:
+            for i in 0..<out.count { out[i] = Double(Float16(bitPattern: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian)) }
+        default:  // bf16: the upper half of a float32
+            for i in 0..<out.count {
+                let high = UInt32(raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian)
+                out[i] = Double(Float(bitPattern: high << 16))
             }
         }
-        return ValueArray(shape: tensor.shape, values: values)
     }
 
     /// Little-endian bytes of `values` in `dtype`, rounded to nearest even.
     public static func encode(_ values: [Double], as dtype: DType) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(values.count * (dtype == .f64 ? 8 : dtype == .f32 ? 4 : 2))
-        func append<T: FixedWidthInteger>(_ bits: T) {
-            withUnsafeBytes(of: bits.littleEndian) { out.append(contentsOf: $0) }
-        }
-        for value in values {
-            switch dtype {
-            case .f64: append(value.bitPattern)
-            case .f16: append(Float16(value).bitPattern)
-            case .bf16: append(bfloat16Bits(Float(value)))
-            default: append(Float(value).bitPattern)
-            }
-        }
+        var out = [UInt8](repeating: 0, count: values.count * (dtype.bitsPerElement! / 8))
+        values.withUnsafeBufferPointer { v in out.withUnsafeMutableBytes { encode(v, as: dtype, into: $0) } }
         return out
+    }
+
+    /// Encodes `values` as little-endian `dtype` (a computable kind) at the start of `raw`.
+    public static func encode(_ values: UnsafeBufferPointer<Double>, as dtype: DType, into raw: UnsafeMutableRawBufferPointer) {
+        switch dtype {
+        case .f64: for (i, v) in values.enumerated() { raw.storeBytes(of: v.bitPattern.littleEndian, toByteOffset: 8 * i, as: UInt64.self) }
+        case .f16: for (i, v) in values.enumerated() { raw.storeBytes(of: Float16(v).bitPattern.littleEndian, toByteOffset: 2 * i, as: UInt16.self) }
+        case .bf16:
+            for (i, v) in values.enumerated() { raw.storeBytes(of: bfloat16Bits(Float(v)).littleEndian, toByteOffset: 2 * i, as: UInt16.self) }
+        default: for (i, v) in values.enumerated() { raw.storeBytes(of: Float(v).bitPattern.littleEndian, toByteOffset: 4 * i, as: UInt32.self) }
+        }
     }
 
     /// The bfloat16 bit pattern nearest to `value` (ties to even), NaN kept quiet.
@@ -133,6 +138,17 @@ public enum TensorValues {
         let bits = value.bitPattern
         let rounded = bits &+ 0x7FFF &+ ((bits >> 16) & 1)
         return UInt16(truncatingIfNeeded: rounded >> 16)
+    }
+
+    /// `tensor` with new values of `shape` computed block by block when a writer asks; its origin keeps only
+    /// what survives new values.
+    public static func replacing(_ tensor: Tensor, shape: [Int], with values: any ValueStream) -> Tensor {
+        precondition(values.count == shape.reduce(1, *), "values do not fill the shape")
+        var result = tensor
+        result.shape = shape
+        result.data = ComputedSource(dtype: tensor.dtype, values: values)
+        result.origin = tensor.origin?.afterNewValues()
+        return result
     }
 
     /// `tensor` with new values (and shape): its bytes now live in memory, so writers encode it instead of

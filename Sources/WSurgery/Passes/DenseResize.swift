@@ -122,9 +122,9 @@ public struct DenseResize: GraphPass {
         shape[axis] = units
         let layout = tensor.layout == .unknown ? (WeightRoles(layer)?.layout ?? .keras) : tensor.layout
         let sources = (0..<units).map { $0 < old ? $0 : nil }
-        let values = try fill.rebuilding(
+        let rebuilt = try fill.rebuilding(
             tensor, axis: axis, sources: sources, fans: Fans(shape: fanShape ?? shape, layout: layout), seed: seed, path: graph.sourcePath)
         let action = units < old ? "first \(units) of \(old) kept" : "\(old) kept, \(units - old) new (\(fill), seed \(seed))"
-        graph.replaceTensor(layer: layer.name, index: index, with: values, action: action, in: &report)
+        graph.replaceTensor(layer: layer.name, index: index, shape: rebuilt.shape, with: rebuilt.values, action: action, in: &report)
     }
 }

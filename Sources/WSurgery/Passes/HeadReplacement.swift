@@ -84,10 +84,13 @@ public struct HeadReplacement: GraphPass {
             let kept = keepClasses.isEmpty ? "" : ", rows \(keepClasses.map(String.init).joined(separator: ",")) kept"
             let kernel = try newValues(
                 kernelTensor, shape: newShape, axis: roles.outputAxis, initializer: weightInit, fans: fans, path: graph.sourcePath)
-            graph.replaceTensor(layer: head, index: roles.kernel, with: kernel, action: "new \(weightInit) (seed \(seed))\(kept)", in: &report)
+            graph.replaceTensor(
+                layer: head, index: roles.kernel, shape: kernel.shape, with: kernel.values, action: "new \(weightInit) (seed \(seed))\(kept)",
+                in: &report)
             if let b = roles.bias {
                 let values = try newValues(layer.tensors[b], shape: [classes], axis: 0, initializer: biasInit, fans: fans, path: graph.sourcePath)
-                graph.replaceTensor(layer: head, index: b, with: values, action: "new \(biasInit) (seed \(seed))\(kept)", in: &report)
+                graph.replaceTensor(
+                    layer: head, index: b, shape: values.shape, with: values.values, action: "new \(biasInit) (seed \(seed))\(kept)", in: &report)
             }
         }
         let edit = try graph.editor.settingClasses(classes, heads: heads.map { ($0, oldClasses[$0] ?? 0) }, keep: keepClasses, in: graph)
@@ -99,7 +102,9 @@ public struct HeadReplacement: GraphPass {
 
     /// Values of `shape`: kept classes' slices copied from the old tensor, the rest drawn from the
     /// initializer with this tensor's own seeded stream.
-    func newValues(_ tensor: Tensor, shape: [Int], axis: Int, initializer: Initializer, fans: Fans, path: String) throws -> ValueArray {
+    func newValues(_ tensor: Tensor, shape: [Int], axis: Int, initializer: Initializer, fans: Fans, path: String) throws -> (
+        shape: [Int], values: any ValueStream
+    ) {
         let sources = (0..<shape[axis]).map { $0 < keepClasses.count ? keepClasses[$0] : nil }
         return try initializer.rebuilding(tensor, axis: axis, sources: sources, fans: fans, seed: seed, path: path)
     }

@@ -84,8 +84,8 @@ public struct InputShapeChange: GraphPass {
                 case .failure(let problem):
                     throw WSurgeryError.unsupportedLayer(path: path, layer: m.layer, reason: "\(option("dense-policy")) resample: \(problem.reason)")
                 }
-                let (values, action) = try resampled(m.tensor, grid: grid, path: path)
-                graph.replaceTensor(layer: m.layer, index: m.index, with: values, action: action, in: &report)
+                let (shape, values, action) = try resampled(m.tensor, grid: grid, path: path)
+                graph.replaceTensor(layer: m.layer, index: m.index, shape: shape, with: values, action: action, in: &report)
             } else {
                 try Refit.reinitialise(
                     m, in: &graph, initializer: initializer, seed: seed,
@@ -124,16 +124,21 @@ public struct InputShapeChange: GraphPass {
 
     /// A Dense kernel fed by Flatten of an (H, W, C) map, resized bilinearly to (H', W', C) and scaled by
     /// HW / H'W', so a feature map constant over space keeps its expected activation.
-    func resampled(_ tensor: Tensor, grid: FlattenedGrid, path: String) throws -> (ValueArray, String) {
+    func resampled(_ tensor: Tensor, grid: FlattenedGrid, path: String) throws -> (shape: [Int], values: any ValueStream, action: String) {
+        guard TensorValues.canCompute(tensor.dtype) else {
+            throw WSurgeryError.cannotComputeDType(path: path, tensor: tensor.name, dtype: tensor.dtype.numpyName)
+        }
         let (h, w, c) = grid.old
         let (h2, w2) = grid.new
         let units = tensor.shape[1]
-        let kernel = try TensorValues.decode(tensor, path: path)
-        let values = ValueArray(shape: [h, w, c, units], values: kernel.values)
-        let resized = Resampling.resize(values, axes: [0, 1], to: [h2, w2], filter: .linear, antialias: false)
-        let scale = Double(h * w) / Double(h2 * w2)
-        let result = ValueArray(shape: [h2 * w2 * c, units], values: resized.values.map { $0 * scale })
-        return (result, "resampled bilinearly (\(h)x\(w) -> \(h2)x\(w2) positions of \(c) channels) and scaled by \(h * w)/\(h2 * w2)")
+        let values = ResampledValues(
+            old: try RandomAccess.of(tensor.data), dtype: tensor.dtype, outer: 1, inner: c * units,
+            rows: Resampling.matrix(from: h, to: h2, filter: .linear, antialias: false),
+            columns: Resampling.matrix(from: w, to: w2, filter: .linear, antialias: false), scale: Double(h * w) / Double(h2 * w2))
+        return (
+            [h2 * w2 * c, units], values,
+            "resampled bilinearly (\(h)x\(w) -> \(h2)x\(w2) positions of \(c) channels) and scaled by \(h * w)/\(h2 * w2)"
+        )
     }
 
     /// An absolute position embedding's grid resampled bicubically with antialiasing (timm's default),

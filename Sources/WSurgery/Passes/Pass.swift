@@ -122,6 +122,14 @@ extension TensorGraph {
         report.changes.append(TensorChange(layer: layer, tensor: old.name, oldShape: old.shape, newShape: array.shape, action: action))
     }
 
+    /// Replaces a tensor with values of `shape` produced block by block when the writer asks.
+    mutating func replaceTensor(layer: String, index: Int, shape: [Int], with values: any ValueStream, action: String, in report: inout PassReport) {
+        guard let l = layers.firstIndex(where: { $0.name == layer }) else { return }
+        let old = layers[l].tensors[index]
+        layers[l].tensors[index] = TensorValues.replacing(old, shape: shape, with: values)
+        report.changes.append(TensorChange(layer: layer, tensor: old.name, oldShape: old.shape, newShape: shape, action: action))
+    }
+
     /// Drops optimizer state, which any change to the weights makes stale, and says so.
     mutating func dropOptimizerState(in report: inout PassReport) {
         guard let optimizer else { return }

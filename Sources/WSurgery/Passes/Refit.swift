@@ -20,9 +20,9 @@ enum Refit {
         default: kind = initializer ?? (misfit.tensor.layout == .torch ? .torchDefault : .glorotUniform)
         }
         let layout = misfit.tensor.layout == .unknown ? Layout.keras : misfit.tensor.layout
-        let values = kind.values(shape: shape, fans: Fans(shape: shape, layout: layout), seed: seed, tensor: misfit.tensor.name)
+        let values = kind.stream(shape: shape, fans: Fans(shape: shape, layout: layout), seed: seed, tensor: misfit.tensor.name)
         graph.replaceTensor(
-            layer: misfit.layer, index: misfit.index, with: values,
+            layer: misfit.layer, index: misfit.index, shape: shape, with: values,
             action: "new \(kind) (seed \(seed))" + (reason ?? ": its input changed to \(ShapeText.python(misfit.input))"), in: &report)
     }
 }
