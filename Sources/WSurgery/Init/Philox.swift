@@ -23,6 +23,7 @@ public struct Philox: Sendable, Equatable {
         self.init(key: (UInt32(truncatingIfNeeded: z), UInt32(truncatingIfNeeded: z >> 32)))
     }
 
+    /// Same key, same stream.
     public static func == (a: Philox, b: Philox) -> Bool { a.key == b.key }
 
     /// The four 32-bit words for `counter` (ten rounds).
