@@ -30,6 +30,8 @@ let package = Package(
         .target(name: "CFileCopy"),
         // SHA-256 blocks with the x86 SHA extensions (the input digest of every output).
         .target(name: "CSHA256"),
+        // Philox4x32-10 counter-based random blocks, vectorised by the C compiler (new weights).
+        .target(name: "CPhilox"),
         .target(
             name: "WSurgery",
             dependencies: [
@@ -37,6 +39,7 @@ let package = Package(
                 "CXXHash",
                 "CFileCopy",
                 "CSHA256",
+                "CPhilox",
                 .product(name: "ZIPFoundation", package: "ZIPFoundation"),
                 .product(name: "Yams", package: "Yams"),
             ]

@@ -1,32 +1,30 @@
-"""Benchmark: wsurgery commands against `cp` and against the Python equivalent, in one run.
+"""Benchmark: every wsurgery command against `cp` of the same file and against the Python a user would
+write instead, alternated in one run.
 
-    python bench/bench.py [--work DIR] [--st-gib 2.1] [--h5-mb 540]
+    python bench/bench.py [--work DIR] [--st-gib 2.1] [--repeat 3] [--only SUBSTRING]
 
-Generates (never commits) a >= 2 GiB safetensors file shaped like a large vision transformer and a
->= 500 MB legacy Keras .h5 (VGG16-like layers), then times, for each file:
-  - cp,
-  - `wsurgery convert` (same format; provenance with the default XXH3-128 digest, and with --digest sha256),
-    `collapse-channels` and `replace-head --classes 5`,
-  - the Python equivalent a user would write: safetensors.numpy load_file + edit + save_file; an h5py copy
-    of every dataset with the edit,
-and prints wall time (best of --repeat), the ratio to cp and peak RSS of each (GNU time).
+Generates (never commits) a >= 2 GiB safetensors file shaped like a large vision transformer and a Keras
+VGG16 saved as a full-model legacy .h5 (553 MB, random weights), then, for each case, runs `cp`, wsurgery
+and the Python equivalent (safetensors.numpy load_file/save_file; h5py; Keras load_weights with
+skip_mismatch for set-input-shape) in turn, --repeat rounds, and prints the median wall time, its ratio to
+the median cp time and the peak RSS (GNU time) of each.
 """
 import argparse
+import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
-
-import h5py
-import numpy as np
-from safetensors.numpy import save_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def make_safetensors(path, gib):
     """ViT-L-like blocks of float32 tensors until the file passes `gib` GiB."""
+    import numpy as np
+    from safetensors.numpy import save_file
     rng = np.random.default_rng(0)
     tensors = {"patch_embed.proj.weight": rng.random((1024, 3, 16, 16), dtype=np.float32),
                "pos_embed": rng.random((1, 197, 1024), dtype=np.float32)}
@@ -43,110 +41,211 @@ def make_safetensors(path, gib):
     save_file(tensors, path, metadata={"format": "pt"})
 
 
-def make_h5(path, mb):
-    """A legacy Keras weights layout with VGG16-like layers (fc1 alone is 411 MB)."""
-    rng = np.random.default_rng(1)
-    layers = [("block1_conv1", (3, 3, 3, 64)), ("block1_conv2", (3, 3, 64, 64)), ("block2_conv1", (3, 3, 64, 128)),
-              ("block2_conv2", (3, 3, 128, 128)), ("block3_conv1", (3, 3, 128, 256)), ("block3_conv2", (3, 3, 256, 256)),
-              ("block4_conv1", (3, 3, 256, 512)), ("block4_conv2", (3, 3, 512, 512)), ("block5_conv1", (3, 3, 512, 512)),
-              ("fc1", (25088, 4096)), ("fc2", (4096, 4096)), ("predictions", (4096, 1000))]
-    with h5py.File(path, "w") as f:
-        f.attrs["layer_names"] = np.array([n.encode() for n, _ in layers], dtype=object)
-        f.attrs["keras_version"] = "3.15.1"
-        f.attrs["backend"] = "jax"
-        for name, shape in layers:
-            g = f.create_group(name)
-            g.attrs["weight_names"] = np.array([f"{name}/kernel".encode(), f"{name}/bias".encode()], dtype=object)
-            g.create_dataset(f"{name}/kernel", data=rng.random(shape, dtype=np.float32))
-            g.create_dataset(f"{name}/bias", data=rng.random(shape[-1:], dtype=np.float32))
-    assert os.path.getsize(path) >= mb * 1e6 * 0.9
+def make_vgg16(path):
+    """keras.applications.VGG16 (random weights) saved as a legacy full-model .h5."""
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    import keras
+    keras.applications.VGG16(weights=None).save(path)
 
 
-PY_ST = """import sys, numpy as np
-from safetensors.numpy import load_file, save_file
-t = load_file(sys.argv[1]); edit = sys.argv[3]
-if edit == "collapse": t["patch_embed.proj.weight"] = t["patch_embed.proj.weight"].sum(1, keepdims=True)
-if edit == "head": t["head.weight"] = np.random.default_rng(0).standard_normal((5, 1024)).astype("float32") * 0.01
-save_file(t, sys.argv[2], metadata={"format": "pt"})"""
-PY_H5 = """import h5py, sys, numpy as np
-src, dst, edit = h5py.File(sys.argv[1], 'r'), h5py.File(sys.argv[2], 'w'), sys.argv[3]
+# The Python a user would write for each case: argv = input, output.
+PY_ST = {
+    "convert": "t = load_file(src)",
+    "collapse-channels": "t = load_file(src); t['patch_embed.proj.weight'] = t['patch_embed.proj.weight'].sum(1, keepdims=True)",
+    "replace-head": "t = load_file(src); t['head.weight'] = (np.random.default_rng(0).standard_normal((5, 1024)) * 0.01).astype('float32')",
+}
+PY_ST_HEAD = "import sys, numpy as np\nfrom safetensors.numpy import load_file, save_file\nsrc, dst = sys.argv[1:3]\n"
+PY_ST_TAIL = "\nsave_file(t, dst, metadata={'format': 'pt'})"
+
+# h5py: copy every dataset and attribute, with an edit of some datasets and of the model config.
+PY_H5_HEAD = """import h5py, json, sys, numpy as np
+src, dst = h5py.File(sys.argv[1], 'r'), h5py.File(sys.argv[2], 'w')
+def edit(name, data): return data
+def edit_config(config): return config
+"""
+PY_H5_TAIL = """
 def copy_attrs(a, b):
     for k, v in a.attrs.items(): b.attrs[k] = v
 copy_attrs(src, dst)
+config = json.loads(src.attrs['model_config'])
+dst.attrs['model_config'] = json.dumps(edit_config(config))
 def visit(name, obj):
     if isinstance(obj, h5py.Group):
         copy_attrs(obj, dst.require_group(name))
         return
-    data = obj[()]
-    if edit == "collapse" and name.endswith("block1_conv1/kernel"): data = data.sum(2, keepdims=True)
-    if edit == "head" and name.endswith("predictions/kernel"): data = np.random.default_rng(0).standard_normal((4096, 5)).astype("float32") * 0.01
-    if edit == "head" and name.endswith("predictions/bias"): data = np.zeros(5, "float32")
-    ds = dst.create_dataset(name, data=data)
-    copy_attrs(obj, ds)
+    data = edit(name, obj[()])
+    if data is not None: dst.create_dataset(name, data=data)
 src.visititems(visit)
 dst.close()"""
+PY_H5 = {
+    "convert": "",
+    "collapse-channels": """
+def edit(name, data): return data.sum(2, keepdims=True) if name.endswith('block1_conv1/kernel') else data
+def edit_config(config):
+    config['config']['layers'][0]['config']['batch_shape'][-1] = 1
+    return config""",
+    "replace-head": """
+def edit(name, data):
+    if name.endswith('predictions/kernel'): return (np.random.default_rng(0).uniform(-0.05, 0.05, (4096, 5))).astype('float32')
+    if name.endswith('predictions/bias'): return np.zeros(5, 'float32')
+    return data
+def edit_config(config):
+    config['config']['layers'][-1]['config']['units'] = 5
+    return config""",
+    "resize-dense": """
+def edit(name, data):
+    if name.endswith('fc2/kernel'): return data[:, :2048]
+    if name.endswith('fc2/bias'): return data[:2048]
+    if name.endswith('predictions/kernel'): return data[:2048]
+    return data
+def edit_config(config):
+    next(l for l in config['config']['layers'] if l['name'] == 'fc2')['config']['units'] = 2048
+    return config""",
+    "adapt-channels": """
+def edit(name, data): return np.concatenate([data, data[:, :, :1]], 2) * 0.75 if name.endswith('block1_conv1/kernel') else data
+def edit_config(config):
+    config['config']['layers'][0]['config']['batch_shape'][-1] = 4
+    return config""",
+}
+PY_H5_TO_ST = """import h5py, sys, numpy as np
+from safetensors.numpy import save_file
+tensors = {}
+def visit(name, obj):
+    if isinstance(obj, h5py.Dataset):
+        data = obj[()]
+        if TORCH and data.ndim == 4: data = data.transpose(3, 2, 0, 1)
+        if TORCH and data.ndim == 2: data = data.T
+        tensors[name] = np.ascontiguousarray(data)
+h5py.File(sys.argv[1], 'r').visititems(visit)
+save_file(tensors, sys.argv[2])"""
+PY_KERAS = """import os, sys
+os.environ.setdefault('KERAS_BACKEND', 'jax')
+import keras, numpy as np
+src, dst = sys.argv[1:3]
+model = keras.applications.VGG16(weights=None, input_shape=(256, 256, 3))
+model.load_weights(src, skip_mismatch=True)
+if RESAMPLE:
+    import h5py
+    old = h5py.File(src, 'r')['model_weights/fc1/fc1/kernel'][()].reshape(7, 7, 512, 4096)
+    def bilinear(n, m):
+        w = np.zeros((m, n))
+        for j in range(m):
+            x = min(max((j + 0.5) * n / m - 0.5, 0), n - 1)
+            i = min(int(x), n - 2)
+            w[j, i], w[j, i + 1] = 1 - (x - i), x - i
+        return w
+    r = bilinear(7, 8)
+    new = np.einsum('yi,xj,ijcu->yxcu', r, r, old, optimize=True) * (49 / 64)
+    fc1 = model.get_layer('fc1')
+    fc1.set_weights([new.reshape(-1, 4096).astype('float32'), fc1.get_weights()[1]])
+model.save(dst)"""
+PY_KERAS_TOP = """import os, sys
+os.environ.setdefault('KERAS_BACKEND', 'jax')
+import keras
+model = keras.saving.load_model(sys.argv[1], compile=False)
+keras.Model(model.input, model.get_layer('block5_pool').output).save(sys.argv[2])"""
 
 
 def run(cmd, out):
-    if os.path.exists(out):
-        os.remove(out) if os.path.isfile(out) else shutil.rmtree(out)
+    """Seconds and peak RSS (MiB) of one run, the output removed first."""
+    for path in (out, out + ".json"):
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
     # Linux carries the exec'ing process's memory high-water mark into the child's maxrss, so a child
     # spawned from this driver reports at least the driver's RSS. GNU time forks the command from a
     # small process and prints that command's own peak RSS (KiB).
     report = os.path.join(os.path.dirname(out), "time.txt")
     os.sync()  # start each run with no dirty pages left by the previous one
     start = time.perf_counter()
-    proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", report, *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", report, *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
-        sys.exit(f"failed: {' '.join(cmd)}")
+        sys.exit(f"failed: {' '.join(cmd)}\n{proc.stderr.decode()[-2000:]}")
     with open(report) as f:
-        return elapsed, int(f.read().split()[-1]) / 1024  # MiB
-
-
-def best_of(n, cmd, out):
-    runs = [run(cmd, out) for _ in range(n)]
-    return min(r[0] for r in runs), max(r[1] for r in runs)
+        return elapsed, int(f.read().split()[-1]) / 1024
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", default=os.path.join(ROOT, "bench", "work"))
     ap.add_argument("--st-gib", type=float, default=2.1)
-    ap.add_argument("--h5-mb", type=float, default=540)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--only", default="", help="run only the cases whose label contains this")
     ap.add_argument("--bin", default=os.path.join(ROOT, ".build", "release", "wsurgery"))
+    ap.add_argument("--json", help="also write the table as JSON here")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
-    st, h5 = os.path.join(args.work, "big.safetensors"), os.path.join(args.work, "big.h5")
+    st, h5 = os.path.join(args.work, "big.safetensors"), os.path.join(args.work, "vgg16.h5")
     # Generated in a child process: a forked child's peak RSS starts from its parent's, so the driver
     # must stay small for the RSS column to mean anything.
     here = os.path.dirname(os.path.abspath(__file__))
     if not os.path.exists(st):
         subprocess.run([sys.executable, "-c", f"import bench; bench.make_safetensors({st!r}, {args.st_gib})"], cwd=here, check=True)
     if not os.path.exists(h5):
-        subprocess.run([sys.executable, "-c", f"import bench; bench.make_h5({h5!r}, {args.h5_mb})"], cwd=here, check=True)
+        subprocess.run([sys.executable, "-c", f"import bench; bench.make_vgg16({h5!r})"], cwd=here, check=True)
     out = os.path.join(args.work, "out")
-    print(f"machine: {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / (1 << 30):.0f} GiB RAM")
-    print(f"{'case':44} {'seconds':>8} {'x cp':>6} {'peak RSS MiB':>13}")
-    commands = [
-        ("convert", ["convert"], "copy"),
-        ("convert --digest sha256", ["convert", "--digest", "sha256"], None),
-        ("collapse-channels", ["collapse-channels"], "collapse"),
-        ("replace-head --classes 5", ["replace-head", "--classes", "5", "--seed", "0"], "head"),
+    py = sys.executable
+
+    def st_case(label, words, edit):
+        return (label, st, ".safetensors", words, [py, "-c", PY_ST_HEAD + PY_ST[edit] + PY_ST_TAIL] if edit else None)
+
+    def h5_case(label, words, ext=".h5", python=None):
+        return (label, h5, ext, words, python)
+
+    cases = [
+        st_case("convert", ["convert"], "convert"),
+        st_case("convert --digest sha256", ["convert", "--digest", "sha256"], None),
+        st_case("collapse-channels", ["collapse-channels"], "collapse-channels"),
+        st_case("replace-head --classes 5", ["replace-head", "--classes", "5"], "replace-head"),
+        h5_case("convert", ["convert"], python=[py, "-c", PY_H5_HEAD + PY_H5["convert"] + PY_H5_TAIL]),
+        h5_case("convert to .safetensors", ["convert"], ".safetensors", [py, "-c", PY_H5_TO_ST.replace("TORCH", "False")]),
+        h5_case("collapse-channels", ["collapse-channels"], python=[py, "-c", PY_H5_HEAD + PY_H5["collapse-channels"] + PY_H5_TAIL]),
+        h5_case("replace-head --classes 5", ["replace-head", "--classes", "5"], python=[py, "-c", PY_H5_HEAD + PY_H5["replace-head"] + PY_H5_TAIL]),
+        h5_case("set-input-shape 256 (reinit)", ["set-input-shape", "--size", "256x256"], python=[py, "-c", PY_KERAS.replace("RESAMPLE", "False")]),
+        h5_case("set-input-shape 256 (resample)", ["set-input-shape", "--size", "256x256", "--dense-policy", "resample"],
+                python=[py, "-c", PY_KERAS.replace("RESAMPLE", "True")]),
+        h5_case("convert --layout torch", ["convert", "--layout", "torch"], ".safetensors", [py, "-c", PY_H5_TO_ST.replace("TORCH", "True")]),
+        h5_case("drop-layer --top", ["drop-layer", "--top"], python=[py, "-c", PY_KERAS_TOP]),
+        h5_case("resize-dense fc2 --units 2048", ["resize-dense", "--layer", "fc2", "--units", "2048"],
+                python=[py, "-c", PY_H5_HEAD + PY_H5["resize-dense"] + PY_H5_TAIL]),
+        h5_case("adapt-channels --channels 4", ["adapt-channels", "--channels", "4"],
+                python=[py, "-c", PY_H5_HEAD + PY_H5["adapt-channels"] + PY_H5_TAIL]),
     ]
-    for label, src, ext, py in [("safetensors", st, ".safetensors", PY_ST), ("legacy .h5", h5, ".h5", PY_H5)]:
-        size = os.path.getsize(src) / (1 << 30)
-        cp_t, cp_rss = best_of(args.repeat, ["cp", src, out + ext], out + ext)
-        print(f"{label} ({size:.2f} GiB): cp{'':>{30 - len(label)}} {cp_t:8.2f} {1:6.2f} {cp_rss:13.0f}")
-        for name, words, edit in commands:
-            cmd = [args.bin, words[0], src, out + ext, *words[1:]]
-            ws_t, ws_rss = best_of(args.repeat, cmd, out + ext)
-            print(f"{label}: wsurgery {name:{34 - len(label)}} {ws_t:8.2f} {ws_t / cp_t:6.2f} {ws_rss:13.0f}")
-            if edit:
-                py_t, py_rss = best_of(args.repeat, [sys.executable, "-c", py, src, out + ext, edit], out + ext)
-                print(f"{label}: python {name:{36 - len(label)}} {py_t:8.2f} {py_t / cp_t:6.2f} {py_rss:13.0f}")
-        os.remove(out + ext)
+    print(f"machine: {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / (1 << 30):.0f} GiB RAM; "
+          f"medians of {args.repeat} alternated runs")
+    print(f"| input | command | cp s | wsurgery s | x cp | RSS MiB | Python s | x cp | RSS MiB |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    rows = []
+    for label, src, ext, words, python in cases:
+        name = f"{'safetensors' if src == st else 'VGG16 .h5'} {label}"
+        if args.only and args.only not in name:
+            continue
+        target = out + ext
+        runners = {"cp": ["cp", src, target], "wsurgery": [args.bin, words[0], src, target, *words[1:]]}
+        if python:
+            runners["python"] = [*python, src, target]
+        results = {key: [] for key in runners}
+        for _ in range(args.repeat):
+            for key, cmd in runners.items():
+                results[key].append(run(cmd, target))
+        med = {key: (statistics.median(r[0] for r in runs), max(r[1] for r in runs)) for key, runs in results.items()}
+        cp_t = med["cp"][0]
+        row = {"input": os.path.basename(src), "size_bytes": os.path.getsize(src), "command": label,
+               **{f"{k}_seconds": v[0] for k, v in med.items()}, **{f"{k}_rss_mib": v[1] for k, v in med.items()}}
+        rows.append(row)
+        py_text = f"{med['python'][0]:.2f} | {med['python'][0] / cp_t:.1f} | {med['python'][1]:.0f}" if python else "- | - | -"
+        print(f"| {'%.2f GB ' % (os.path.getsize(src) / 1e9)}{'safetensors' if src == st else 'VGG16 .h5'} | {label} | {cp_t:.2f} | "
+              f"{med['wsurgery'][0]:.2f} | {med['wsurgery'][0] / cp_t:.2f} | {med['wsurgery'][1]:.0f} | {py_text} |", flush=True)
+        for path in (target,):
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
 
 
 if __name__ == "__main__":

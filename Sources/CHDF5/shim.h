@@ -65,6 +65,21 @@ static inline int wsh5_object_type(hid_t loc, const char *name) {
     return (int)info.type;
 }
 
+/// The number of attributes on an open object, or -1.
+static inline long long wsh5_attribute_count(hid_t object) {
+#if H5_VERSION_GE(1, 12, 0)
+    H5O_info2_t info;
+    if (H5Oget_info3(object, &info, H5O_INFO_NUM_ATTRS) < 0) return -1;
+#elif H5_VERSION_GE(1, 10, 3)
+    H5O_info_t info;
+    if (H5Oget_info2(object, &info, H5O_INFO_NUM_ATTRS) < 0) return -1;
+#else
+    H5O_info_t info;
+    if (H5Oget_info(object, &info) < 0) return -1;
+#endif
+    return (long long)info.num_attrs;
+}
+
 /// Frees the strings HDF5 allocated when it read variable-length string data.
 static inline herr_t wsh5_reclaim(hid_t type, hid_t space, void *buf) {
 #if H5_VERSION_GE(1, 12, 0)

@@ -81,17 +81,7 @@ public final class OutputFile {
     /// Writes `bytes` over what was written at `offset` (a digest filled in after the data).
     public func overwrite(_ bytes: [UInt8], at offset: UInt64) throws {
         precondition(offset + UInt64(bytes.count) <= position, "overwrite past what was written")
-        try bytes.withUnsafeBytes { raw in
-            var done = 0
-            while done < raw.count {
-                let n = pwrite(descriptor, raw.baseAddress! + done, raw.count - done, off_t(offset) + off_t(done))
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw WSurgeryError.io(path: path, operation: "write", reason: Errno.current.message)
-                }
-                done += n
-            }
-        }
+        try bytes.withUnsafeBytes { try PositionedIO.write($0, to: descriptor, at: offset, path: path) }
     }
 
     /// Appends `bytes`.
@@ -102,31 +92,14 @@ public final class OutputFile {
     /// Appends the bytes of a tensor source: file-to-file in the kernel when they sit in a file region,
     /// else through a bounded buffer.
     public func write(from source: any TensorSource) throws {
-        if let region = source.fileRegion, try copyInKernel(region) { return }
-        try source.forEachChunk(maxChunk: 4 << 20) { try write($0) }
-    }
-
-    /// Copies a file region with copy_file_range; returns false when the kernel cannot (other filesystem
-    /// types, old kernels), before anything was written.
-    private func copyInKernel(_ region: FileRegion) throws -> Bool {
-        var inOffset = Int64(region.offset)
-        var remaining = region.length
-        var first = true
-        while remaining > 0 {
-            let n = wsurgery_copy_file_range(region.file.descriptor, &inOffset, descriptor, Int(min(remaining, 1 << 30)))
-            if n < 0 {
-                if errno == EINTR { continue }
-                if first && [EXDEV, ENOSYS, EINVAL, EOPNOTSUPP, EBADF].contains(errno) { return false }
-                throw WSurgeryError.io(path: path, operation: "copy from \(region.file.path)", reason: Errno.current.message)
+        if let region = source.fileRegion, try PositionedIO.copyInKernel(region, to: descriptor, at: position, path: path) {
+            position += region.length
+            if lseek(descriptor, off_t(position), SEEK_SET) < 0 {
+                throw WSurgeryError.io(path: path, operation: "seek", reason: Errno.current.message)
             }
-            if n == 0 {
-                throw WSurgeryError.truncatedFile(path: region.file.path, expectedBytes: region.offset + region.length, actualBytes: UInt64(inOffset))
-            }
-            first = false
-            remaining -= UInt64(n)
-            position += UInt64(n)
+            return
         }
-        return true
+        try source.forEachChunk(maxChunk: 4 << 20) { try write($0) }
     }
 
     /// Closes the temporary file without renaming it (for writers that reopen it by path, like HDF5).
@@ -144,6 +117,71 @@ public final class OutputFile {
             throw WSurgeryError.cannotCreateOutput(path: path, reason: Errno.current.message)
         }
         committed = true
+    }
+}
+
+/// A file written at given offsets through a descriptor of its own (dataset bytes placed inside an HDF5
+/// file libhdf5 has laid out).
+final class PositionedFile {
+    let path: String
+    private let descriptor: Int32
+
+    /// Opens `path` for writing without truncating it.
+    init(path: String) throws {
+        self.path = path
+        descriptor = open(path, O_WRONLY | O_CLOEXEC)
+        if descriptor < 0 { throw WSurgeryError.io(path: path, operation: "open", reason: Errno.current.message) }
+    }
+
+    deinit { close(descriptor) }
+
+    /// Writes the bytes of `source` starting at `offset`: in the kernel when they lie in a file region.
+    func write(_ source: any TensorSource, at offset: UInt64) throws {
+        if let region = source.fileRegion, try PositionedIO.copyInKernel(region, to: descriptor, at: offset, path: path) { return }
+        var position = offset
+        try source.forEachChunk(maxChunk: 4 << 20) { chunk in
+            try PositionedIO.write(chunk, to: descriptor, at: position, path: path)
+            position += UInt64(chunk.count)
+        }
+    }
+}
+
+/// Writes at explicit offsets, shared by the output writers.
+enum PositionedIO {
+    /// `pwrite` of all of `bytes` at `offset`; `path` names the file in errors.
+    static func write(_ bytes: UnsafeRawBufferPointer, to descriptor: Int32, at offset: UInt64, path: String) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw WSurgeryError.io(path: path, operation: "write", reason: Errno.current.message)
+            }
+            done += n
+        }
+    }
+
+    /// Copies a file region to `offset` with copy_file_range; returns false when the kernel cannot (other
+    /// filesystem types, old kernels), before anything was written.
+    static func copyInKernel(_ region: FileRegion, to descriptor: Int32, at offset: UInt64, path: String) throws -> Bool {
+        var inOffset = Int64(region.offset)
+        var outOffset = Int64(offset)
+        var remaining = region.length
+        var first = true
+        while remaining > 0 {
+            let n = wsurgery_copy_file_range_at(region.file.descriptor, &inOffset, descriptor, &outOffset, Int(min(remaining, 1 << 30)))
+            if n < 0 {
+                if errno == EINTR { continue }
+                if first && [EXDEV, ENOSYS, EINVAL, EOPNOTSUPP, EBADF].contains(errno) { return false }
+                throw WSurgeryError.io(path: path, operation: "copy from \(region.file.path)", reason: Errno.current.message)
+            }
+            if n == 0 {
+                throw WSurgeryError.truncatedFile(path: region.file.path, expectedBytes: region.offset + region.length, actualBytes: UInt64(inOffset))
+            }
+            first = false
+            remaining -= UInt64(n)
+        }
+        return true
     }
 }
 

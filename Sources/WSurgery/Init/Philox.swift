@@ -1,9 +1,11 @@
+import CPhilox
 import Foundation
 
 /// The counter-based generator Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2,
 /// 3", SC 2011; the generator behind PyTorch's CUDA and JAX's random streams). A value is a pure function
 /// of the key and a 128-bit counter, so element `i` of a new tensor can be drawn without drawing the
-/// elements before it: a tensor produced in blocks of any size has the same bytes.
+/// elements before it: a tensor produced in blocks of any size has the same bytes. The rounds run in C
+/// (`CPhilox`), where the compiler vectorises them across counters.
 public struct Philox: Sendable, Equatable {
     /// The 64-bit key.
     public let key: (UInt32, UInt32)
@@ -27,44 +29,12 @@ public struct Philox: Sendable, Equatable {
     public static func == (a: Philox, b: Philox) -> Bool { a.key == b.key }
 
     /// The four 32-bit words for `counter` (ten rounds).
-    @inline(__always)
     public func block(_ counter: (UInt32, UInt32, UInt32, UInt32)) -> (UInt32, UInt32, UInt32, UInt32) {
-        var (c0, c1, c2, c3) = counter
-        var (k0, k1) = key
-        for round in 0..<10 {
-            if round > 0 {
-                k0 &+= 0x9E37_79B9
-                k1 &+= 0xBB67_AE85
-            }
-            let p0 = UInt64(0xD251_1F53) &* UInt64(c0)
-            let p1 = UInt64(0xCD9E_8D57) &* UInt64(c2)
-            (c0, c1, c2, c3) = (
-                UInt32(truncatingIfNeeded: p1 >> 32) ^ c1 ^ k0, UInt32(truncatingIfNeeded: p1),
-                UInt32(truncatingIfNeeded: p0 >> 32) ^ c3 ^ k1, UInt32(truncatingIfNeeded: p0)
-            )
-        }
-        return (c0, c1, c2, c3)
+        var words = [UInt32](repeating: 0, count: 4)
+        let position = UInt64(counter.0) | UInt64(counter.1) << 32
+        words.withUnsafeMutableBufferPointer { wsurgery_philox_blocks(key.0, key.1, position, counter.2, counter.3, 1, $0.baseAddress!) }
+        return (words[0], words[1], words[2], words[3])
     }
-
-    /// The words for a 64-bit position, a draw number (redraws of one element) and a domain tag.
-    @inline(__always)
-    func block(position: UInt64, draw: UInt32 = 0, domain: UInt32 = 0) -> (UInt32, UInt32, UInt32, UInt32) {
-        block((UInt32(truncatingIfNeeded: position), UInt32(truncatingIfNeeded: position >> 32), draw, domain))
-    }
-
-    @inline(__always)
-    static func word(_ words: (UInt32, UInt32, UInt32, UInt32), _ index: Int) -> UInt32 {
-        switch index {
-        case 0: return words.0
-        case 1: return words.1
-        case 2: return words.2
-        default: return words.3
-        }
-    }
-
-    /// A 32-bit word as a uniform number in (0, 1).
-    @inline(__always)
-    static func open32(_ word: UInt32) -> Double { (Double(word) + 0.5) * 0x1.0p-32 }
 
     /// Two 32-bit words as a uniform number in (0, 1) with 53 random bits.
     @inline(__always)
@@ -73,36 +43,48 @@ public struct Philox: Sendable, Equatable {
     }
 
     /// Uniform values in (`low`, `high`) for the elements `start ..< start + out.count`: element `i` is word
-    /// `i % 4` of the block at position `i / 4` (32 random bits per value).
+    /// `i % 4` of the block at counter (i / 4, 0, 0), as `low + (high - low) * (word + 0.5) / 2^32`.
     public func uniform(into out: UnsafeMutableBufferPointer<Double>, start: Int, low: Double, high: Double) {
-        let width = high - low
-        var i = 0
-        while i < out.count {
-            let element = start + i
-            let words = block(position: UInt64(element / 4))
-            let first = element % 4
-            let take = min(4 - first, out.count - i)
-            for j in 0..<take { out[i + j] = low + width * Philox.open32(Philox.word(words, first + j)) }
-            i += take
+        guard let base = out.baseAddress else { return }
+        wsurgery_philox_uniform(key.0, key.1, UInt64(start), out.count, low, high - low, base)
+    }
+
+    /// Standard normal values (Box-Muller) for the elements `start ..< start + out.count`: element `i` from
+    /// the block at counter (i, 0, 1); with `limit`, an element beyond ±`limit` is drawn again from the
+    /// blocks (i, 1, 1), (i, 2, 1), ... until it falls inside (a truncated normal).
+    public func normal(into out: UnsafeMutableBufferPointer<Double>, start: Int, limit: Double? = nil) {
+        let tile = 256
+        var words = [UInt32](repeating: 0, count: 4 * tile)
+        var first = 0
+        while first < out.count {
+            let n = min(tile, out.count - first)
+            words.withUnsafeMutableBufferPointer { wsurgery_philox_blocks(key.0, key.1, UInt64(start + first), 0, 1, n, $0.baseAddress!) }
+            for i in 0..<n {
+                let value = Philox.boxMuller(words[4 * i], words[4 * i + 1], words[4 * i + 2], words[4 * i + 3])
+                if let limit, abs(value) > limit {
+                    out[first + i] = redrawn(position: start + first + i, limit: limit)
+                } else {
+                    out[first + i] = value
+                }
+            }
+            first += n
         }
     }
 
-    /// Standard normal values (Box-Muller) for the elements `start ..< start + out.count`, each from its own
-    /// block; with `limit`, an element beyond ±`limit` is redrawn from its next block (a truncated normal).
-    public func normal(into out: UnsafeMutableBufferPointer<Double>, start: Int, limit: Double? = nil) {
-        for i in 0..<out.count {
-            var draw: UInt32 = 0
-            while true {
-                let w = block(position: UInt64(start + i), draw: draw, domain: 1)
-                let radius = (-2 * log(Philox.open53(w.0, w.1))).squareRoot()
-                let value = radius * cos(2 * Double.pi * Philox.open53(w.2, w.3))
-                if let limit, abs(value) > limit, draw < UInt32.max {
-                    draw += 1
-                    continue
-                }
-                out[i] = value
-                break
-            }
+    /// Box-Muller's first value from four words.
+    @inline(__always)
+    static func boxMuller(_ a: UInt32, _ b: UInt32, _ c: UInt32, _ d: UInt32) -> Double {
+        (-2 * log(open53(a, b))).squareRoot() * cos(2 * Double.pi * open53(c, d))
+    }
+
+    /// A truncated normal element whose first draw fell outside ±`limit`, drawn again until it is inside.
+    func redrawn(position: Int, limit: Double) -> Double {
+        var draw: UInt32 = 1
+        while true {
+            let w = block((UInt32(truncatingIfNeeded: position), UInt32(truncatingIfNeeded: position >> 32), draw, 1))
+            let value = Philox.boxMuller(w.0, w.1, w.2, w.3)
+            if abs(value) <= limit || draw == UInt32.max { return value }
+            draw += 1
         }
     }
 }

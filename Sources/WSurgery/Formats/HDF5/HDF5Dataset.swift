@@ -10,6 +10,8 @@ struct HDF5DatasetInfo {
     /// Where the raw bytes lie in the file when the dataset is contiguous, unfiltered, allocated and
     /// already little-endian.
     var contiguousOffset: UInt64?
+    /// How many attributes the dataset carries.
+    var attributeCount: Int
 }
 
 extension HDF5File {
@@ -42,7 +44,9 @@ extension HDF5File {
                 let address = H5Dget_offset(dataset.id)
                 if address != wsh5_HADDR_UNDEF() { offset = UInt64(address) }
             }
-            return HDF5DatasetInfo(dtype: dtype, shape: dims.map { Int($0) }, dtypeAttribute: dtypeAttribute, contiguousOffset: offset)
+            let attributes = Int(try check.status(wsh5_attribute_count(dataset.id), "count the dataset's attributes"))
+            return HDF5DatasetInfo(
+                dtype: dtype, shape: dims.map { Int($0) }, dtypeAttribute: dtypeAttribute, contiguousOffset: offset, attributeCount: attributes)
         }
     }
 
@@ -104,6 +108,48 @@ extension HDF5File {
             }
             if !pending.isEmpty { try flushBlock() }
         }
+    }
+
+    /// Creates a contiguous dataset whose file space is allocated at once and never filled by libhdf5, and
+    /// queues `source` to be written at its file offset by `writeQueuedData()`: libhdf5 writes only the
+    /// metadata, the bytes go file-to-file in the kernel when they lie in an input file.
+    func createDataset(_ datasetPath: String, dtype: DType, shape: [Int], placing source: any TensorSource, tensorName: String) throws {
+        try HDF5Lock.run {
+            let check = check(datasetPath)
+            let ftype = try HDF5Types.fileType(for: dtype, tensor: tensorName, check: check)
+            var dims = shape.map { hsize_t($0) }
+            let space = try check.handle(
+                shape.isEmpty ? H5Screate(H5S_SCALAR) : H5Screate_simple(Int32(shape.count), &dims, nil), H5Sclose, "make the dataset's shape")
+            let lcpl = try check.handle(H5Pcreate(wsh5_P_LINK_CREATE()), H5Pclose, "make link properties")
+            try check.status(H5Pset_create_intermediate_group(lcpl.id, 1), "make link properties")
+            let dcpl = try check.handle(H5Pcreate(wsh5_P_DATASET_CREATE()), H5Pclose, "make dataset properties")
+            try check.status(H5Pset_obj_track_times(dcpl.id, false), "make dataset properties")
+            try check.status(H5Pset_layout(dcpl.id, H5D_CONTIGUOUS), "make dataset properties")
+            try check.status(H5Pset_alloc_time(dcpl.id, H5D_ALLOC_TIME_EARLY), "make dataset properties")
+            try check.status(H5Pset_fill_time(dcpl.id, H5D_FILL_TIME_NEVER), "make dataset properties")
+            let dataset = try check.handle(
+                H5Dcreate2(id, datasetPath, ftype.id, space.id, lcpl.id, dcpl.id, wsh5_P_DEFAULT()), H5Dclose, "create the dataset")
+            if let attribute = HDF5Types.dtypeAttribute(for: dtype) {
+                try writeStrings(datasetPath, "dtype", [attribute], scalar: true)
+            }
+            let address = H5Dget_offset(dataset.id)
+            if address == wsh5_HADDR_UNDEF() {
+                throw WSurgeryError.hdf5(path: path, object: datasetPath, operation: "allocate space for")
+            }
+            queued.append(QueuedData(offset: UInt64(address), source: source))
+        }
+    }
+
+    /// Writes the bytes queued by `createDataset(_:dtype:shape:placing:tensorName:)` at their offsets,
+    /// through a descriptor of its own (libhdf5 never reads or writes those ranges).
+    func writeQueuedData() throws {
+        guard !queued.isEmpty else { return }
+        let target = try PositionedFile(path: path)
+        for item in queued {
+            try target.write(item.source, at: item.offset)
+            WriteProgress.advance(item.source.byteCount)
+        }
+        queued.removeAll()
     }
 
     /// Copies a dataset from another HDF5 file without decoding it (keeps chunking, compression, attributes).

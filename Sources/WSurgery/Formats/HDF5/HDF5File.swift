@@ -57,11 +57,19 @@ enum HDF5ObjectType {
     case group, dataset, other
 }
 
+/// Bytes to be written at a dataset's offset in the file.
+struct QueuedData {
+    let offset: UInt64
+    let source: any TensorSource
+}
+
 /// An open HDF5 file. Failures become `WSurgeryError`s that name the file and the object involved;
 /// soft and external links are refused wherever the file is walked.
 final class HDF5File: @unchecked Sendable {
     let path: String
     let id: hid_t
+    /// Dataset bytes waiting to be written at their file offsets (see `createDataset(_:dtype:shape:placing:tensorName:)`).
+    var queued: [QueuedData] = []
 
     private init(path: String, id: hid_t) {
         self.path = path

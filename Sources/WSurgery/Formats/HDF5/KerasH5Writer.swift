@@ -2,18 +2,25 @@
 /// weights-only otherwise) and Keras 3 `.weights.h5`. Tensors read from HDF5 and left untouched are
 /// copied dataset-to-dataset (`H5Ocopy`), keeping their bytes, chunking and compression.
 public enum KerasH5Writer {
-    /// Writes one tensor as a dataset: a copy of its source dataset when it has one and is unchanged,
-    /// else created and filled from its bytes.
+    /// Writes one tensor as a dataset. An unchanged dataset that is chunked, compressed or carries
+    /// attributes of its own is copied whole by libhdf5 (`H5Ocopy`, keeping all of that); every other
+    /// tensor gets a contiguous dataset whose bytes are placed at its file offset after the metadata is
+    /// laid out (`writeQueuedData`), file-to-file in the kernel when they lie in an input file.
     static func write(_ tensor: Tensor, to h5: HDF5File, at datasetPath: String) throws {
-        defer { WriteProgress.advance(tensor.data.byteCount) }
         if let origin = (tensor.origin as? HDF5TensorOrigin)?.dataset, !(tensor.data is MemorySource),
             let info = try? origin.file.datasetInfo(origin.path), info.shape == tensor.shape,
-            info.dtype == tensor.dtype || info.dtype == .opaque(name: "V2", bytesPerElement: 2) && tensor.dtype == .bf16
+            info.dtype == tensor.dtype || info.dtype == .opaque(name: "V2", bytesPerElement: 2) && tensor.dtype == .bf16,
+            tensor.data.fileRegion == nil || info.attributeCount > (info.dtypeAttribute == nil ? 0 : 1)
         {
             try h5.copyDataset(from: origin.file, origin.path, to: datasetPath, dtype: tensor.dtype)
+            WriteProgress.advance(tensor.data.byteCount)
             return
         }
-        try h5.writeDataset(datasetPath, dtype: tensor.dtype, shape: tensor.shape, from: tensor.data, tensorName: tensor.name)
+        if tensor.data.byteCount == 0 {
+            try h5.writeDataset(datasetPath, dtype: tensor.dtype, shape: tensor.shape, from: tensor.data, tensorName: tensor.name)
+            return
+        }
+        try h5.createDataset(datasetPath, dtype: tensor.dtype, shape: tensor.shape, placing: tensor.data, tensorName: tensor.name)
     }
 
     /// The provenance record as a root attribute (Keras reads only the attributes it knows).
@@ -110,6 +117,7 @@ public enum KerasH5Writer {
             }
         }
         if keras == nil { notes.append("no Keras model config: wrote a weights-only legacy file (load it with model.load_weights)") }
+        try h5.writeQueuedData()
         // Last: the input digest it records is computed while the datasets are written (InputDigest).
         try writeProvenance(graph, to: h5)
         try h5.flush()
@@ -174,6 +182,7 @@ public enum KerasH5Writer {
                 notes.append("optimizer state (\(optimizer.tensors.count) tensors) dropped: it is kept only between files of the same Keras flavour")
             }
         }
+        try h5.writeQueuedData()
         // Last: the input digest it records is computed while the datasets are written (InputDigest).
         try writeProvenance(graph, to: h5)
         return notes
