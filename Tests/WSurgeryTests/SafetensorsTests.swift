@@ -106,6 +106,23 @@ struct SafetensorsWriterTests {
         #expect(FileManager.default.contents(atPath: dir + "/same.safetensors") == FileManager.default.contents(atPath: input))
     }
 
+    @Test("a new header is padded so the data starts at the input data's offset within a page")
+    func dataKeepsTheInputPageOffset() throws {
+        let input = TestSupport.fixture("torch_resnet_tiny.safetensors")
+        let graph = try Checkpoint.read(input)
+        let inputStart = try SafetensorsHeader.read(try InputFile(path: input)).dataStart
+        let dir = TestSupport.temporaryDirectory()
+        let output = try OutputFile(path: dir + "/meta.safetensors")
+        try SafetensorsWriter.writeFile(graph.tensors, metadata: [("note", String(repeating: "x", count: 123))], to: output)
+        try output.commit()
+        let header = try SafetensorsHeader.read(try InputFile(path: dir + "/meta.safetensors"))
+        #expect(header.dataStart != inputStart)
+        #expect(header.dataStart % 4096 == inputStart % 4096)
+        #expect(try TestSupport.tensorBytes(graph) == TestSupport.tensorBytes(try SafetensorsReader.read(path: dir + "/meta.safetensors")))
+        // Computed first tensors have no input offset to follow: only the 8-byte padding.
+        #expect(SafetensorsWriter.aligned([UInt8](repeating: 32, count: 16), to: nil).count == 16)
+    }
+
     @Test func sortsByAlignmentThenNameAndPadsHeaderToEightBytes() throws {
         let graph = try SafetensorsReader.read(path: TestSupport.fixture("dtypes.safetensors"))
         let dir = TestSupport.temporaryDirectory()
