@@ -23,7 +23,7 @@ struct Run: ParsableCommand {
     var steps: [String] = []
 
     @Option(help: "The directory outputs go to (created if needed).")
-    var outDir: String
+    var outDir: String?
 
     @Option(help: "The output name pattern (overrides the recipe's 'output'; default {name}).")
     var output: String?
@@ -31,8 +31,18 @@ struct Run: ParsableCommand {
     @Option(help: "Inputs processed at once, each in its own process.")
     var jobs: Int = 1
 
-    @Option(help: "Take the I-th of N round-robin slices of the sorted input list (array jobs: Slurm, Kubernetes Indexed Jobs, GNU parallel).")
+    @Option(
+        help: """
+            Take the I-th of N round-robin slices of the sorted input list, I from 0; 'auto' takes the slice from the \
+            scheduler's environment (a Slurm array task, a Kubernetes Indexed Job, GNU parallel).
+            """)
     var shard: String?
+
+    @Option(help: "With --shard auto: the number of slices (a Kubernetes Indexed Job's completions; overrides what the environment says).")
+    var shardCount: Int?
+
+    @Option(help: "Join the JSON reports (--report) of an array job's tasks found in DIR into one summary, failures first.")
+    var mergeReports: String?
 
     @Flag(help: "Skip inputs whose output already exists (re-runs resume).")
     var skipExisting = false
@@ -61,6 +71,8 @@ struct Run: ParsableCommand {
 
     func run() throws {
         try reportingFailures {
+            if let mergeReports { return try merge(mergeReports) }
+            guard let outDir else { throw WSurgeryError.invalidArguments(reason: "--out-dir: give the directory outputs go to") }
             let (recipe, inputArguments) = try loadRecipe()
             let patternText = output ?? recipe.output ?? "{name}"
             let patternError = { (error: WSurgeryError) -> WSurgeryError in
@@ -74,16 +86,17 @@ struct Run: ParsableCommand {
                 passes = try recipe.passes(output: patternText)
             } catch let error as WSurgeryError { throw patternError(error) }
             guard jobs >= 1 else { throw WSurgeryError.invalidOption(option: "jobs", reason: "must be at least 1") }
-            let shard = try self.shard.map(Shard.init(parsing:))
+            let shard = try resolvedShard()
             guard !inputArguments.isEmpty else { throw WSurgeryError.invalidArguments(reason: "INPUT: no input given") }
             let inputs = try InputList.expand(inputArguments)
-            let selected = shard?.select(inputs) ?? inputs
             let options = BatchRun.Options(
                 outDir: outDir, skipExisting: skipExisting, dryRun: dryRun, force: force, shardSize: recipe.shardSize, digest: digest)
-            let plan: [BatchJob]
-            do { plan = try BatchRun.plan(inputs: selected, pattern: pattern, options: options) } catch let error as WSurgeryError {
+            // The whole input list is planned before slicing: every task refuses the same clash up front.
+            let fullPlan: [BatchJob]
+            do { fullPlan = try BatchRun.plan(inputs: inputs, pattern: pattern, options: options) } catch let error as WSurgeryError {
                 throw patternError(error)
             }
+            let plan = shard?.select(fullPlan) ?? fullPlan
             if !dryRun {
                 do { try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true) } catch {
                     throw WSurgeryError.cannotCreateOutput(path: outDir, reason: "cannot create the output directory")
@@ -107,7 +120,8 @@ struct Run: ParsableCommand {
                 progress.files(done: done, total: plan.count, failed: failed)
             }
             progress.finish()
-            let batch = BatchReport(recipe: recipe.path, steps: recipe.steps.map(\.text), outDir: outDir, shard: shard, outcomes: outcomes)
+            let batch = BatchReport(
+                recipe: recipe.path, steps: recipe.steps.map(\.text), outDir: outDir, shard: shard, outcomes: outcomes, inputsTotal: fullPlan.count)
             if let report {
                 let file = try OutputFile(path: report)
                 try file.write(Array((batch.json.serialized(.pretty) + "\n").utf8))
@@ -116,6 +130,34 @@ struct Run: ParsableCommand {
             print(json ? batch.json.serialized(.pretty) : batch.table)
             if let category = batch.failureCategory { throw ExitStatus.failure(category).exitCode }
         }
+    }
+
+    /// The slice this task takes: `--shard I/N`, or with `--shard auto` the scheduler's.
+    func resolvedShard() throws -> Shard? {
+        guard let text = shard else {
+            if shardCount != nil { throw WSurgeryError.invalidOption(option: "shard-count", reason: "goes with --shard auto") }
+            return nil
+        }
+        if text == "auto" { return try Shard.fromEnvironment(ProcessInfo.processInfo.environment, count: shardCount) }
+        if shardCount != nil { throw WSurgeryError.invalidOption(option: "shard-count", reason: "goes with --shard auto (I/N gives N already)") }
+        return try Shard(parsing: text)
+    }
+
+    /// `--merge-reports DIR`: prints (and with --report writes) the joined reports; exits with the first
+    /// failure's code, or 66 when a slice has no report.
+    func merge(_ directory: String) throws {
+        if !arguments.isEmpty || !steps.isEmpty || shard != nil || outDir != nil {
+            throw WSurgeryError.invalidArguments(reason: "--merge-reports takes only --report, --json and --quiet")
+        }
+        let merged = try MergedReport.merge(directory: directory)
+        if let report {
+            let file = try OutputFile(path: report)
+            try file.write(Array((merged.json.serialized(.pretty) + "\n").utf8))
+            try file.commit()
+        }
+        print(json ? merged.json.serialized(.pretty) : merged.table)
+        if let category = merged.failureCategory { throw ExitStatus.failure(category).exitCode }
+        if let gap = merged.gaps.first { throw WSurgeryError.cannotOpen(path: directory, reason: gap) }
     }
 
     /// The recipe (from the file, or from --pass) and the remaining arguments, the inputs.
@@ -132,7 +174,7 @@ struct Run: ParsableCommand {
 
     /// The arguments a worker process gets: this command for one input (appended by the caller).
     func workerArguments() -> [String] {
-        var words = ["run", "--worker", "--quiet", "--out-dir", outDir]
+        var words = ["run", "--worker", "--quiet", "--out-dir", outDir ?? "."]
         if steps.isEmpty, let recipe = arguments.first { words.append(recipe) }
         for step in steps { words += ["--pass", step] }
         if let output { words += ["--output", output] }

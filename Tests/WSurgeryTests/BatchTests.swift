@@ -151,6 +151,87 @@ struct BatchTests {
         }
     }
 
+    @Test("--shard auto reads Slurm, Kubernetes and GNU parallel, and refuses what does not add up")
+    func shardsFromTheSchedulersEnvironment() throws {
+        func shard(_ env: [String: String], count: Int? = nil) throws -> Shard { try Shard.fromEnvironment(env, count: count) }
+        // Slurm arrays numbered from 1 (--array=1-3): the last task is slice 2 of 3.
+        let slurm = ["SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "3", "SLURM_ARRAY_TASK_COUNT": "3"]
+        #expect(try shard(slurm) == Shard(index: 2, count: 3))
+        #expect(try shard(slurm).source == "slurm")
+        #expect(try shard(["SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_COUNT": "4"]) == Shard(index: 0, count: 4))
+        // --array=10-16:3 runs tasks 10, 13, 16.
+        let stepped = ["SLURM_ARRAY_TASK_ID": "16", "SLURM_ARRAY_TASK_MIN": "10", "SLURM_ARRAY_TASK_STEP": "3", "SLURM_ARRAY_TASK_COUNT": "3"]
+        #expect(try shard(stepped) == Shard(index: 2, count: 3))
+        #expect(throws: WSurgeryError.self) {
+            try shard(["SLURM_ARRAY_TASK_ID": "11", "SLURM_ARRAY_TASK_MIN": "10", "SLURM_ARRAY_TASK_STEP": "3", "SLURM_ARRAY_TASK_COUNT": "3"])
+        }
+        // Kubernetes Indexed Jobs say the index, not the completions.
+        #expect(try shard(["JOB_COMPLETION_INDEX": "1"], count: 3) == Shard(index: 1, count: 3))
+        #expect(try shard(["JOB_COMPLETION_INDEX": "1"], count: 3).source == "kubernetes")
+        #expect(throws: WSurgeryError.self) { try shard(["JOB_COMPLETION_INDEX": "1"]) }
+        #expect(throws: WSurgeryError.self) { try shard(["JOB_COMPLETION_INDEX": "3"], count: 3) }
+        // GNU parallel numbers jobs from 1.
+        #expect(try shard(["PARALLEL_SEQ": "2", "PARALLEL_JOBSLOTS": "4"]) == Shard(index: 1, count: 4))
+        #expect(try shard(["PARALLEL_SEQ": "5", "PARALLEL_JOBSLOTS": "4"], count: 8) == Shard(index: 4, count: 8))
+        #expect(throws: WSurgeryError.self) { try shard(["PARALLEL_SEQ": "5", "PARALLEL_JOBSLOTS": "4"]) }
+        // None, or two that disagree, or garbage: a clear error.
+        #expect(throws: WSurgeryError.self) { try shard([:]) }
+        #expect(throws: WSurgeryError.self) { try shard(slurm.merging(["PARALLEL_SEQ": "1", "PARALLEL_JOBSLOTS": "3"]) { $1 }) }
+        #expect(try shard(slurm.merging(["PARALLEL_SEQ": "3", "PARALLEL_JOBSLOTS": "3"]) { $1 }) == Shard(index: 2, count: 3))
+        #expect(throws: WSurgeryError.self) { try shard(["SLURM_ARRAY_TASK_ID": "x", "SLURM_ARRAY_TASK_COUNT": "3"]) }
+        do {
+            _ = try Shard(parsing: "3/3")
+            Issue.record("3/3 accepted")
+        } catch let error as WSurgeryError {
+            #expect(error.description.contains("--shard auto"))
+        }
+    }
+
+    @Test("merged reports list every input once, failures first, and name the slices with no report")
+    func mergedReports() throws {
+        let dir = TestSupport.temporaryDirectory()
+        func write(_ name: String, shard: Shard?, _ outcomes: [BatchOutcome], finished: TimeInterval = 0) throws {
+            var report = BatchReport(recipe: "r.yaml", steps: ["convert"], outDir: "out", shard: shard, outcomes: outcomes, inputsTotal: 5)
+            report.finished = Date(timeIntervalSince1970: 1_000_000 + finished)
+            try report.json.serialized(.pretty).write(toFile: dir + "/" + name, atomically: true, encoding: .utf8)
+        }
+        var failed = BatchOutcome(input: "c.h5", output: "out/c.h5", status: .failed)
+        failed.error = "broken"
+        failed.errorCategory = .badData
+        try write(
+            "task-0.json", shard: Shard(index: 0, count: 3),
+            [
+                BatchOutcome(input: "a.h5", output: "out/a.h5", status: .written), failed,
+            ])
+        try write("task-2.json", shard: Shard(index: 2, count: 3), [BatchOutcome(input: "e.h5", output: "out/e.h5", status: .written)])
+        var merged = try MergedReport.merge(directory: dir)
+        #expect(merged.outcomes.map(\.input) == ["c.h5", "a.h5", "e.h5"])
+        #expect(merged.missingSlices == [1])
+        #expect(merged.failureCategory == .badData)
+        #expect(merged.gaps == ["no report for slice(s) 1/3"])
+        // The re-submitted task 0 fixed c.h5; task 1 arrives: nothing is missing, nothing failed.
+        try write(
+            "task-0-again.json", shard: Shard(index: 0, count: 3),
+            [
+                BatchOutcome(input: "c.h5", output: "out/c.h5", status: .written), BatchOutcome(input: "a.h5", output: "out/a.h5", status: .upToDate),
+            ], finished: 10)
+        try write(
+            "task-1.json", shard: Shard(index: 1, count: 3),
+            [
+                BatchOutcome(input: "b.h5", output: "out/b.h5", status: .written), BatchOutcome(input: "d.h5", output: "out/d.h5", status: .written),
+            ])
+        merged = try MergedReport.merge(directory: dir)
+        #expect(merged.outcomes.map(\.input) == ["a.h5", "b.h5", "c.h5", "d.h5", "e.h5"])
+        #expect(merged.outcomes.map(\.status) == [.upToDate, .written, .written, .written, .written])
+        #expect(merged.failureCategory == nil && merged.gaps.isEmpty)
+        #expect(merged.table.contains("5 input(s), 4 written, 1 up-to-date"))
+        // Reports of another run are refused.
+        var other = BatchReport(recipe: "other.yaml", steps: ["convert"], outDir: "out", shard: nil, outcomes: [])
+        other.inputsTotal = 0
+        try other.json.serialized(.pretty).write(toFile: dir + "/z.json", atomically: true, encoding: .utf8)
+        #expect(throws: WSurgeryError.self) { try MergedReport.merge(directory: dir) }
+    }
+
     @Test func plansRefuseCollidingOutputsAndUnknownFormats() throws {
         let options = BatchRun.Options(outDir: "/tmp/out")
         let jobs = try BatchRun.plan(inputs: ["a/m.h5", "b/m.h5"], pattern: try OutputPattern("{parent}-{stem}.safetensors"), options: options)

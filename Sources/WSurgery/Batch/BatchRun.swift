@@ -21,9 +21,15 @@ public struct BatchOutcome: Sendable, Equatable {
         case written
         /// Asked to skip existing outputs, and the output was already there.
         case skipped
+        /// The output exists and its provenance says it is what this run would write (same passes and
+        /// options, same input digest): a re-submitted array task resumes without redoing it.
+        case upToDate = "up-to-date"
         /// A dry run: the passes ran, nothing was written.
         case checked = "dry-run"
         case failed
+
+        /// The statuses in the order summaries list them.
+        public static let reported: [Status] = [.written, .upToDate, .checked, .skipped, .failed]
     }
 
     /// The input.
@@ -156,8 +162,13 @@ public enum BatchRun {
     /// Runs the passes on one input in this process; any failure becomes the outcome's error.
     public static func perform(_ job: BatchJob, passes: [any GraphPass], options: Options) -> BatchOutcome {
         let start = Date()
-        if options.skipExisting, !options.dryRun, outputExists(job.output, shardSize: options.shardSize) {
-            return BatchOutcome(input: job.input, output: job.output, status: .skipped)
+        if !options.dryRun, outputExists(job.output, shardSize: options.shardSize) {
+            if options.skipExisting { return BatchOutcome(input: job.input, output: job.output, status: .skipped) }
+            if !options.force, Pipeline.isUpToDate(passes, input: job.input, output: job.output, shardSize: options.shardSize) {
+                var outcome = BatchOutcome(input: job.input, output: job.output, status: .upToDate)
+                outcome.seconds = Date().timeIntervalSince(start)
+                return outcome
+            }
         }
         do {
             if !options.dryRun {
@@ -257,14 +268,19 @@ public struct BatchReport: Sendable {
     public var shard: Shard?
     /// Every input's outcome, in input order.
     public var outcomes: [BatchOutcome]
+    /// The number of inputs before slicing (all slices together).
+    public var inputsTotal: Int?
+    /// When the run ended.
+    public var finished = Date()
 
     /// A report.
-    public init(recipe: String?, steps: [String], outDir: String, shard: Shard?, outcomes: [BatchOutcome]) {
+    public init(recipe: String?, steps: [String], outDir: String, shard: Shard?, outcomes: [BatchOutcome], inputsTotal: Int? = nil) {
         self.recipe = recipe
         self.steps = steps
         self.outDir = outDir
         self.shard = shard
         self.outcomes = outcomes
+        self.inputsTotal = inputsTotal
     }
 
     /// How many inputs ended with `status`.
@@ -278,7 +294,7 @@ public struct BatchReport: Sendable {
     /// `4 input(s), 3 written, 1 failed`.
     public var summaryLine: String {
         var parts = ["\(outcomes.count) input(s)"]
-        for status in [BatchOutcome.Status.written, .checked, .skipped, .failed] where count(status) > 0 {
+        for status in BatchOutcome.Status.reported where count(status) > 0 {
             parts.append("\(count(status)) \(status == .checked ? "checked (dry run)" : status.rawValue)")
         }
         return parts.joined(separator: ", ")
@@ -302,7 +318,10 @@ public struct BatchReport: Sendable {
             ("steps", .array(steps.map { .string($0) })),
             ("out_dir", .string(outDir)),
             ("shard", shard.map { .string($0.description) } ?? .null),
-            ("counts", .object([BatchOutcome.Status.written, .checked, .skipped, .failed].map { ($0.rawValue, .int(count($0))) })),
+            ("shard_source", shard.map { .string($0.source) } ?? .null),
+            ("inputs_total", inputsTotal.map { .int($0) } ?? .null),
+            ("finished", .string(ISO8601DateFormatter().string(from: finished))),
+            ("counts", .object(BatchOutcome.Status.reported.map { ($0.rawValue, .int(count($0))) })),
             ("files", .array(outcomes.map(\.json))),
         ])
     }

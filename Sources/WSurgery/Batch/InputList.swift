@@ -75,22 +75,85 @@ public struct Shard: Sendable, Equatable, CustomStringConvertible {
     public var index: Int
     /// The number of slices.
     public var count: Int
+    /// Where the slice came from: `option` for `--shard I/N`, else the scheduler (`slurm`, `kubernetes`,
+    /// `gnu-parallel`) whose environment gave it.
+    public var source: String = "option"
 
     /// Slice `index` of `count`.
-    public init(index: Int, count: Int) {
+    public init(index: Int, count: Int, source: String = "option") {
         self.index = index
         self.count = count
+        self.source = source
     }
 
     /// Parses `I/N` with 0 <= I < N.
     public init(parsing text: String) throws {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 2, let i = Int(parts[0]), let n = Int(parts[1]), n >= 1, i >= 0, i < n else {
+            let fromOne = parts.count == 2 && Int(parts[0]) != nil && Int(parts[0]) == Int(parts[1])
             throw WSurgeryError.invalidOption(
                 option: "shard",
-                reason: "'\(text)': expected I/N with 0 <= I < N (e.g. 0/4; under Slurm, $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)")
+                reason: "'\(text)': expected I/N with 0 <= I < N (e.g. 0/4)"
+                    + (fromOne ? "; slices count from 0: for a Slurm array numbered from 1 use --shard auto" : "; or 'auto' under a scheduler"))
         }
         self.init(index: i, count: n)
+    }
+
+    /// The slice a scheduler gave this task, from its environment: a Slurm array task
+    /// (`SLURM_ARRAY_TASK_ID`, `_MIN`, `_STEP`, `_COUNT`; arrays may start at any index), a Kubernetes
+    /// Indexed Job (`JOB_COMPLETION_INDEX`, from 0, with `count` = the Job's completions), or GNU parallel
+    /// (`PARALLEL_SEQ`, from 1, with `count` or `PARALLEL_JOBSLOTS`). `count` (`--shard-count`) overrides
+    /// the number of slices. Refuses an environment with none of them, or with several that disagree.
+    public static func fromEnvironment(_ environment: [String: String], count: Int? = nil) throws -> Shard {
+        func value(_ name: String) throws -> Int? {
+            guard let text = environment[name] else { return nil }
+            guard let number = Int(text.trimmingCharacters(in: .whitespaces)) else {
+                throw WSurgeryError.invalidOption(option: "shard", reason: "auto: \(name)='\(text)' is not a number")
+            }
+            return number
+        }
+        func problem(_ reason: String) -> WSurgeryError { .invalidOption(option: "shard", reason: "auto: " + reason) }
+        if let count, count < 1 { throw WSurgeryError.invalidOption(option: "shard-count", reason: "must be at least 1 (got \(count))") }
+        var found: [Shard] = []
+        if let id = try value("SLURM_ARRAY_TASK_ID") {
+            let first = try value("SLURM_ARRAY_TASK_MIN") ?? 0
+            let step = try value("SLURM_ARRAY_TASK_STEP") ?? 1
+            guard let total = try count ?? value("SLURM_ARRAY_TASK_COUNT") else {
+                throw problem("SLURM_ARRAY_TASK_ID is set but not SLURM_ARRAY_TASK_COUNT; give --shard-count")
+            }
+            guard step >= 1, id >= first, (id - first) % step == 0 else {
+                throw problem(
+                    "Slurm task \(id) is not on the array's range \(first), \(first + step), ...; submit --array=A-B or A-B:S (not a list), or give --shard I/N"
+                )
+            }
+            found.append(Shard(index: (id - first) / step, count: total, source: "slurm"))
+        }
+        if let index = try value("JOB_COMPLETION_INDEX") {
+            guard let total = count else {
+                throw problem(
+                    "JOB_COMPLETION_INDEX is set (a Kubernetes Indexed Job) but the number of slices is not: give --shard-count with the Job's completions"
+                )
+            }
+            found.append(Shard(index: index, count: total, source: "kubernetes"))
+        }
+        if let sequence = try value("PARALLEL_SEQ") {
+            guard let total = try count ?? value("PARALLEL_JOBSLOTS") else {
+                throw problem("PARALLEL_SEQ is set but not PARALLEL_JOBSLOTS; give --shard-count")
+            }
+            found.append(Shard(index: sequence - 1, count: total, source: "gnu-parallel"))
+        }
+        guard let shard = found.first else {
+            throw problem(
+                "no scheduler found: expected SLURM_ARRAY_TASK_ID (a Slurm array job), JOB_COMPLETION_INDEX (a Kubernetes Indexed Job) or PARALLEL_SEQ (GNU parallel); or give --shard I/N"
+            )
+        }
+        if let other = found.dropFirst().first(where: { $0.index != shard.index || $0.count != shard.count }) {
+            throw problem("\(shard.source) says slice \(shard) but \(other.source) says \(other); give --shard I/N")
+        }
+        guard shard.index >= 0, shard.index < shard.count else {
+            throw problem("\(shard.source) gives slice \(shard.index) of \(shard.count), outside 0..<\(shard.count)")
+        }
+        return shard
     }
 
     /// This shard's part of `items`.
@@ -100,4 +163,7 @@ public struct Shard: Sendable, Equatable, CustomStringConvertible {
 
     /// `I/N`.
     public var description: String { "\(index)/\(count)" }
+
+    /// Same slice, wherever it came from.
+    public static func == (a: Shard, b: Shard) -> Bool { a.index == b.index && a.count == b.count }
 }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Read, apply passes in order, write: what every surgery command does.
 public enum Pipeline {
     /// The reports of each pass and the writer's notes.
@@ -44,5 +46,28 @@ public enum Pipeline {
         return Result(
             reports: reports, readerNotes: graph.readerNotes, writerNotes: notes, tensorCount: graph.tensors.count, byteCount: graph.byteCount,
             sourceFormat: graph.sourceFormat)
+    }
+
+    /// Whether `output` already holds what running `passes` on `input` would write: the last entry of
+    /// its provenance names the same tool version, passes with the same options, the same input name, and
+    /// the digest of this input as it is now. What a re-submitted array job finds for its finished inputs.
+    public static func isUpToDate(_ passes: [any GraphPass], input: String, output: String, shardSize: UInt64?) -> Bool {
+        let written =
+            (try? Checkpoint.outputFormat(for: output, shardSize: shardSize)) == .shardedSafetensors
+            ? ShardedSafetensors.outputNames(for: output).index : output
+        guard FileManager.default.fileExists(atPath: written), let entry = (try? Checkpoint.read(written))?.provenance?.entries.last else {
+            return false
+        }
+        let planned = passes.map { ($0.name, $0.options) }
+        let samePasses =
+            entry.passes.count == planned.count
+            && zip(entry.passes, planned).allSatisfy { recorded, now in
+                recorded.name == now.0 && recorded.options.elementsEqual(now.1) { $0.0 == $1.0 && $0.1 == $1.1 }
+            }
+        guard entry.version == Provenance.toolVersion, samePasses, entry.inputName == (input.split(separator: "/").last.map(String.init) ?? input),
+            let source = try? Checkpoint.read(input).sourcePath, let file = try? InputFile(path: source),
+            let digest = try? entry.digestAlgorithm.file(file, cancelled: { false })
+        else { return false }
+        return digest == entry.inputDigest
     }
 }
