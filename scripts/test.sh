@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+scripts/install-test-deps.sh
 # Style: the tree is formatted with .swift-format, and every public declaration has a doc comment.
 swift format lint --strict -r Sources Tests
 swift build

@@ -122,11 +122,7 @@ struct Run: ParsableCommand {
             progress.finish()
             let batch = BatchReport(
                 recipe: recipe.path, steps: recipe.steps.map(\.text), outDir: outDir, shard: shard, outcomes: outcomes, inputsTotal: fullPlan.count)
-            if let report {
-                let file = try OutputFile(path: report)
-                try file.write(Array((batch.json.serialized(.pretty) + "\n").utf8))
-                try file.commit()
-            }
+            if let report { try write(batch.json, toReport: report) }
             print(json ? batch.json.serialized(.pretty) : batch.table)
             if let category = batch.failureCategory { throw ExitStatus.failure(category).exitCode }
         }
@@ -150,14 +146,18 @@ struct Run: ParsableCommand {
             throw WSurgeryError.invalidArguments(reason: "--merge-reports takes only --report, --json and --quiet")
         }
         let merged = try MergedReport.merge(directory: directory)
-        if let report {
-            let file = try OutputFile(path: report)
-            try file.write(Array((merged.json.serialized(.pretty) + "\n").utf8))
-            try file.commit()
-        }
+        if let report { try write(merged.json, toReport: report) }
         print(json ? merged.json.serialized(.pretty) : merged.table)
         if let category = merged.failureCategory { throw ExitStatus.failure(category).exitCode }
         if let gap = merged.gaps.first { throw WSurgeryError.cannotOpen(path: directory, reason: gap) }
+    }
+
+    /// Writes a JSON report atomically, creating its directory (array tasks share one `reports/`).
+    func write(_ json: JSONValue, toReport path: String) throws {
+        try? FileManager.default.createDirectory(atPath: OutputFile.directory(of: path), withIntermediateDirectories: true)
+        let file = try OutputFile(path: path)
+        try file.write(Array((json.serialized(.pretty) + "\n").utf8))
+        try file.commit()
     }
 
     /// The recipe (from the file, or from --pass) and the remaining arguments, the inputs.

@@ -114,8 +114,13 @@ def test_skip_existing_resumes_and_reruns_are_byte_identical(inputs, tmp_path):
     report = json.loads(proc.stdout)
     assert report["counts"]["skipped"] == 3 and report["counts"]["written"] == 0
     assert {f: os.stat(tmp_path / "a" / f).st_mtime_ns for f in files_under(tmp_path / "a")} == stamps
-    # Without --skip-existing (or --force) existing outputs are refused, each as its own failure.
-    wsurgery("run", recipe, inputs, "--out-dir", tmp_path / "a", expect=73)
+    # Without --skip-existing, outputs the same recipe wrote from the same inputs are up to date (their
+    # provenance says so) and left alone; outputs of another recipe are refused, each as its own failure.
+    report = json.loads(wsurgery("run", recipe, inputs, "--out-dir", tmp_path / "a", "--json").stdout)
+    assert report["counts"]["up-to-date"] == 3 and report["counts"]["written"] == 0
+    assert {f: os.stat(tmp_path / "a" / f).st_mtime_ns for f in files_under(tmp_path / "a")} == stamps
+    other = write_recipe(tmp_path, RECIPE.replace("seed: 1", "seed: 2"), "other.yaml")
+    wsurgery("run", other, inputs, "--out-dir", tmp_path / "a", expect=73)
     # The same recipe again, also with two jobs, gives the same bytes.
     wsurgery("run", recipe, inputs, "--out-dir", tmp_path / "b", "--jobs", 2)
     assert files_under(tmp_path / "a") == files_under(tmp_path / "b")

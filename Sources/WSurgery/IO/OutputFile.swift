@@ -55,7 +55,8 @@ public final class OutputFile {
         }
     }
 
-    static func directory(of path: String) -> String {
+    /// The directory part of `path` (`.` when it has none).
+    public static func directory(of path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }
         let dir = String(path[..<slash])
         return dir.isEmpty ? "/" : dir
