@@ -91,10 +91,16 @@ final class HDF5File: @unchecked Sendable {
         }
     }
 
-    /// Creates (truncates) a file for writing.
+    /// Creates a file for writing in place of the empty placeholder at `path` (an `OutputFile`'s temporary
+    /// file). The placeholder is removed and the file created anew rather than truncated: ext4 treats a
+    /// truncation to zero as a replace-by-truncate and flushes the file's pages when it is first closed,
+    /// which cost a tenth of a `.h5` write.
     static func create(_ path: String) throws -> HDF5File {
         try HDF5Lock.run {
-            let id = H5Fcreate(path, wsh5_F_ACC_TRUNC(), wsh5_P_DEFAULT(), wsh5_P_DEFAULT())
+            if unlink(path) != 0, errno != ENOENT {
+                throw WSurgeryError.cannotCreateOutput(path: path, reason: Errno.current.message)
+            }
+            let id = H5Fcreate(path, wsh5_F_ACC_EXCL(), wsh5_P_DEFAULT(), wsh5_P_DEFAULT())
             if id < 0 { throw WSurgeryError.cannotCreateOutput(path: path, reason: "HDF5 could not create the file") }
             return HDF5File(path: path, id: id)
         }

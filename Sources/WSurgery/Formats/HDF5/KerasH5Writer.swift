@@ -1,6 +1,7 @@
 /// Writes graphs as Keras HDF5 weight files: legacy (`.h5`, full model when the graph has a Keras config,
-/// weights-only otherwise) and Keras 3 `.weights.h5`. Tensors read from HDF5 and left untouched are
-/// copied dataset-to-dataset (`H5Ocopy`), keeping their bytes, chunking and compression.
+/// weights-only otherwise) and Keras 3 `.weights.h5`. libhdf5 writes the metadata; tensor bytes are
+/// placed at their datasets' offsets afterwards (kernel copies for untouched contiguous datasets), and
+/// untouched chunked or compressed datasets are copied dataset-to-dataset (`H5Ocopy`).
 public enum KerasH5Writer {
     /// Writes one tensor as a dataset. An unchanged dataset that is chunked, compressed or carries
     /// attributes of its own is copied whole by libhdf5 (`H5Ocopy`, keeping all of that); every other
