@@ -69,7 +69,7 @@ struct InitOptions: ParsableArguments {
     @Option(name: .customLong("init"), help: ArgumentHelp(PassCatalog.replaceHead.help("init")), completion: .list(Initializer.spellings))
     var initKind: String?
 
-    @Option(help: ArgumentHelp(PassCatalog.replaceHead.help("seed")))
+    @Option(parsing: .unconditional, help: ArgumentHelp(PassCatalog.replaceHead.help("seed")))
     var seed: UInt64?
 
     func fill(_ arguments: inout PassArguments) {
@@ -155,7 +155,7 @@ struct CollapseChannelsOptions: PassOptions {
 struct AdaptChannelsOptions: PassOptions {
     static let spec = PassCatalog.adaptChannels
 
-    @Option(help: ArgumentHelp(spec.help("channels")))
+    @Option(parsing: .unconditional, help: ArgumentHelp(spec.help("channels")))
     var channels: Int
 
     @Option(help: ArgumentHelp(spec.help("layer")))
@@ -180,7 +180,7 @@ struct AdaptChannelsOptions: PassOptions {
 struct ReplaceHeadOptions: PassOptions {
     static let spec = PassCatalog.replaceHead
 
-    @Option(help: ArgumentHelp(spec.help("classes")))
+    @Option(parsing: .unconditional, help: ArgumentHelp(spec.help("classes")))
     var classes: Int
 
     @Option(help: ArgumentHelp(spec.help("layer")))
@@ -211,7 +211,7 @@ struct SetInputShapeOptions: PassOptions {
     @Option(help: ArgumentHelp(spec.help("size")))
     var size: String
 
-    @Option(help: ArgumentHelp(spec.help("channels")))
+    @Option(parsing: .unconditional, help: ArgumentHelp(spec.help("channels")))
     var channels: Int?
 
     @Option(help: ArgumentHelp(spec.help("dense-policy")))
@@ -259,7 +259,7 @@ struct ResizeDenseOptions: PassOptions {
     @Option(help: ArgumentHelp(spec.help("layer")))
     var layer: String
 
-    @Option(help: ArgumentHelp(spec.help("units")))
+    @Option(parsing: .unconditional, help: ArgumentHelp(spec.help("units")))
     var units: Int
 
     @OptionGroup var initOptions: InitOptions

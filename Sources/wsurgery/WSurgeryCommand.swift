@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import WSurgery
 
 #if canImport(Glibc)
@@ -20,10 +21,29 @@ struct WSurgeryCommand: ParsableCommand {
         ]
     )
 
-    /// Options are mentioned in messages as the command line spells them.
+    /// Parses and runs the command. One error style for everything: `wsurgery: error: ...` on stderr,
+    /// whether the library or the argument parser found the problem (usage errors exit 64); `-V` is
+    /// `--version`. Options are mentioned in messages as the command line spells them.
     static func main() {
         MessageStyle.optionSpelling = { "--" + $0 }
-        main(nil)
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments == ["-V"] { arguments = ["--version"] }
+        do {
+            var command = try parseAsRoot(arguments)
+            try command.run()
+        } catch let code as ExitCode {
+            exit(withError: code)
+        } catch {
+            // --help and --version are "errors" that exit 0: the parser prints them as it does.
+            if exitCode(for: error) == .success { exit(withError: error) }
+            let text = message(for: error).trimmingCharacters(in: .whitespacesAndNewlines)
+            let subcommand = arguments.first { !$0.hasPrefix("-") }.flatMap { name in
+                configuration.subcommands.first { $0._commandName == name }.map { _ in name }
+            }
+            FileHandleOutput.standardError(
+                "wsurgery: error: \(text)\n(see 'wsurgery \(subcommand.map { "\($0) " } ?? "")--help')\n")
+            exit(withError: ExitCode(64))
+        }
     }
 }
 

@@ -251,7 +251,7 @@ struct BatchTests {
         ] {
             try FileManager.default.createDirectory(
                 atPath: dir + "/" + (name.contains("/") ? String(name.split(separator: "/")[0]) : ""), withIntermediateDirectories: true)
-            FileManager.default.createFile(atPath: dir + "/" + name, contents: Data())
+            _ = FileManager.default.createFile(atPath: dir + "/" + name, contents: Data())
         }
         #expect(try InputList.expand([dir]) == [dir + "/a.safetensors", dir + "/b.h5", dir + "/shards", dir + "/sub/c.keras"])
         #expect(try InputList.expand([dir + "/*.h5", dir + "/b.h5"]) == [dir + "/b.h5"])

@@ -12,7 +12,7 @@ struct SafetensorsValidationTests {
 
     @Test func fileShorterThanLengthPrefixIsTruncated() throws {
         let path = dir + "/short.safetensors"
-        FileManager.default.createFile(atPath: path, contents: Data([1, 2, 3]))
+        _ = FileManager.default.createFile(atPath: path, contents: Data([1, 2, 3]))
         #expect(throws: WSurgeryError.truncatedFile(path: path, expectedBytes: 8, actualBytes: 3)) { try read(path) }
     }
 

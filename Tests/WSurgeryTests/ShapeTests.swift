@@ -99,7 +99,7 @@ struct ShapeInferenceTests {
         #expect(throws: WSurgeryError.self) { try ShapeInference.infer(model: bad, path: "m") }
         do {
             _ = try ShapeInference.infer(model: bad, path: "m")
-        } catch let error as WSurgeryError {
+        } catch {
             guard case .shapeMismatch(_, let layer, _) = error else {
                 Issue.record("wrong error \(error)")
                 return

@@ -21,7 +21,7 @@ enum TestSupport {
         let n = lengthOverride ?? UInt64(h.count)
         var bytes = (0..<8).map { UInt8((n >> (8 * UInt64($0))) & 0xFF) }
         bytes += h + data
-        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
         return path
     }
 

@@ -28,7 +28,7 @@ public final class OutputFile {
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         if fd < 0 { throw WSurgeryError.cannotCreateOutput(path: path, reason: Errno.current.message) }
         self.descriptor = fd
-        self.temporaryPath = String(cString: template)
+        self.temporaryPath = String(cArray: template)
         // mkstemp creates 0600; give the output the permissions an ordinary new file gets.
         let mask = umask(0)
         umask(mask)

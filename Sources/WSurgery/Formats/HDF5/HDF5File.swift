@@ -148,7 +148,7 @@ final class HDF5File: @unchecked Sendable {
                     target = String(cString: file) + ":" + String(cString: object)
                 }
             } else {
-                target = String(cString: buffer)
+                target = String(cArray: buffer)
             }
         }
         if type == H5L_TYPE_SOFT.rawValue { throw WSurgeryError.softLink(path: path, object: objectPath, target: target) }
@@ -181,7 +181,7 @@ final class HDF5File: @unchecked Sendable {
                 var buffer = [CChar](repeating: 0, count: Int(length) + 1)
                 try check.status(
                     H5Lget_name_by_idx(g.id, ".", H5_INDEX_NAME, H5_ITER_INC, i, &buffer, Int(length) + 1, wsh5_P_DEFAULT()), "list the group")
-                let name = String(cString: buffer)
+                let name = String(cArray: buffer)
                 try checkLink(groupPath == "/" ? name : groupPath + "/" + name)
                 names.append(name)
             }
@@ -365,5 +365,12 @@ final class HDF5File: @unchecked Sendable {
             try check.status(H5Pset_obj_track_times(gcpl.id, false), "make group properties")
             _ = try check.handle(H5Gcreate2(id, groupPath, lcpl.id, gcpl.id, wsh5_P_DEFAULT()), H5Gclose, "create the group")
         }
+    }
+}
+
+extension String {
+    /// The UTF-8 text of a C character array up to its first NUL (or all of it).
+    init(cArray: [CChar]) {
+        self = String(decoding: cArray.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

@@ -57,7 +57,7 @@ public enum HuggingFaceFolder {
         let read = Set(graph.sourceFiles.map { URL(fileURLWithPath: $0.path).lastPathComponent })
         for name in names where !name.hasPrefix(".") && name != configName && name != preprocessorName && !read.contains(name) {
             var isDirectory: ObjCBool = false
-            FileManager.default.fileExists(atPath: directory + "/" + name, isDirectory: &isDirectory)
+            _ = FileManager.default.fileExists(atPath: directory + "/" + name, isDirectory: &isDirectory)
             if isDirectory.boolValue || isWeightsFile(name) { skipped.append(name) } else { files.append(name) }
         }
         graph.fileStates[HuggingFaceFolderState.self] = HuggingFaceFolderState(directory: directory, files: files, skipped: skipped)

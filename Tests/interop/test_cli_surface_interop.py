@@ -1,0 +1,41 @@
+"""What a user sees on the command line: one error style, usage exit codes, -V, completions with values."""
+import subprocess
+
+import pytest
+
+from conftest import BIN, fixture
+
+
+def run(*args):
+    return subprocess.run([BIN, *map(str, args)], capture_output=True, text=True)
+
+
+def test_version_short_and_long():
+    for flag in ("-V", "--version"):
+        proc = run(flag)
+        assert proc.returncode == 0 and proc.stdout.strip() == "0.1.0", proc
+
+
+@pytest.mark.parametrize("args, message", [
+    (["replace-head", fixture("keras_cnn.h5"), "OUT.h5", "--classes", "-3"], "wsurgery: error: --classes: must be at least 1 (got -3)"),
+    (["replace-head", fixture("keras_cnn.h5"), "OUT.h5"], "wsurgery: error: Missing expected argument '--classes <classes>'"),
+    (["replace-head", fixture("keras_cnn.h5"), "OUT.h5", "--classes", "5", "--bogus"], "wsurgery: error: Unknown option '--bogus'"),
+    (["nosuch"], "wsurgery: error: Unexpected argument 'nosuch'"),
+    (["adapt-channels", fixture("keras_cnn.h5"), "OUT.h5", "--channels", "-1"], "wsurgery: error: --channels: must be at least 1 (got -1)"),
+])
+def test_usage_errors_share_one_style_and_exit_64(args, message, tmp_path):
+    proc = subprocess.run([BIN, *map(str, args)], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 64, proc
+    assert proc.stderr.startswith(message), proc.stderr
+    assert "Error:" not in proc.stderr and proc.stdout == ""
+    assert not (tmp_path / "OUT.h5").exists()
+
+
+def test_completions_offer_each_options_values():
+    # bash lists a choice's values one per line ('sum'$'\n''mean'...); zsh and fish list them too.
+    bash = run("--generate-completion-script", "bash").stdout
+    for values in (["sum", "mean", "luma"], ["reinit", "resample", "error"], ["torch", "keras"], ["xxh128", "sha256"]):
+        assert "$'\\n'".join(f"'{v}'" for v in values) in bash, values
+    for shell in ("zsh", "fish"):
+        script = run("--generate-completion-script", shell).stdout
+        assert all(v in script for v in ("luma", "resample", "xxh128", "torch-default")), shell
