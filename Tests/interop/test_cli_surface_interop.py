@@ -39,3 +39,43 @@ def test_completions_offer_each_options_values():
     for shell in ("zsh", "fish"):
         script = run("--generate-completion-script", shell).stdout
         assert all(v in script for v in ("luma", "resample", "xxh128", "torch-default")), shell
+
+
+def png_bytes():
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0\0")) + chunk(b"IEND", b""))
+
+
+def zip_without_checkpoint():
+    import io
+    import zipfile
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.writestr("readme.txt", "hi")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("name, content, says", [
+    ("photo.h5", png_bytes(), "a PNG image"),
+    ("photo.keras", png_bytes(), "a PNG image"),
+    ("photo.safetensors", png_bytes(), "a PNG image"),
+    ("photo.pth", png_bytes(), "a PNG image"),
+    ("notes.txt", b"weights are elsewhere\n", "a text file"),
+    ("empty.h5", b"", "an empty file"),
+    ("packed.safetensors", __import__("gzip").compress(b"x" * 100), "a gzip-compressed file"),
+    ("other.keras", zip_without_checkpoint(), "a zip archive holding neither a Keras config.json nor a torch.save data.pkl"),
+    ("noise.keras", bytes(range(256)), "not a zip archive (a .keras file is one)"),
+])
+def test_inputs_that_are_no_checkpoint_say_what_they_are(name, content, says, tmp_path):
+    path = tmp_path / name
+    path.write_bytes(content)
+    for args in (["inspect", path], ["convert", path, tmp_path / "out.safetensors"]):
+        proc = run(*args)
+        assert proc.returncode == 65, proc
+        assert proc.stderr.startswith(f"wsurgery: error: {path}: {says}, not a checkpoint"), proc.stderr
+    assert not (tmp_path / "out.safetensors").exists()

@@ -55,6 +55,10 @@ public enum WSurgeryError: Error, Sendable, Equatable {
     /// A sharded checkpoint's index is malformed or disagrees with its shards.
     case invalidIndex(path: String, reason: String)
 
+    /// An input whose content is no checkpoint format at all, whatever its extension; `content` says what
+    /// it is when known ("a PNG image").
+    case notACheckpoint(path: String, content: String)
+
     // HDF5 / Keras.
     /// A file named like HDF5 without HDF5's signature.
     case notHDF5(path: String)
@@ -127,7 +131,8 @@ public enum WSurgeryError: Error, Sendable, Equatable {
             .ambiguousStateDict:
             return .usage
         case .truncatedFile, .headerTooLarge, .headerBeyondFile, .invalidHeader, .invalidTensorEntry, .duplicateTensor, .overlappingTensors,
-            .gapBetweenTensors, .tensorSizeMismatch, .trailingBytes, .invalidIndex, .notHDF5, .corruptHDF5, .unknownHDF5Layout, .softLink,
+            .gapBetweenTensors, .tensorSizeMismatch, .trailingBytes, .invalidIndex, .notACheckpoint, .notHDF5, .corruptHDF5, .unknownHDF5Layout,
+            .softLink,
             .externalLink, .externalStorage, .missingObject, .unsupportedHDF5Type, .invalidConfig, .invalidArchive, .invalidPyTorch, .cannotExpress,
             .detectionFailed, .unsupportedLayer, .cannotComputeDType, .unknownLayerClass, .shapeMismatch, .weightsDoNotFit:
             return .badData
@@ -179,6 +184,8 @@ extension WSurgeryError: CustomStringConvertible {
             return "\(path): the tensors end at byte \(expected) but the file has \(actual) bytes"
         case let .invalidIndex(path, reason):
             return "\(path): invalid sharded-checkpoint index: \(reason)"
+        case let .notACheckpoint(path, content):
+            return "\(path): \(content), not a checkpoint (wsurgery reads safetensors, Keras .h5/.weights.h5/.keras and torch.save files)"
         case let .notHDF5(path):
             return "\(path): not an HDF5 file"
         case let .corruptHDF5(path):

@@ -41,7 +41,7 @@ public enum Checkpoint {
         if path.hasSuffix(ShardedSafetensors.indexSuffix) { return .shardedSafetensors }
         if path.hasSuffix(HuggingFaceFolder.binIndexName) { return .pytorch }
         let file = try InputFile(path: path)
-        let head = try file.read(count: Int(min(file.size, 16)), at: 0)
+        let head = try file.read(count: Int(min(file.size, 512)), at: 0)
         let format: CheckpointFormat
         if head.starts(with: [0x89, 0x48, 0x44, 0x46, 0x0D, 0x0A, 0x1A, 0x0A]) {
             format = path.hasSuffix(".weights.h5") ? .kerasWeightsH5 : .kerasLegacyH5
@@ -49,17 +49,24 @@ public enum Checkpoint {
             // A torch.save zip holds '<name>/data.pkl'; a .keras archive holds config.json.
             let zip = try? StoredZip(file: file)
             let isTorch = zip?.entries.contains { $0.name.hasSuffix("/data.pkl") && $0.name.split(separator: "/").count == 2 } ?? false
+            if let zip, !isTorch, !zip.entries.contains(where: { $0.name == "config.json" || $0.name == "model.weights.h5" }) {
+                throw WSurgeryError.notACheckpoint(path: path, content: "a zip archive holding neither a Keras config.json nor a torch.save data.pkl")
+            }
             format = isTorch || (zip == nil && TorchCheckpointReader.suffixes.contains { path.hasSuffix($0) }) ? .pytorch : .kerasArchive
         } else if TorchCheckpointReader.isLegacy(head) {
             format = .pytorch
+        } else if let content = FileKind.describe(head, size: file.size), !(head.count > 8 && head[8] == UInt8(ascii: "{")) {
+            throw WSurgeryError.notACheckpoint(path: path, content: content)
         } else if head.count > 8, head[8] == UInt8(ascii: "{") || path.hasSuffix(".safetensors") {
             format = .safetensors
-        } else if path.hasSuffix(".h5") || path.hasSuffix(".hdf5") || path.hasSuffix(".keras") {
+        } else if path.hasSuffix(".keras") {
+            throw WSurgeryError.notACheckpoint(path: path, content: "not a zip archive (a .keras file is one)")
+        } else if path.hasSuffix(".h5") || path.hasSuffix(".hdf5") {
             throw WSurgeryError.notHDF5(path: path)
         } else if TorchCheckpointReader.suffixes.contains(where: { path.hasSuffix($0) }) {
             throw WSurgeryError.invalidPyTorch(path: path, reason: "neither the zip nor the legacy torch.save format")
         } else {
-            throw WSurgeryError.unknownFormat(path: path, reason: "not safetensors, HDF5, a .keras archive or a torch.save file")
+            throw WSurgeryError.notACheckpoint(path: path, content: "not safetensors, HDF5, a .keras archive or a torch.save file")
         }
         if key != nil, format != .pytorch {
             throw WSurgeryError.unknownFormat(path: path, reason: "#KEY picks an entry of a PyTorch checkpoint; this is \(format.rawValue)")
