@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import WSurgery
 
 /// Arguments every command that writes a checkpoint shares (`convert` and the surgery commands).
@@ -44,10 +45,13 @@ struct SurgeryOptions: ParsableArguments {
             let result = try WriteProgress.$current.withValue(line.enabled ? progress : nil) {
                 try Pipeline.run(passes, input: input, output: dryRun ? nil : output, options: .init(force: force, shardSize: shard, digest: digest))
             }
+            let written = dryRun ? nil : output.map(OutputSize.bytes(of:))
             if json {
                 let object: JSONValue = .object([
                     ("input", .string(input)),
                     ("output", dryRun ? .null : .string(output ?? "")),
+                    ("output_bytes", written.map { .int(Int($0)) } ?? .null),
+                    ("tensor_bytes", .int(Int(result.byteCount))),
                     ("dry_run", .bool(dryRun)),
                     ("passes", .array(result.reports.map(\.json))),
                     ("reader_notes", .array(result.readerNotes.map { .string($0) })),
@@ -56,8 +60,12 @@ struct SurgeryOptions: ParsableArguments {
                 print(object.serialized(.pretty))
             } else {
                 for report in result.reports { print(report.table) }
-                let size = "\(result.tensorCount) tensors, \(result.byteCount) bytes, from \(input) (\(result.sourceFormat.rawValue))"
-                print(dryRun ? "dry run: nothing written (\(size))" : "wrote \(output ?? ""): \(size)")
+                let tensors = "\(result.tensorCount) tensors (\(result.byteCount) bytes of tensor data)"
+                let source = "from \(input) (\(result.sourceFormat.rawValue))"
+                print(
+                    dryRun
+                        ? "dry run: nothing written (\(tensors), \(source))"
+                        : "wrote \(output ?? ""): \(written ?? 0) bytes, \(tensors), \(source)")
             }
             for note in result.readerNotes + result.writerNotes { FileHandleOutput.standardError("note: \(note)\n") }
         }
@@ -274,5 +282,27 @@ struct ResizeDenseOptions: PassOptions {
         initOptions.fill(&a)
         a.set("next", next)
         return a
+    }
+}
+
+/// The bytes an output occupies on disk: a file's size; for a directory (a model folder, shards) the
+/// files in it; for a shard index the index and the shards it names.
+enum OutputSize {
+    static func bytes(of path: String) -> UInt64 {
+        let manager = FileManager.default
+        func size(_ file: String) -> UInt64 { ((try? manager.attributesOfItem(atPath: file))?[.size] as? NSNumber)?.uint64Value ?? 0 }
+        var isDirectory: ObjCBool = false
+        guard manager.fileExists(atPath: path, isDirectory: &isDirectory) else { return 0 }
+        if isDirectory.boolValue {
+            let names = (try? manager.contentsOfDirectory(atPath: path)) ?? []
+            return names.reduce(0) { $0 + size(path + "/" + $1) }
+        }
+        if path.hasSuffix(ShardedSafetensors.indexSuffix), let text = try? String(contentsOfFile: path, encoding: .utf8),
+            case .object(let map)? = (try? JSONParser.parse(text))?["weight_map"]
+        {
+            let directory = OutputFile.directory(of: path)
+            return Set(map.compactMap { $0.1.stringValue }).reduce(size(path)) { $0 + size(directory + "/" + $1) }
+        }
+        return size(path)
     }
 }

@@ -182,7 +182,7 @@ public enum BatchRun {
             outcome.passes = result.reports.map { report in
                 report.pass + (report.options.isEmpty ? "" : " (" + report.options.map { "\($0.0)=\($0.1)" }.joined(separator: ", ") + ")")
             }
-            outcome.tensorsChanged = result.reports.flatMap { $0.changes.map { "\($0.layer)/\($0.tensor)" } }
+            outcome.tensorsChanged = result.reports.flatMap { $0.changes.map(\.qualifiedName) }
             outcome.notes = result.readerNotes + result.writerNotes
             outcome.seconds = Date().timeIntervalSince(start)
             return outcome

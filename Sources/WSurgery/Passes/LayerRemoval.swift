@@ -72,7 +72,7 @@ public struct LayerRemoval: GraphPass {
     func remove(_ names: Set<String>, from graph: inout TensorGraph, report: inout PassReport) {
         for layer in graph.layers where names.contains(layer.name) {
             for tensor in layer.tensors {
-                report.changes.append(TensorChange(layer: layer.name, tensor: tensor.name, oldShape: tensor.shape, newShape: [], action: "removed"))
+                report.changes.append(TensorChange(layer: layer.name, tensor: tensor.name, oldShape: tensor.shape, newShape: nil, action: "removed"))
             }
             if layer.tensors.isEmpty { report.notes.append("removed '\(layer.name)' (\(layer.className ?? layer.kind.rawValue), no weights)") }
         }

@@ -118,7 +118,7 @@ public struct LayoutConversion: GraphPass {
                 tensors.append(counter)
                 report.changes.append(
                     TensorChange(
-                        layer: prefix, tensor: counter.name, oldShape: [], newShape: [], action: "added (int64 0, as a fresh PyTorch BatchNorm)"))
+                        layer: prefix, tensor: counter.name, oldShape: nil, newShape: [], action: "added (int64 0, as a fresh PyTorch BatchNorm)"))
             }
             graph.layers.append(Layer(name: prefix, kind: layer.kind, className: layer.className, tensors: tensors))
         }
@@ -165,7 +165,7 @@ public struct LayoutConversion: GraphPass {
                 if local == "num_batches_tracked" {
                     report.changes.append(
                         TensorChange(
-                            layer: kerasName, tensor: tensor.name, oldShape: tensor.shape, newShape: [],
+                            layer: kerasName, tensor: tensor.name, oldShape: tensor.shape, newShape: nil,
                             action: "dropped (Keras keeps no batch counter)"))
                     continue
                 }

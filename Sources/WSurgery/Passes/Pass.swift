@@ -17,12 +17,22 @@ public struct TensorChange: Sendable, Equatable {
     public var layer: String
     /// The tensor's name.
     public var tensor: String
-    /// Its shape before (`[]` for a tensor the pass added).
-    public var oldShape: [Int]
-    /// Its shape after (`[]` for a tensor the pass removed).
-    public var newShape: [Int]
+    /// Its shape before; nil for a tensor the pass added (`[]` is a scalar).
+    public var oldShape: [Int]?
+    /// Its shape after; nil for a tensor the pass removed.
+    public var newShape: [Int]?
     /// What was done (`summed over input channels`, `new (glorot-uniform, seed 0)`).
     public var action: String
+
+    /// `added`, `removed` or `changed`.
+    public var kind: String { oldShape == nil ? "added" : newShape == nil ? "removed" : "changed" }
+
+    /// The tensor's name with its layer, once: `conv1/kernel` when the tensor's name already starts with
+    /// its layer (`conv1/kernel`, `fc.weight`), else `layer/tensor`.
+    public var qualifiedName: String {
+        if tensor == layer || tensor.hasPrefix(layer + "/") || tensor.hasPrefix(layer + ".") || tensor.contains(" -> ") { return tensor }
+        return layer + "/" + tensor
+    }
 }
 
 /// One layer's output shape before and after an edit, and what happened to its weights.
@@ -62,7 +72,7 @@ public struct PassReport: Sendable {
     public var json: JSONValue {
         .object([
             ("pass", .string(pass)),
-            ("options", .object(options.map { ($0.0, .string($0.1)) })),
+            ("options", .object(options.map { ($0.0, typedValue(of: $0.0, $0.1)) })),
             (
                 "changes",
                 .array(
@@ -70,8 +80,9 @@ public struct PassReport: Sendable {
                         .object([
                             ("layer", .string(c.layer)),
                             ("tensor", .string(c.tensor)),
-                            ("old_shape", .array(c.oldShape.map { .int($0) })),
-                            ("new_shape", .array(c.newShape.map { .int($0) })),
+                            ("change", .string(c.kind)),
+                            ("old_shape", c.oldShape.map { .array($0.map { .int($0) }) } ?? .null),
+                            ("new_shape", c.newShape.map { .array($0.map { .int($0) }) } ?? .null),
                             ("action", .string(c.action)),
                         ])
                     })
@@ -92,11 +103,21 @@ public struct PassReport: Sendable {
         ])
     }
 
+    /// An option's value as JSON of the kind its specification gives: numbers for whole-number options,
+    /// booleans for flags, text otherwise.
+    func typedValue(of key: String, _ text: String) -> JSONValue {
+        switch PassCatalog.spec(named: pass)?.options.first(where: { $0.key == key })?.kind {
+        case .integer? where Int(text) != nil || UInt64(text) != nil: return .number(text)
+        case .flag? where text == "true" || text == "false": return .bool(text == "true")
+        default: return .string(text)
+        }
+    }
+
     /// The report as aligned text.
     public var table: String {
         var rows: [[String]] = [["layer", "tensor", "old shape", "new shape", "action"]]
         for c in changes {
-            rows.append([c.layer, c.tensor, ShapeText.python(c.oldShape), ShapeText.python(c.newShape), c.action])
+            rows.append([c.layer, c.tensor, c.oldShape.map(ShapeText.python) ?? "(new)", c.newShape.map(ShapeText.python) ?? "(removed)", c.action])
         }
         var lines = ["\(pass)" + (options.isEmpty ? "" : " (" + options.map { "\($0.0)=\($0.1)" }.joined(separator: ", ") + ")")]
         if changes.isEmpty { lines.append("no tensor changed") } else { lines += TextTable.render(rows) }
