@@ -79,3 +79,11 @@ def test_inputs_that_are_no_checkpoint_say_what_they_are(name, content, says, tm
         assert proc.returncode == 65, proc
         assert proc.stderr.startswith(f"wsurgery: error: {path}: {says}, not a checkpoint"), proc.stderr
     assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_unknown_layers_are_listed_under_an_honest_label(tmp_path):
+    # drop-layer may remove any layer: the list is every layer; replace-head's --layer needs weights.
+    proc = run("drop-layer", fixture("keras_cnn.h5"), tmp_path / "x.h5", "--layer", "nope")
+    assert proc.returncode == 64 and "no layer named 'nope'; layers: image, conv1, bn1, relu1" in proc.stderr, proc.stderr
+    proc = run("replace-head", fixture("keras_cnn.weights.h5"), tmp_path / "x.weights.h5", "--classes", "3", "--layer", "nope")
+    assert proc.returncode == 64 and "layers with weights: bn1, conv1, conv2, predictions" in proc.stderr, proc.stderr

@@ -96,7 +96,7 @@ public enum WSurgeryError: Error, Sendable, Equatable {
 
     // Surgery.
     /// A layer named by the user is not in the checkpoint.
-    case unknownLayer(path: String, layer: String, candidates: [String])
+    case unknownLayer(path: String, layer: String, candidates: [String], listing: String = "layers with weights")
     /// Detection of the first convolution or the head found none, or more than one.
     case detectionFailed(path: String, what: String, reason: String, candidates: [String])
     /// A layer the pass must change cannot be changed the way asked.
@@ -217,8 +217,8 @@ extension WSurgeryError: CustomStringConvertible {
             return "cannot write \(format)\(tensor.map { " (tensor '\($0)')" } ?? ""): \(reason)"
         case let .invalidOption(key, reason):
             return "\(option(key)): \(reason)"
-        case let .unknownLayer(path, layer, candidates):
-            return "\(path): no layer named '\(layer)'" + WSurgeryError.listing(candidates, "layers with weights")
+        case let .unknownLayer(path, layer, candidates, listing):
+            return "\(path): no layer named '\(layer)'" + WSurgeryError.listing(candidates, listing)
         case let .detectionFailed(path, what, reason, candidates):
             return "\(path): cannot find the \(what): \(reason)" + WSurgeryError.listing(candidates, "candidates")
                 + "; name it with \(option("layer"))"

@@ -8,7 +8,7 @@ enum KerasLayerRemoval {
         let result = try edit(model, names, &found, path: path)
         if let missing = names.subtracting(found).sorted().first {
             throw WSurgeryError.unknownLayer(
-                path: path, layer: missing, candidates: KerasConfig.flattened(KerasConfig.layers(of: model)).map(\.layer.name))
+                path: path, layer: missing, candidates: KerasConfig.flattened(KerasConfig.layers(of: model)).map(\.layer.name), listing: "layers")
         }
         return result
     }
