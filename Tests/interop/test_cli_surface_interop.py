@@ -87,3 +87,22 @@ def test_unknown_layers_are_listed_under_an_honest_label(tmp_path):
     assert proc.returncode == 64 and "no layer named 'nope'; layers: image, conv1, bn1, relu1" in proc.stderr, proc.stderr
     proc = run("replace-head", fixture("keras_cnn.weights.h5"), tmp_path / "x.weights.h5", "--classes", "3", "--layer", "nope")
     assert proc.returncode == 64 and "layers with weights: bn1, conv1, conv2, predictions" in proc.stderr, proc.stderr
+
+
+def test_inspect_counts_parameters_as_the_frameworks_do():
+    import json
+    import keras
+    from safetensors.numpy import load_file
+    # PyTorch: parameters() excludes the BatchNorm buffers.
+    report = json.loads(run("inspect", fixture("torch_resnet_tiny.safetensors"), "--json").stdout)
+    tensors = load_file(fixture("torch_resnet_tiny.safetensors"))
+    buffers = ("running_mean", "running_var", "num_batches_tracked")
+    assert report["totals"]["parameters"] == sum(v.size for k, v in tensors.items() if not k.endswith(buffers))
+    assert report["totals"]["buffers"] == sum(v.size for k, v in tensors.items() if k.endswith(buffers))
+    # Keras: trainable and non-trainable weights.
+    model = keras.models.load_model(fixture("keras_cnn.h5"), compile=False)
+    report = json.loads(run("inspect", fixture("keras_cnn.h5"), "--json").stdout)
+    assert report["totals"]["parameters"] == sum(int(w.numpy().size) for w in model.trainable_weights)
+    assert report["totals"]["buffers"] == sum(int(w.numpy().size) for w in model.non_trainable_weights)
+    kinds = {layer["name"]: layer["kind"] for layer in report["layers"]}
+    assert kinds["relu1"] == "activation" and kinds["pool1"] == "pooling" and "unknown" not in kinds.values()

@@ -24,6 +24,10 @@ public enum LayerKind: String, Sendable, Codable, CaseIterable {
     case embedding
     case pooling
     case flatten
+    /// An activation (`ReLU`, `Activation`, `Softmax`, ...).
+    case activation
+    /// Reshaping, padding, cropping, dropout, merging: no weights, shapes only.
+    case shape
     case model
     case unknown
 
@@ -44,6 +48,12 @@ public enum LayerKind: String, Sendable, Codable, CaseIterable {
         case "Embedding": self = .embedding
         case "Flatten": self = .flatten
         case "Functional", "Sequential", "Model": self = .model
+        case "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "ThresholdedReLU": self = .activation
+        case "Reshape", "Permute", "RepeatVector", "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D",
+            "Cropping3D", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise", "GaussianDropout",
+            "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot", "UpSampling1D", "UpSampling2D",
+            "UpSampling3D", "Identity":
+            self = .shape
         default:
             self = name.hasSuffix("Pooling1D") || name.hasSuffix("Pooling2D") || name.hasSuffix("Pooling3D") ? .pooling : .unknown
         }

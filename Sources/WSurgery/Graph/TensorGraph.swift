@@ -55,8 +55,19 @@ public struct Layer: Sendable {
         self.origin = origin
     }
 
-    /// Total elements over the layer's tensors.
-    public var parameterCount: Int { tensors.reduce(0) { $0 + $1.elementCount } }
+    /// Elements of the layer's learned parameters (what `torch.nn.Module.parameters()` and Keras's
+    /// trainable count include).
+    public var parameterCount: Int { tensors.filter { !$0.isBuffer }.reduce(0) { $0 + $1.elementCount } }
+    /// Elements of the layer's buffers: running statistics and counters.
+    public var bufferCount: Int { tensors.filter(\.isBuffer).reduce(0) { $0 + $1.elementCount } }
+}
+
+extension Tensor {
+    /// Whether the tensor is state rather than a learned parameter: normalisation running statistics and
+    /// batch counters (PyTorch registers them as buffers, Keras as non-trainable weights).
+    public var isBuffer: Bool {
+        ["running_mean", "running_var", "num_batches_tracked", "moving_mean", "moving_variance"].contains(StateDictGrouping.localName(name))
+    }
 }
 
 /// Optimizer state stored beside the weights. Only the format that read it knows how to write it back
@@ -156,8 +167,10 @@ public struct TensorGraph: Sendable {
     /// Whether the format recorded the edges between layers.
     public var hasEdges: Bool { layers.contains { !$0.inbound.isEmpty } }
 
-    /// Total elements over every tensor.
+    /// Elements of every learned parameter (buffers excluded).
     public var parameterCount: Int { layers.reduce(0) { $0 + $1.parameterCount } }
+    /// Elements of every buffer (running statistics, counters).
+    public var bufferCount: Int { layers.reduce(0) { $0 + $1.bufferCount } }
     /// Total bytes over every tensor.
     public var byteCount: UInt64 { tensors.reduce(0) { $0 + $1.data.byteCount } }
 

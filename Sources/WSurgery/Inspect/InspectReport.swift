@@ -72,6 +72,7 @@ public struct InspectReport: Sendable {
                 ("class_name", layer.className.map { .string($0) } ?? .null),
                 ("inbound", .array(layer.inbound.map { .string($0) })),
                 ("parameters", .int(layer.parameterCount)),
+                ("buffers", .int(layer.bufferCount)),
                 (
                     "tensors",
                     .array(
@@ -100,6 +101,7 @@ public struct InspectReport: Sendable {
                     ("layers", .int(graph.layers.count)),
                     ("tensors", .int(graph.tensors.count)),
                     ("parameters", .int(graph.parameterCount)),
+                    ("buffers", .int(graph.bufferCount)),
                     ("bytes", .number(String(graph.byteCount))),
                 ])
             ),
@@ -134,7 +136,8 @@ public struct InspectReport: Sendable {
                 rows.append(
                     [
                         i == 0 ? layer.name : "", i == 0 ? layer.kind.rawValue : "", t.name, ShapeText.python(t.shape),
-                        t.dtype.safetensorsName, i == 0 ? String(layer.parameterCount) : "",
+                        t.dtype.safetensorsName,
+                        i == 0 ? String(layer.parameterCount) + (layer.bufferCount > 0 ? " (+\(layer.bufferCount))" : "") : "",
                     ] + (i == 0 ? output : output.map { _ in "" }))
             }
         }
@@ -152,7 +155,8 @@ public struct InspectReport: Sendable {
         lines += TextTable.render(rows, rightAligned: [5])
         lines.append("")
         lines.append(
-            "totals: \(graph.layers.count) layers, \(graph.tensors.count) tensors, \(graph.parameterCount) parameters, \(graph.byteCount) bytes")
+            "totals: \(graph.layers.count) layers, \(graph.tensors.count) tensors, \(graph.parameterCount) parameters"
+                + (graph.bufferCount > 0 ? " + \(graph.bufferCount) in buffers (running statistics, counters)" : "") + ", \(graph.byteCount) bytes")
         if let o = graph.optimizer { lines.append("optimizer state: \(o.tensors.count) tensors (\(o.layout.label))") }
         lines.append("first convolution: \(firstConvolution ?? "none found (\(firstConvolutionProblem ?? ""))")")
         lines.append("classifier head: \(heads.isEmpty ? "none found (\(headProblem ?? ""))" : heads.joined(separator: ", "))")
