@@ -25,6 +25,9 @@ struct SurgeryOptions: ParsableArguments {
     @Option(help: "How the provenance record fingerprints the input: xxh128 (checked with 'xxhsum -H2') or sha256 ('sha256sum').")
     var digest: DigestAlgorithm = .xxh128
 
+    @Option(help: "Also write the input's layer graph as Graphviz DOT to this file, each layer coloured by what the command does to it.")
+    var graph: String?
+
     @Flag(name: [.short, .long], help: "No progress line (there is none anyway when stdout is not a terminal).")
     var quiet = false
 
@@ -66,6 +69,15 @@ struct SurgeryOptions: ParsableArguments {
                     dryRun
                         ? "dry run: nothing written (\(tensors), \(source))"
                         : "wrote \(output ?? ""): \(written ?? 0) bytes, \(tensors), \(source)")
+            }
+            if let graph {
+                let original = try Checkpoint.read(input)
+                let fates = GraphPicture.fates(reports: result.reports, input: original, output: result.graph)
+                let steps = result.reports.map { report in
+                    report.pass + (report.options.isEmpty ? "" : " (" + report.options.map { "\($0.0)=\($0.1)" }.joined(separator: ", ") + ")")
+                }
+                let title = "\(input): " + (steps.joined(separator: ", ").nilIfEmpty ?? "convert")
+                try writeText(GraphPicture.dot(original, fates: fates, title: title), to: graph)
             }
             for note in result.readerNotes + result.writerNotes { FileHandleOutput.standardError("note: \(note)\n") }
         }
@@ -305,4 +317,20 @@ enum OutputSize {
         }
         return size(path)
     }
+}
+
+extension String {
+    /// nil for the empty string.
+    var nilIfEmpty: String? { isEmpty ? nil : self }
+}
+
+/// Writes a text file atomically (`-` for stdout).
+func writeText(_ text: String, to path: String) throws {
+    if path == "-" {
+        print(text, terminator: "")
+        return
+    }
+    let file = try OutputFile(path: path)
+    try file.write(Array(text.utf8))
+    try file.commit()
 }

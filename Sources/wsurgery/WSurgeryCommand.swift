@@ -67,9 +67,15 @@ struct Inspect: ParsableCommand {
     @Flag(help: "Print one JSON object instead of a table.")
     var json = false
 
+    @Option(help: "Also write the layer graph as Graphviz DOT to this file ('-': stdout instead of the table).")
+    var graph: String?
+
     func run() throws {
         try reportingFailures {
-            let report = InspectReport(graph: try Checkpoint.read(input))
+            let checkpoint = try Checkpoint.read(input)
+            if let graph { try writeText(GraphPicture.dot(checkpoint, title: input), to: graph) }
+            if graph == "-" { return }
+            let report = InspectReport(graph: checkpoint)
             print(json ? report.json.serialized(.pretty) : report.table)
         }
     }

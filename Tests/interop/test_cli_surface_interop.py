@@ -106,3 +106,28 @@ def test_inspect_counts_parameters_as_the_frameworks_do():
     assert report["totals"]["buffers"] == sum(int(w.numpy().size) for w in model.non_trainable_weights)
     kinds = {layer["name"]: layer["kind"] for layer in report["layers"]}
     assert kinds["relu1"] == "activation" and kinds["pool1"] == "pooling" and "unknown" not in kinds.values()
+
+
+@pytest.mark.skipif(__import__("shutil").which("dot") is None, reason="Graphviz is not installed (scripts/install-test-deps.sh installs it)")
+@pytest.mark.parametrize("args, fates", [
+    (["inspect", fixture("keras_cnn.h5")], {}),
+    (["inspect", fixture("torch_resnet_tiny.safetensors")], {}),
+    (["set-input-shape", fixture("keras_cnn.h5"), "--size", "24x24", "--channels", "1", "--dense-policy", "resample", "--dry-run"],
+     {"conv1": "adapted", "predictions": "resampled", "bn1": None}),
+    (["set-input-shape", fixture("keras_cnn.h5"), "--size", "24x24", "--dry-run"], {"predictions": "re-initialised", "conv2": None}),
+    (["drop-layer", fixture("keras_cnn.h5"), "--top", "--dry-run"], {"flatten": "removed", "predictions": "removed", "conv2": None}),
+    (["collapse-channels", fixture("keras_cnn.h5"), "--dry-run"], {"conv1": "adapted", "bn1": None}),
+])
+def test_graph_pictures_render_with_graphviz(args, fates, tmp_path):
+    dot_file = tmp_path / "g.dot"
+    proc = run(*args, "--graph", dot_file)
+    assert proc.returncode == 0, proc.stderr
+    text = dot_file.read_text()
+    svg = subprocess.run(["dot", "-Tsvg", dot_file], capture_output=True, text=True)
+    assert svg.returncode == 0 and svg.stderr == "", svg.stderr
+    for layer, fate in fates.items():
+        line = next(l for l in text.splitlines() if l.strip().startswith(f'"{layer}" [label='))
+        assert (f"\\n{fate}\"" in line) if fate else ("fillcolor=\"#f0f0f0\"" in line), line
+        assert f">{layer}<" in svg.stdout
+    if "keras_cnn" in str(args[1]):
+        assert '"conv1" -> "bn1";' in text

@@ -16,6 +16,8 @@ public enum Pipeline {
         public var byteCount: UInt64
         /// The input's format.
         public var sourceFormat: CheckpointFormat
+        /// The graph that was (or would be) written.
+        public var graph: TensorGraph
     }
 
     /// Runs `passes` on the checkpoint at `input` and writes the result to `output` (nothing is written
@@ -45,7 +47,7 @@ public enum Pipeline {
         done = true
         return Result(
             reports: reports, readerNotes: graph.readerNotes, writerNotes: notes, tensorCount: graph.tensors.count, byteCount: graph.byteCount,
-            sourceFormat: graph.sourceFormat)
+            sourceFormat: graph.sourceFormat, graph: graph)
     }
 
     /// Whether `output` already holds what running `passes` on `input` would write: the last entry of
