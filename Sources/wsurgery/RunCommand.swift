@@ -13,6 +13,14 @@ struct Run: ParsableCommand {
             INPUTs are files, directories (searched recursively; a directory with a *.safetensors.index.json is one \
             checkpoint) or glob patterns. Every output is written atomically; one failing input does not stop the \
             others; the exit code is that of the first failure (see the README), 0 when none failed.
+
+            Examples:
+              wsurgery run recipe.yaml runs/ --out-dir out/ --jobs 2 --report report.json
+              wsurgery run --pass collapse-channels --pass 'replace-head classes=5' in/ --out-dir out/
+              wsurgery run recipe.yaml inputs/ --out-dir out/ --shard auto --report reports/task-$SLURM_ARRAY_TASK_ID.json
+              wsurgery run --merge-reports reports/
+
+            \(ExitCodeHelp.text) With --merge-reports: the first failure's code, 66 when a slice has no report.
             """
     )
 

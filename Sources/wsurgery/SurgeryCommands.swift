@@ -111,7 +111,11 @@ protocol PassOptions: ParsableArguments {
 
 extension PassOptions {
     static var command: CommandConfiguration {
-        CommandConfiguration(commandName: spec.command, abstract: spec.abstract, discussion: spec.discussion(spelling: { "--" + $0 }))
+        CommandConfiguration(
+            commandName: spec.command, abstract: spec.abstract,
+            discussion: spec.discussion(spelling: { "--" + $0 }) + "\n\nExamples:\n"
+                + spec.examples.map { "  wsurgery " + $0 }.joined(separator: "\n")
+                + "\n\n" + ExitCodeHelp.text)
     }
 }
 
@@ -333,4 +337,13 @@ func writeText(_ text: String, to path: String) throws {
     let file = try OutputFile(path: path)
     try file.write(Array(text.utf8))
     try file.commit()
+}
+
+/// The exit codes, as every command's help lists them (the README's table, shorter).
+enum ExitCodeHelp {
+    static let text = """
+        Exit codes: 0 success; 64 usage (a bad option, an unknown layer or output extension, OUT is IN); \
+        65 bad input data (not a checkpoint, corrupt, or surgery cannot apply to this model); \
+        66 an input cannot be opened; 73 the output cannot be created (exists: use --force); 74 I/O error.
+        """
 }

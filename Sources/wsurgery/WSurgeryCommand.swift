@@ -59,7 +59,18 @@ func reportingFailures(_ body: () throws -> Void) throws {
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "List layers, tensors, totals, format metadata and the detected first convolution and head.")
+        abstract: "List layers, tensors, totals, format metadata and the detected first convolution and head.",
+        discussion: """
+            Parameters are counted as torch's parameters() and Keras's trainable weights are; buffers (running \
+            statistics, counters) apart.
+
+            Examples:
+              wsurgery inspect model.h5
+              wsurgery inspect checkpoint/ --json
+              wsurgery inspect model.keras --graph model.dot
+
+            \(ExitCodeHelp.text)
+            """)
 
     @Argument(help: "A checkpoint: .h5, .weights.h5, .keras, .safetensors, a *.safetensors.index.json or its directory.")
     var input: String
@@ -85,7 +96,17 @@ struct Diff: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Compare two checkpoints tensor by tensor, across formats.",
         discussion:
-            "Tensors are matched by layer/name. Lists tensors only in A or only in B, shape and dtype changes, and for the rest whether they are bit-identical or their max absolute and relative differences. Exit status: 0 when equal within --atol, 1 when they differ (other codes: errors, see the README)."
+            """
+            Tensors are matched by layer/name. Lists tensors only in A or only in B, shape and dtype changes, and for the \
+            rest whether they are bit-identical or their max absolute and relative differences.
+
+            Examples:
+              wsurgery diff model.h5 model.safetensors
+              wsurgery diff before.safetensors after.safetensors --atol 1e-6 --json
+
+            Exit codes: 0 equal within --atol; 1 they differ; 64, 65, 66, 74 as for every command (usage, bad data, \
+            cannot open, I/O).
+            """
     )
 
     @Argument(help: "The first checkpoint.")

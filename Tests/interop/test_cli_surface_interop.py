@@ -131,3 +131,20 @@ def test_graph_pictures_render_with_graphviz(args, fates, tmp_path):
         assert f">{layer}<" in svg.stdout
     if "keras_cnn" in str(args[1]):
         assert '"conv1" -> "bn1";' in text
+
+
+def test_install_script_puts_binary_man_page_and_completions_under_prefix(tmp_path):
+    import os
+    from conftest import ROOT
+    prefix = tmp_path / "prefix"
+    proc = subprocess.run(["bash", os.path.join(ROOT, "scripts", "install.sh"), prefix], capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    version = subprocess.run([prefix / "bin" / "wsurgery", "-V"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.strip() == "0.1.0"
+    manual = (prefix / "share" / "man" / "man1" / "wsurgery.1").read_text()
+    assert manual.startswith(".Dd") or ".Dt WSURGERY 1" in manual
+    for text in ("set-input-shape", "Exit codes", "wsurgery replace-head model.h5 five.h5 --classes 5", "resample"):
+        assert text in manual, text
+    assert "luma" in (prefix / "share" / "bash-completion" / "completions" / "wsurgery").read_text()
+    assert "luma" in (prefix / "share" / "zsh" / "site-functions" / "_wsurgery").read_text()
+    assert "luma" in (prefix / "share" / "fish" / "vendor_completions.d" / "wsurgery.fish").read_text()

@@ -133,17 +133,20 @@ public struct PassSpec: Sendable {
     let discussionText: String
     /// The options, in help order.
     public let options: [OptionSpec]
+    /// Command lines showing typical uses (without the leading `wsurgery`).
+    public let examples: [String]
     let build: @Sendable (PassArguments, _ output: String?) throws -> [any GraphPass]
 
     /// A spec; `discussion` may mention options with `option(_:)`.
     init(
-        command: String, abstract: String, discussion: String, options: [OptionSpec],
+        command: String, abstract: String, discussion: String, options: [OptionSpec], examples: [String] = [],
         build: @escaping @Sendable (PassArguments, String?) throws -> [any GraphPass]
     ) {
         self.command = command
         self.abstract = abstract
         self.discussionText = discussion
         self.options = options
+        self.examples = examples
         self.build = build
     }
 
@@ -195,6 +198,10 @@ public enum PassCatalog {
                 "layout", .choice(LayoutTarget.allCases.map(\.rawValue)),
                 help: "Also move the tensors to another layout: torch (PyTorch names and axes, written as safetensors) or keras.")
         ],
+        examples: [
+            "convert model.h5 model.safetensors", "convert model.safetensors shards/ --shard-size 2GB",
+            "convert model.h5 torch.safetensors --layout torch",
+        ],
         build: { arguments, output in
             guard let target = try arguments.choice("layout", LayoutTarget.self) else { return [] }
             if target == .torch, let output, !Checkpoint.isSafetensorsOutput(output) {
@@ -216,6 +223,10 @@ public enum PassCatalog {
             OptionSpec(
                 "fold-normalization", .text(format: "imagenet or MEAN,MEAN,MEAN/STD,STD,STD"), help: "imagenet, or MEAN,MEAN,MEAN/STD,STD,STD."),
         ],
+        examples: [
+            "collapse-channels resnet50.h5 gray.h5", "collapse-channels vit.safetensors gray.safetensors --fold-normalization imagenet",
+            "collapse-channels model.keras gray.keras --dry-run --graph what.dot",
+        ],
         build: { arguments, _ in
             let mode = try arguments.choice("mode", ChannelAdaptation.CollapseMode.self) ?? .sum
             let fold = try arguments.text("fold-normalization").map(ChannelAdaptation.Normalization.init(parsing:))
@@ -234,6 +245,7 @@ public enum PassCatalog {
             OptionSpec("extra", .text(format: "repeat, zeros, mean or copy:K"), help: "repeat, zeros, mean or copy:K."),
             OptionSpec("no-rescale", .flag, help: "Do not scale the kernel by source/N."),
         ],
+        examples: ["adapt-channels resnet50.h5 rgbn.h5 --channels 4", "adapt-channels model.safetensors ms.safetensors --channels 13 --extra zeros"],
         build: { arguments, _ in
             let fill = try arguments.text("extra").map(ChannelAdaptation.ExtraFill.init(parsing:))
             return [
@@ -258,6 +270,11 @@ public enum PassCatalog {
             OptionSpec(
                 "keep-classes", .text(format: "class indices, e.g. 3,7,9"),
                 help: "Old classes to keep, in order, as new classes 0, 1, ... (e.g. 3,7,9)."),
+        ],
+        examples: [
+            "replace-head model.h5 five.h5 --classes 5",
+            "replace-head vit.safetensors vit10.safetensors --classes 10 --init trunc-normal:0.02 --seed 1",
+            "replace-head model.keras subset.keras --classes 4 --keep-classes 3,7,9",
         ],
         build: { arguments, _ in
             let keep = try (arguments.text("keep-classes") ?? "").split(separator: ",").map { text -> Int in
@@ -287,6 +304,10 @@ public enum PassCatalog {
             initOption,
             seedOption,
         ],
+        examples: [
+            "set-input-shape vgg16.h5 vgg16-256.h5 --size 256x256", "set-input-shape vgg16.h5 vgg16-256.h5 --size 256x256 --dense-policy resample",
+            "set-input-shape vit.safetensors vit384.safetensors --size 384x384",
+        ],
         build: { arguments, _ in
             let size = try ImageSize(parsing: try arguments.requiredText("size"))
             return [
@@ -310,6 +331,7 @@ public enum PassCatalog {
             initOption,
             seedOption,
         ],
+        examples: ["drop-layer model.h5 backbone.h5 --top", "drop-layer model.h5 out.h5 --layer fc2 --reinit-next --seed 1"],
         build: { arguments, _ in
             [
                 LayerRemoval(
@@ -330,6 +352,10 @@ public enum PassCatalog {
             initOption,
             seedOption,
             OptionSpec("next", .text(format: "a layer name"), repeating: true, help: "Layers reading it (state dicts only; repeatable)."),
+        ],
+        examples: [
+            "resize-dense vgg16.h5 small.h5 --layer fc2 --units 1024",
+            "resize-dense model.safetensors out.safetensors --layer fc1 --units 256 --next fc2",
         ],
         build: { arguments, _ in
             [
