@@ -101,6 +101,8 @@ public enum WSurgeryError: Error, Sendable, Equatable {
     case detectionFailed(path: String, what: String, reason: String, candidates: [String])
     /// A layer the pass must change cannot be changed the way asked.
     case unsupportedLayer(path: String, layer: String, reason: String)
+    /// The pass cannot apply to this checkpoint as a whole (no layer in particular is at fault).
+    case unsupportedCheckpoint(path: String, reason: String)
     /// A tensor's values are needed in a dtype this tool does not compute with.
     case cannotComputeDType(path: String, tensor: String, dtype: String)
     /// Shape inference has no rule for a layer's class, and `needed` lies past it.
@@ -134,7 +136,7 @@ public enum WSurgeryError: Error, Sendable, Equatable {
             .gapBetweenTensors, .tensorSizeMismatch, .trailingBytes, .invalidIndex, .notACheckpoint, .notHDF5, .corruptHDF5, .unknownHDF5Layout,
             .softLink,
             .externalLink, .externalStorage, .missingObject, .unsupportedHDF5Type, .invalidConfig, .invalidArchive, .invalidPyTorch, .cannotExpress,
-            .detectionFailed, .unsupportedLayer, .cannotComputeDType, .unknownLayerClass, .shapeMismatch, .weightsDoNotFit:
+            .detectionFailed, .unsupportedLayer, .unsupportedCheckpoint, .cannotComputeDType, .unknownLayerClass, .shapeMismatch, .weightsDoNotFit:
             return .badData
         }
     }
@@ -224,6 +226,8 @@ extension WSurgeryError: CustomStringConvertible {
                 + "; name it with \(option("layer"))"
         case let .unsupportedLayer(path, layer, reason):
             return "\(path): layer '\(layer)': \(reason)"
+        case let .unsupportedCheckpoint(path, reason):
+            return "\(path): \(reason)"
         case let .unknownLayerClass(path, layer, className, needed):
             let past = needed == layer ? "" : " (needed for '\(needed)')"
             return

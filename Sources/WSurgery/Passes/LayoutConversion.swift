@@ -30,9 +30,8 @@ public struct LayoutConversion: GraphPass {
         var report = PassReport(pass: name, options: options)
         let present = Set(input.tensors.map(\.layout)).subtracting([.unknown])
         if present == [target] || present.isEmpty {
-            throw WSurgeryError.unsupportedLayer(
-                path: input.sourcePath, layer: input.layers.first?.name ?? "?",
-                reason: "the checkpoint's tensors are already in \(target.rawValue) layout")
+            throw WSurgeryError.unsupportedCheckpoint(
+                path: input.sourcePath, reason: "the checkpoint's tensors are already in \(target.rawValue) layout")
         }
         var graph = target == .torch ? try toTorch(input, &report) : try toKeras(input, &report)
         graph.dropOptimizerState(in: &report)

@@ -16,8 +16,8 @@ enum PositionEmbeddings {
             .map { (layer: layer.name, index: $0.offset) }
         }
         guard !embeddings.isEmpty || config != nil else {
-            throw WSurgeryError.unsupportedLayer(
-                path: path, layer: graph.layers.first?.name ?? "?",
+            throw WSurgeryError.unsupportedCheckpoint(
+                path: path,
                 reason:
                     "the checkpoint records no architecture to infer shapes from (no Keras model config) and has no position embeddings; a PyTorch module's code decides whether it takes \(height)x\(width) (models with adaptive/global pooling do)"
             )

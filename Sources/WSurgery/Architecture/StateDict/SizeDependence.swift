@@ -41,6 +41,15 @@ enum SizeDependence {
             return ([], ["model_type \(type.name): no absolute position embeddings; every weight transfers"])
         }
         let what = config == nil ? "no architecture recorded" : "config.json names no model_type wsurgery knows"
+        // Keras weights without their config (a .weights.h5 alone) are not a PyTorch state dict: say so.
+        if graph.tensors.contains(where: { $0.layout == .keras }) {
+            return (
+                [],
+                [
+                    "\(what) (Keras weights without their model config): every weight transferred unchanged; a Keras model built at the new size takes them only if no Dense reads a Flatten of a fixed-size map (global pooling is fine). Give the .keras or full-model .h5 to have that checked"
+                ]
+            )
+        }
         return (
             [],
             [
