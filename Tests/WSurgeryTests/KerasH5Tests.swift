@@ -3,6 +3,27 @@ import Testing
 
 @testable import WSurgery
 
+@Suite("HDF5 datasets placed by byte range")
+struct HDF5PlacementTests {
+    @Test("empty, scalar and ordinary tensors round-trip through a .h5 whose bytes are placed after the metadata")
+    func emptyScalarAndOrdinaryTensors() throws {
+        let tensors = [
+            ("a.weight", [0, 3], [Double]()), ("b.weight", [], [2.5]), ("c.weight", [2, 3], (0..<6).map(Double.init)),
+        ].map { name, shape, values in
+            Tensor(name: name, dtype: .f32, shape: shape, layout: .unknown, data: MemorySource(bytes: TensorValues.encode(values, as: .f32)))
+        }
+        let graph = TensorGraph(layers: StateDictGrouping.layers(from: tensors), sourceFormat: .safetensors, sourcePath: "mem", sourceFiles: [])
+        let dir = TestSupport.temporaryDirectory()
+        try Checkpoint.write(graph, to: dir + "/placed.h5")
+        let back = try Checkpoint.read(dir + "/placed.h5")
+        #expect(back.tensors.map(\.shape) == [[0, 3], [], [2, 3]])
+        #expect(
+            try TestSupport.tensorBytes(back).values.sorted { $0.count < $1.count } == [
+                [], TensorValues.encode([2.5], as: .f32), TensorValues.encode((0..<6).map(Double.init), as: .f32),
+            ])
+    }
+}
+
 @Suite("Keras HDF5 readers and writers")
 struct KerasH5Tests {
     @Test func legacyFullModelReadsLayersInLayerNamesOrder() throws {

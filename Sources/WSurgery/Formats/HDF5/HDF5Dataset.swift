@@ -50,69 +50,11 @@ extension HDF5File {
         }
     }
 
-    /// Creates a dataset of `dtype` and `shape` at `datasetPath` and fills it from `source`, row block by
-    /// row block so memory stays bounded.
-    func writeDataset(_ datasetPath: String, dtype: DType, shape: [Int], from source: any TensorSource, tensorName: String) throws {
-        try HDF5Lock.run {
-            let check = check(datasetPath)
-            let ftype = try HDF5Types.fileType(for: dtype, tensor: tensorName, check: check)
-            var dims = shape.map { hsize_t($0) }
-            let space = try check.handle(
-                shape.isEmpty ? H5Screate(H5S_SCALAR) : H5Screate_simple(Int32(shape.count), &dims, nil), H5Sclose, "make the dataset's shape")
-            let lcpl = try check.handle(H5Pcreate(wsh5_P_LINK_CREATE()), H5Pclose, "make link properties")
-            try check.status(H5Pset_create_intermediate_group(lcpl.id, 1), "make link properties")
-            // No modification times in the object header: the same input and options give the same bytes.
-            let dcpl = try check.handle(H5Pcreate(wsh5_P_DATASET_CREATE()), H5Pclose, "make dataset properties")
-            try check.status(H5Pset_obj_track_times(dcpl.id, false), "make dataset properties")
-            let dataset = try check.handle(
-                H5Dcreate2(id, datasetPath, ftype.id, space.id, lcpl.id, dcpl.id, wsh5_P_DEFAULT()), H5Dclose, "create the dataset")
-            if let attribute = HDF5Types.dtypeAttribute(for: dtype) {
-                try writeStrings(datasetPath, "dtype", [attribute], scalar: true)
-            }
-            let total = Int(source.byteCount)
-            if total == 0 { return }
-            let rowBytes = shape.isEmpty ? total : total / max(shape[0], 1)
-            let rowsPerBlock = shape.isEmpty ? 1 : max(1, (8 << 20) / max(rowBytes, 1))
-            let blockBytes = shape.isEmpty ? total : rowsPerBlock * rowBytes
-            var pending: [UInt8] = []
-            pending.reserveCapacity(blockBytes)
-            var row = 0
-            func flushBlock() throws {
-                let rows = shape.isEmpty ? 1 : pending.count / rowBytes
-                if shape.isEmpty {
-                    if H5Dwrite(dataset.id, ftype.id, wsh5_S_ALL(), wsh5_S_ALL(), wsh5_P_DEFAULT(), pending) < 0 {
-                        throw WSurgeryError.hdf5(path: path, object: datasetPath, operation: "write")
-                    }
-                } else {
-                    var start = [hsize_t](repeating: 0, count: shape.count)
-                    start[0] = hsize_t(row)
-                    var count = dims
-                    count[0] = hsize_t(rows)
-                    try check.status(H5Sselect_hyperslab(space.id, H5S_SELECT_SET, &start, nil, &count, nil), "select rows to write")
-                    let memory = try check.handle(H5Screate_simple(Int32(shape.count), &count, nil), H5Sclose, "make a block's shape")
-                    if H5Dwrite(dataset.id, ftype.id, memory.id, space.id, wsh5_P_DEFAULT(), pending) < 0 {
-                        throw WSurgeryError.hdf5(path: path, object: datasetPath, operation: "write")
-                    }
-                }
-                row += rows
-                pending.removeAll(keepingCapacity: true)
-            }
-            try source.forEachChunk(maxChunk: blockBytes) { chunk in
-                var remaining = UnsafeRawBufferPointer(chunk)
-                while !remaining.isEmpty {
-                    let take = min(remaining.count, blockBytes - pending.count)
-                    pending.append(contentsOf: remaining.prefix(take))
-                    remaining = UnsafeRawBufferPointer(rebasing: remaining[take...])
-                    if pending.count == blockBytes { try flushBlock() }
-                }
-            }
-            if !pending.isEmpty { try flushBlock() }
-        }
-    }
-
     /// Creates a contiguous dataset whose file space is allocated at once and never filled by libhdf5, and
     /// queues `source` to be written at its file offset by `writeQueuedData()`: libhdf5 writes only the
-    /// metadata, the bytes go file-to-file in the kernel when they lie in an input file.
+    /// metadata, the bytes go file-to-file in the kernel when they lie in an input file. An empty dataset
+    /// has no space and nothing to write. No modification times go into the object header: the same input
+    /// and options give the same bytes.
     func createDataset(_ datasetPath: String, dtype: DType, shape: [Int], placing source: any TensorSource, tensorName: String) throws {
         try HDF5Lock.run {
             let check = check(datasetPath)
@@ -132,6 +74,7 @@ extension HDF5File {
             if let attribute = HDF5Types.dtypeAttribute(for: dtype) {
                 try writeStrings(datasetPath, "dtype", [attribute], scalar: true)
             }
+            if source.byteCount == 0 { return }
             let address = H5Dget_offset(dataset.id)
             if address == wsh5_HADDR_UNDEF() {
                 throw WSurgeryError.hdf5(path: path, object: datasetPath, operation: "allocate space for")

@@ -17,10 +17,6 @@ public enum KerasH5Writer {
             WriteProgress.advance(tensor.data.byteCount)
             return
         }
-        if tensor.data.byteCount == 0 {
-            try h5.writeDataset(datasetPath, dtype: tensor.dtype, shape: tensor.shape, from: tensor.data, tensorName: tensor.name)
-            return
-        }
         try h5.createDataset(datasetPath, dtype: tensor.dtype, shape: tensor.shape, placing: tensor.data, tensorName: tensor.name)
     }
 
