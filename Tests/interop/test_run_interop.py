@@ -175,6 +175,9 @@ def test_provenance_is_recorded_where_keras_and_safetensors_ignore_it(tmp_path):
         history = json.loads(f.attrs["wsurgery_provenance"])
     assert history[0]["passes"][0]["pass"] == "replace-head"
     assert history[0]["passes"][0]["options"]["seed"] == "7" and history[0]["seed"] == "7"
+    # Options left to their defaults are recorded too, the initializers as the rule they follow.
+    assert history[0]["passes"][0]["options"]["init"].startswith("auto (glorot-uniform for Keras kernels")
+    assert history[0]["passes"][0]["options"]["bias"].startswith("auto (")
     assert history[0]["input"] == {"name": "keras_cnn.h5", "format": "keras-legacy-h5", "sha256": sha256(source)}
     assert keras.saving.load_model(tmp_path / "h.h5", compile=False).output_shape == (None, 5)
     with safe_open(tmp_path / "h.safetensors", "np") as f:

@@ -20,6 +20,11 @@ public enum Initializer: Equatable, Sendable, CustomStringConvertible {
     /// A constant (`zeros` is constant 0).
     case constant(Double)
 
+    /// How an initializer left to its default is recorded in reports and provenance: the rule it follows.
+    public static let automaticWeights = "auto (glorot-uniform for Keras kernels, torch-default for PyTorch weights)"
+    /// The same for a bias left to its default.
+    public static let automaticBias = "auto (torch-default after torch-default weights, else zeros)"
+
     /// The spellings `init(parsing:)` accepts (`uniform:`, `trunc-normal:` and `constant:` take a number).
     public static let spellings = [
         "torch-default", "kaiming-uniform", "kaiming-normal", "glorot-uniform", "he-normal", "uniform:", "trunc-normal:", "zeros", "constant:",

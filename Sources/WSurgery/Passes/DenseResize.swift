@@ -29,7 +29,7 @@ public struct DenseResize: GraphPass {
     /// The resolved options, for reports.
     public var options: [(String, String)] {
         var result: [(String, String)] = [("layer", layer), ("units", String(units))]
-        if let initializer { result.append(("init", initializer.description)) }
+        result.append(("init", initializer?.description ?? Initializer.automaticWeights))
         if !next.isEmpty { result.append(("next", next.joined(separator: ","))) }
         result.append(("seed", String(seed)))
         return result

@@ -32,8 +32,8 @@ public struct HeadReplacement: GraphPass {
     /// The resolved options, for reports.
     public var options: [(String, String)] {
         var result: [(String, String)] = [("classes", String(classes))]
-        if let initializer { result.append(("init", initializer.description)) }
-        if let bias { result.append(("bias", bias.description)) }
+        result.append(("init", initializer?.description ?? Initializer.automaticWeights))
+        result.append(("bias", bias?.description ?? Initializer.automaticBias))
         if !keepClasses.isEmpty { result.append(("keep-classes", keepClasses.map(String.init).joined(separator: ","))) }
         result.append(("seed", String(seed)))
         if !layers.isEmpty { result.append(("layer", layers.joined(separator: ","))) }

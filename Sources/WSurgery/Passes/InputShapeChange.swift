@@ -46,7 +46,7 @@ public struct InputShapeChange: GraphPass {
         var result: [(String, String)] = [("size", "\(height)x\(width)")]
         if let channels { result.append(("channels", String(channels))) }
         result.append(("dense-policy", densePolicy.rawValue))
-        if let initializer { result.append(("init", initializer.description)) }
+        result.append(("init", initializer?.description ?? Initializer.automaticWeights))
         result.append(("seed", String(seed)))
         return result
     }

@@ -30,7 +30,7 @@ public struct LayerRemoval: GraphPass {
         var result: [(String, String)] = top ? [("top", "true")] : [("layer", layers.joined(separator: ","))]
         if reinitNext {
             result.append(("reinit-next", "true"))
-            if let initializer { result.append(("init", initializer.description)) }
+            result.append(("init", initializer?.description ?? Initializer.automaticWeights))
             result.append(("seed", String(seed)))
         }
         return result
