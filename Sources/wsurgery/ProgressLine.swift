@@ -25,10 +25,10 @@ final class ProgressLine: @unchecked Sendable {
         draw("[\(bar)] \(done)/\(total) files" + (failed > 0 ? ", \(failed) failed" : ""), force: done == total)
     }
 
-    /// `writing out.safetensors: 1.2 GB of 4.8 GB`, at most ten times a second.
-    func bytes(_ done: UInt64, of total: UInt64, file: String) {
+    /// `writing out.safetensors: 1.2 GB of 4.8 GB`, at most ten times a second; `task` names what is done.
+    func bytes(_ done: UInt64, of total: UInt64, task: String) {
         guard enabled else { return }
-        draw("writing \(file): \(ProgressLine.size(done)) of \(ProgressLine.size(total))", force: done == total)
+        draw("\(task): \(ProgressLine.size(done)) of \(ProgressLine.size(total))", force: done == total)
     }
 
     /// Ends the line so later output starts on a fresh one.

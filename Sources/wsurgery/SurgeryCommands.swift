@@ -42,8 +42,8 @@ struct SurgeryOptions: ParsableArguments {
             // Bytes written, on a terminal, for outputs large enough to take a while.
             let line = ProgressLine(quiet: quiet)
             defer { line.finish() }
-            let progress = WriteProgress { done, total, file in
-                if total >= 16_000_000 { line.bytes(done, of: total, file: file) }
+            let progress = WriteProgress { done, total, task in
+                if total >= 16_000_000 { line.bytes(done, of: total, task: task) }
             }
             let result = try WriteProgress.$current.withValue(line.enabled ? progress : nil) {
                 try Pipeline.run(passes, input: input, output: dryRun ? nil : output, options: .init(force: force, shardSize: shard, digest: digest))

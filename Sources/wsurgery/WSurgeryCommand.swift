@@ -83,7 +83,13 @@ struct Inspect: ParsableCommand {
 
     func run() throws {
         try reportingFailures {
-            let checkpoint = try Checkpoint.read(input)
+            // Reading can take a while (a multi-GB .keras is extracted first): a progress line on a terminal.
+            let line = ProgressLine(quiet: false)
+            let progress = WriteProgress { done, total, task in
+                if total >= 16_000_000 { line.bytes(done, of: total, task: task) }
+            }
+            let checkpoint = try WriteProgress.$current.withValue(line.enabled ? progress : nil) { try Checkpoint.read(input) }
+            line.finish()
             if let graph { try writeText(GraphPicture.dot(checkpoint, title: input), to: graph) }
             if graph == "-" { return }
             let report = InspectReport(graph: checkpoint)

@@ -157,3 +157,15 @@ def test_messages_speak_of_the_checkpoint_at_hand(tmp_path):
     # A whole-checkpoint problem names no unrelated layer.
     proc = run("convert", fixture("torch_resnet_tiny.safetensors"), tmp_path / "x.safetensors", "--layout", "torch")
     assert proc.returncode == 65 and "layer '" not in proc.stderr and "already in torch layout" in proc.stderr, proc.stderr
+
+
+def test_inspect_shows_progress_while_it_extracts_a_large_keras_archive(tmp_path):
+    import keras
+    from test_run_interop import run_on_a_terminal
+    model = keras.Sequential([keras.Input((1024,)), keras.layers.Dense(4096)])  # 16.8 MB of weights
+    model.save(tmp_path / "big.keras")
+    code, text = run_on_a_terminal(["inspect", tmp_path / "big.keras"])
+    assert code == 0 and f"extracting model.weights.h5 from {tmp_path / 'big.keras'}" in text and "\r" in text, text[:500]
+    assert "totals: 2 layers" in text or "totals:" in text
+    proc = run("inspect", tmp_path / "big.keras")
+    assert proc.returncode == 0 and "\r" not in proc.stderr + proc.stdout and "extracting" not in proc.stderr

@@ -161,7 +161,7 @@ public enum Checkpoint {
     @discardableResult
     public static func write(_ graph: TensorGraph, to path: String, options: WriteOptions = WriteOptions()) throws -> [String] {
         let format = try outputFormat(for: path, shardSize: options.shardSize)
-        WriteProgress.begin(total: graph.byteCount + (graph.optimizer?.tensors.reduce(0) { $0 + $1.data.byteCount } ?? 0), file: path)
+        WriteProgress.begin(total: graph.byteCount + (graph.optimizer?.tensors.reduce(0) { $0 + $1.data.byteCount } ?? 0), task: "writing \(path)")
         let outputs = OutputSet(allowOverwrite: options.force, protecting: graph.sourceFiles)
         let notes: [String]
         switch format {

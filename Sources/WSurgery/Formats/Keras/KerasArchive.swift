@@ -37,7 +37,19 @@ public enum KerasArchive {
             throw WSurgeryError.invalidArchive(path: path, reason: "no '\(weightsEntry)' entry (only HDF5 weights are supported)")
         }
         let temporary = NSTemporaryDirectory() + "/wsurgery-\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString).weights.h5"
-        do { _ = try archive.extract(weights, to: URL(fileURLWithPath: temporary)) } catch {
+        // Extracted chunk by chunk, so a progress line can follow a multi-GB archive.
+        WriteProgress.begin(total: UInt64(max(weights.uncompressedSize, 0)), task: "extracting \(weightsEntry) from \(path)")
+        do {
+            guard FileManager.default.createFile(atPath: temporary, contents: nil) else {
+                throw WSurgeryError.cannotCreateOutput(path: temporary, reason: "cannot create a temporary file")
+            }
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: temporary))
+            defer { try? handle.close() }
+            _ = try archive.extract(weights, bufferSize: 1 << 20) { data in
+                try handle.write(contentsOf: data)
+                WriteProgress.advance(UInt64(data.count))
+            }
+        } catch {
             try? FileManager.default.removeItem(atPath: temporary)
             throw WSurgeryError.invalidArchive(path: path, reason: "'\(weightsEntry)' cannot be extracted (\(error))")
         }
