@@ -2,7 +2,7 @@ import CPhilox
 import Foundation
 
 /// The counter-based generator Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2,
-/// 3", SC 2011; the generator behind PyTorch's CUDA and JAX's random streams). A value is a pure function
+/// 3", SC 2011; the generator behind TensorFlow's stateless random ops and PyTorch's CUDA generator). A value is a pure function
 /// of the key and a 128-bit counter, so element `i` of a new tensor can be drawn without drawing the
 /// elements before it: a tensor produced in blocks of any size has the same bytes. The rounds run in C
 /// (`CPhilox`), where the compiler vectorises them across counters.

@@ -119,8 +119,9 @@ public enum SafetensorsWriter {
     }
 
     /// `header` padded with spaces (as the format allows) so the data starts at the same offset within a
-    /// page as the input region it begins with: the kernel copies page-cache pages faster when source
-    /// and target offsets agree (measured in the README, Benchmark). Unchanged when they already agree.
+    /// page as the input region it begins with, so the kernel's copy has source and target on the same page
+    /// boundaries (its effect was not measured apart; see the README, Benchmark). Unchanged when they
+    /// already agree.
     static func aligned(_ header: [UInt8], to region: FileRegion?) -> [UInt8] {
         guard let region, region.offset % 8 == 0 else { return header }
         let page = 4096
