@@ -143,12 +143,8 @@ public struct Fans: Equatable, Sendable {
 }
 
 extension Initializer {
-    /// New values of `shape` for the tensor named `tensor`, drawn from that tensor's own seeded stream.
-    public func values(shape: [Int], fans: Fans, seed: UInt64, tensor: String) -> ValueArray {
-        ValueArray(shape: shape, values: sample(count: shape.reduce(1, *), fans: fans, stream: Philox(seed: seed, stream: tensor)))
-    }
-
-    /// The same values as `values(shape:fans:seed:tensor:)`, drawn block by block when a writer asks.
+    /// New values of `shape` for the tensor named `tensor`, from that tensor's own seeded stream, drawn
+    /// block by block when a writer asks.
     public func stream(shape: [Int], fans: Fans, seed: UInt64, tensor: String) -> DrawnValues {
         DrawnValues(count: shape.reduce(1, *), initializer: self, fans: fans, stream: Philox(seed: seed, stream: tensor))
     }
