@@ -37,9 +37,7 @@ public struct MergedReport: Sendable {
         var unsliced = false
         for (position, file) in files.enumerated() {
             let text: String
-            do { text = try String(contentsOfFile: file, encoding: .utf8) } catch {
-                throw WSurgeryError.cannotOpen(path: file, reason: "cannot be read as UTF-8 text")
-            }
+            text = try InputFile.text(path: file, limit: Limits.current.configBytes, what: "the report")
             guard let json = try? JSONParser.parse(text), case .array(let items)? = json["files"], json["tool"]?.stringValue != nil else {
                 throw WSurgeryError.invalidArguments(reason: "\(file) is not a report of 'wsurgery run --report'")
             }

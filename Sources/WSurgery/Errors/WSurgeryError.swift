@@ -122,6 +122,8 @@ public enum WSurgeryError: Error, Sendable, Equatable {
     case workerFailed(input: String, reason: String)
     /// The arguments given cannot work together (a missing input or output).
     case invalidArguments(reason: String)
+    /// A file asks for more than a limit allows (see `Limits`).
+    case limitExceeded(path: String, what: String, value: UInt64, limit: UInt64, key: String)
 
     /// Which kind of failure this is, for exit codes.
     public var category: FailureCategory {
@@ -136,7 +138,8 @@ public enum WSurgeryError: Error, Sendable, Equatable {
             .gapBetweenTensors, .tensorSizeMismatch, .trailingBytes, .invalidIndex, .notACheckpoint, .notHDF5, .corruptHDF5, .unknownHDF5Layout,
             .softLink,
             .externalLink, .externalStorage, .missingObject, .unsupportedHDF5Type, .invalidConfig, .invalidArchive, .invalidPyTorch, .cannotExpress,
-            .detectionFailed, .unsupportedLayer, .unsupportedCheckpoint, .cannotComputeDType, .unknownLayerClass, .shapeMismatch, .weightsDoNotFit:
+            .detectionFailed, .unsupportedLayer, .unsupportedCheckpoint, .cannotComputeDType, .unknownLayerClass, .shapeMismatch, .weightsDoNotFit,
+            .limitExceeded:
             return .badData
         }
     }
@@ -244,6 +247,8 @@ extension WSurgeryError: CustomStringConvertible {
             return "\(input): the worker process \(reason)"
         case let .invalidArguments(reason):
             return reason
+        case let .limitExceeded(path, what, _, limit, key):
+            return "\(path): \(what) exceeds the limit \(key)=\(limit); if the file is genuine, raise it with \(Limits.environmentKey)=\(key)=N"
         case let .cannotComputeDType(path, tensor, dtype):
             return "\(path): tensor '\(tensor)': cannot compute with dtype \(dtype) (float16, bfloat16, float32 and float64 can be edited)"
         }

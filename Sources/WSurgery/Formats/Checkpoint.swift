@@ -132,7 +132,18 @@ public enum Checkpoint {
                 ? try TorchCheckpointReader.readSharded(indexPath: weights) : try TorchCheckpointReader.read(path: weights, selecting: key)
         }
         if folder { HuggingFaceFolder.recordFolder(file, in: &graph) }
+        try checkLimits(graph, path: file)
         return graph
+    }
+
+    /// Refuses a graph with more tensors, or longer names, than the limits allow.
+    static func checkLimits(_ graph: TensorGraph, path: String) throws {
+        let limits = Limits.current
+        try limits.checkTensorCount(graph.layers.reduce(0) { $0 + $1.tensors.count }, path: path)
+        for layer in graph.layers {
+            try limits.checkName(layer.name, path: path, kind: "layer")
+            for tensor in layer.tensors { try limits.checkName(tensor.name, path: path) }
+        }
     }
 
     /// Refuses an output before any work is done: the output is an input, or exists without `force`.
@@ -145,7 +156,12 @@ public enum Checkpoint {
             }
         }
         var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue, !force {
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue, ShardedSafetensors.namesAFile(path) {
+            throw WSurgeryError.cannotCreateOutput(path: path, reason: "a directory of that name exists")
+        }
+        // lstat, not stat: a symlink at the output (even a dangling one) is an existing file.
+        var info = stat()
+        if lstat(path, &info) == 0, (info.st_mode & S_IFMT) != S_IFDIR, !force {
             throw WSurgeryError.outputExists(path: path)
         }
         // A folder output (`OUT/`) may be new: it is created when written, so its parent must exist.

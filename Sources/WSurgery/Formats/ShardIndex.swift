@@ -13,6 +13,7 @@ struct ShardIndex {
     /// Reads and checks `path`: a `weight_map` object of plain file names in the index's directory.
     init(path: String) throws {
         file = try InputFile(path: path)
+        try Limits.current.checkConfig(bytes: file.size, path: path, what: "the index")
         do { json = try JSONParser.parse(try file.read(count: Int(file.size), at: 0), rejectDuplicateKeys: true) } catch let error as JSONParseError {
             throw WSurgeryError.invalidIndex(path: path, reason: "\(error)")
         }

@@ -1,3 +1,5 @@
+import Foundation
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Musl)
@@ -21,7 +23,8 @@ public final class InputFile: Sendable {
 
     /// Opens `path` read-only.
     public init(path: String, deleteOnClose: Bool = false) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // Non-blocking, so a FIFO is refused below instead of waiting for a writer forever.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         if fd < 0 { throw WSurgeryError.cannotOpen(path: path, reason: Errno.current.message) }
         var info = stat()
         if fstat(fd, &info) != 0 {
@@ -29,15 +32,27 @@ public final class InputFile: Sendable {
             close(fd)
             throw WSurgeryError.cannotOpen(path: path, reason: reason)
         }
-        if (info.st_mode & S_IFMT) == S_IFDIR {
+        if (info.st_mode & S_IFMT) != S_IFREG {
             close(fd)
-            throw WSurgeryError.cannotOpen(path: path, reason: "is a directory")
+            throw WSurgeryError.cannotOpen(path: path, reason: InputFile.describe(mode: info.st_mode) + ", not a regular file")
         }
         self.path = path
         self.descriptor = fd
         self.size = UInt64(info.st_size)
         self.identity = FileIdentity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
         self.deleteOnClose = deleteOnClose
+    }
+
+    /// What a non-regular file is, for the error.
+    static func describe(mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFDIR: return "is a directory"
+        case S_IFIFO: return "is a FIFO (named pipe)"
+        case S_IFCHR: return "is a character device"
+        case S_IFBLK: return "is a block device"
+        case S_IFSOCK: return "is a socket"
+        default: return "is a special file"
+        }
     }
 
     deinit {
@@ -59,6 +74,18 @@ public final class InputFile: Sendable {
             }
             done += n
         }
+    }
+
+    /// The whole of a small text file (a recipe, a report, a config), refusing more than `limit` bytes and
+    /// anything but a regular file.
+    public static func text(path: String, limit: UInt64 = 64 << 20, what: String) throws -> String {
+        let file = try InputFile(path: path)
+        if file.size > limit {
+            throw WSurgeryError.limitExceeded(path: path, what: "\(what) of \(file.size) bytes", value: file.size, limit: limit, key: "config-bytes")
+        }
+        let bytes = try file.read(count: Int(file.size), at: 0)
+        guard let text = String(validatingUTF8Bytes: bytes) else { throw WSurgeryError.cannotOpen(path: path, reason: "\(what) is not UTF-8 text") }
+        return text
     }
 
     /// Reads `count` bytes at `offset` into a new array.
@@ -89,4 +116,12 @@ struct Errno {
     let code: Int32
     static var current: Errno { Errno(code: errno) }
     var message: String { String(cString: strerror(code)) }
+}
+
+extension String {
+    /// The text of UTF-8 bytes, or nil when they are not valid UTF-8.
+    init?(validatingUTF8Bytes bytes: [UInt8]) {
+        guard let text = String(bytes: bytes, encoding: .utf8) else { return nil }
+        self = text
+    }
 }

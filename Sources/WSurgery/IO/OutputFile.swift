@@ -207,7 +207,12 @@ public final class OutputSet {
 
     /// Refuses a target that is one of the inputs, or that exists when overwriting is not allowed.
     public func checkTarget(_ path: String) throws {
-        guard let identity = FileIdentity.of(path: path) else { return }
+        guard let identity = FileIdentity.of(path: path) else {
+            // A dangling symlink is still a file that would be replaced.
+            var info = stat()
+            if lstat(path, &info) == 0, !allowOverwrite { throw WSurgeryError.outputExists(path: path) }
+            return
+        }
         if protected.contains(identity) { throw WSurgeryError.outputIsInput(path: path) }
         if !allowOverwrite { throw WSurgeryError.outputExists(path: path) }
     }

@@ -77,11 +77,18 @@ public struct PassArguments: Sendable, Equatable {
     /// Whether the flag is on.
     public func flag(_ key: String) -> Bool { text(key) == "true" }
 
-    /// The value of `key` as a whole number.
+    /// The largest count an option takes (classes, units, channels): 2^24, far above any real model and
+    /// far below what would make a single tensor overflow a size.
+    public static let maxCount = 1 << 24
+
+    /// The value of `key` as a whole number, at most `maxCount` in magnitude.
     public func integer(_ key: String) throws -> Int? {
         guard let text = text(key) else { return nil }
         guard let value = Int(text.trimmingCharacters(in: .whitespaces)) else {
             throw WSurgeryError.invalidOption(option: key, reason: "'\(text)' is not a whole number")
+        }
+        guard abs(value) <= PassArguments.maxCount else {
+            throw WSurgeryError.invalidOption(option: key, reason: "\(value) is out of range (at most \(PassArguments.maxCount))")
         }
         return value
     }
@@ -390,11 +397,17 @@ public struct ImageSize: Sendable, Equatable {
         self.width = width
     }
 
+    /// The largest side accepted (65,536 pixels).
+    public static let maxSide = 1 << 16
+
     /// `224x224`, or `224` for a square.
     public init(parsing text: String) throws {
         let parts = text.lowercased().split(separator: "x", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard parts.count == 1 || parts.count == 2, let h = parts.first ?? nil, let w = parts.last ?? nil else {
             throw WSurgeryError.invalidOption(option: "size", reason: "'\(text)': expected HxW (e.g. 256x256) or one number for a square")
+        }
+        guard (1...ImageSize.maxSide).contains(h), (1...ImageSize.maxSide).contains(w) else {
+            throw WSurgeryError.invalidOption(option: "size", reason: "'\(text)': each side must be from 1 to \(ImageSize.maxSide)")
         }
         self.init(height: h, width: w)
     }

@@ -163,10 +163,11 @@ public struct Recipe: Sendable {
 
     /// Reads and parses a recipe file.
     public static func load(path: String) throws -> Recipe {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw WSurgeryError.cannotOpen(path: path, reason: "cannot read the recipe")
-        }
-        guard let text = String(data: data, encoding: .utf8) else {
+        let text: String
+        do { text = try InputFile.text(path: path, limit: Limits.current.configBytes, what: "the recipe") } catch WSurgeryError.cannotOpen(
+            _, let reason)
+            where reason.hasSuffix("not UTF-8 text")
+        {
             throw WSurgeryError.invalidRecipe(location: path, key: nil, reason: "not UTF-8 text")
         }
         return try parse(text, path: path)

@@ -24,8 +24,39 @@ enum LayerShapes {
         "LayerScale", "StochasticDepth", "CustomScaleLayer",
     ]
 
-    /// The output shapes of a layer of `className` called on `inputs`.
+    /// The largest size a shape axis or a window option may have (2^31): with every operand below it, no
+    /// rule below can overflow, so a hostile config gets an error instead of a trap.
+    static let maxDimension = 1 << 31
+
+    /// The config options that take part in shape arithmetic, and the least value each may take.
+    static let arithmeticOptions: [String: Int] = [
+        "kernel_size": 1, "strides": 1, "dilation_rate": 1, "pool_size": 1, "size": 1, "depth_multiplier": 0, "filters": 0, "units": 0,
+        "output_dim": 0, "padding": 0, "cropping": 0, "output_padding": 0, "target_shape": -1, "n": 0, "height": 0, "width": 0,
+    ]
+
+    /// The output shapes of a layer of `className` called on `inputs`. Sizes out of range (a batch shape of
+    /// 2^62, strides of 0) are refused before any arithmetic.
     static func outputs(className: String, config: JSONValue, inputs: [KerasShape]) throws(LayerShapeError) -> [KerasShape] {
+        for shape in inputs where shape.contains(where: { ($0 ?? 0) < 0 || ($0 ?? 0) > maxDimension }) {
+            throw .mismatch("an input shape \(ShapeText.python(shape)) has a size below 0 or above 2^31")
+        }
+        if !shapePreserving.contains(className) {
+            for (key, least) in arithmeticOptions {
+                guard let value = config[key] else { continue }
+                func integers(_ v: JSONValue) -> [Int] { v.intValue.map { [$0] } ?? (v.arrayValue ?? []).flatMap(integers) }
+                if let bad = integers(value).first(where: { $0 < least || $0 > maxDimension / 2 }) {
+                    throw .mismatch("its \(key) \(bad) is out of range (\(least) to 2^30)")
+                }
+            }
+        }
+        let result = try computeOutputs(className: className, config: config, inputs: inputs)
+        for shape in result where shape.contains(where: { ($0 ?? 0) > maxDimension }) {
+            throw .mismatch("it would output \(ShapeText.python(shape)), a size above 2^31")
+        }
+        return result
+    }
+
+    static func computeOutputs(className: String, config: JSONValue, inputs: [KerasShape]) throws(LayerShapeError) -> [KerasShape] {
         guard let x = inputs.first else { throw .mismatch("it is called without inputs") }
         if shapePreserving.contains(className) { return [x] }
         let channelsFirst = config["data_format"]?.stringValue == "channels_first"
@@ -86,14 +117,18 @@ enum LayerShapes {
             return [try join(x[0], [height, width], channels, channelsFirst: channelsFirst)]
         case "Flatten":
             let rest = x.dropFirst()
-            return [[x.first ?? nil, rest.contains(where: { $0 == nil }) ? nil : rest.reduce(1) { $0 * $1! }]]
+            if rest.contains(where: { $0 == nil }) { return [[x.first ?? nil, nil]] }
+            guard let count = Checked.product(rest.map { $0! }) else { throw .mismatch("it would flatten more than 2^60 values") }
+            return [[x.first ?? nil, count]]
         case "Reshape":
             guard let target = config["target_shape"]?.arrayValue?.map(\.intValue), target.allSatisfy({ $0 != nil }) else {
                 throw .mismatch("its target_shape is not a list of integers")
             }
             return [[x.first ?? nil] + (try reshaped(Array(x.dropFirst()), to: target.map { $0! }))]
         case "Permute":
-            guard let dims = config["dims"]?.arrayValue?.compactMap(\.intValue), dims.count == x.count - 1 else {
+            guard let dims = config["dims"]?.arrayValue?.compactMap(\.intValue), dims.count == x.count - 1,
+                dims.allSatisfy({ (1..<x.count).contains($0) })
+            else {
                 throw .mismatch("its dims do not match the input rank \(x.count)")
             }
             return [[x[0]] + dims.map { x[$0] }]
@@ -191,11 +226,11 @@ enum LayerShapes {
 
     /// `target` with its -1 resolved against the element count of `dims`.
     static func reshaped(_ dims: [Int?], to target: [Int]) throws(LayerShapeError) -> [Int?] {
-        let known = target.filter { $0 != -1 }.reduce(1, *)
+        guard let known = Checked.product(target.filter { $0 != -1 }) else { throw .mismatch("its target_shape \(target) is out of range") }
         guard !dims.contains(where: { $0 == nil }) else {
             return target.map { $0 == -1 ? nil : $0 }
         }
-        let total = dims.reduce(1) { $0 * $1! }
+        guard let total = Checked.product(dims.map { $0! }) else { throw .mismatch("it reshapes more than 2^60 values") }
         if let free = target.firstIndex(of: -1) {
             guard known > 0, total % known == 0 else { throw .mismatch("cannot reshape \(total) values to \(target)") }
             var result: [Int?] = target

@@ -12,6 +12,10 @@ struct HDF5DatasetInfo {
     var contiguousOffset: UInt64?
     /// How many attributes the dataset carries.
     var attributeCount: Int
+    /// The bytes its data takes in the file (0 when never written), to bound what it decodes to.
+    var storedBytes: UInt64
+    /// Whether libhdf5 applies filters (compression) to it.
+    var filtered: Bool
 }
 
 extension HDF5File {
@@ -40,13 +44,18 @@ extension HDF5File {
             let ftype = try check.handle(H5Dget_type(dataset.id), H5Tclose, "read the dataset's type")
             let (dtype, littleEndianAsStored) = try HDF5Types.dtype(of: ftype.id, dtypeAttribute: dtypeAttribute, check: check)
             var offset: UInt64?
-            if layout == H5D_CONTIGUOUS, try check.status(H5Pget_nfilters(dcpl.id), "read the dataset's filters") == 0, littleEndianAsStored {
+            let filtered = try check.status(H5Pget_nfilters(dcpl.id), "read the dataset's filters") > 0
+            if layout == H5D_CONTIGUOUS, !filtered, littleEndianAsStored {
                 let address = H5Dget_offset(dataset.id)
                 if address != wsh5_HADDR_UNDEF() { offset = UInt64(address) }
             }
             let attributes = Int(try check.status(wsh5_attribute_count(dataset.id), "count the dataset's attributes"))
+            guard dims.allSatisfy({ $0 <= hsize_t(Checked.maxCount) }) else {
+                throw WSurgeryError.unknownHDF5Layout(path: path, reason: "dataset '\(datasetPath)' has a dimension over 2^60")
+            }
             return HDF5DatasetInfo(
-                dtype: dtype, shape: dims.map { Int($0) }, dtypeAttribute: dtypeAttribute, contiguousOffset: offset, attributeCount: attributes)
+                dtype: dtype, shape: dims.map { Int($0) }, dtypeAttribute: dtypeAttribute, contiguousOffset: offset, attributeCount: attributes,
+                storedBytes: UInt64(H5Dget_storage_size(dataset.id)), filtered: filtered)
         }
     }
 

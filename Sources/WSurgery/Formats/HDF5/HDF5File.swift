@@ -325,6 +325,12 @@ final class HDF5File: @unchecked Sendable {
         }
         let limit = 64_512
         let longest = values.map { $0.utf8.count }.max() ?? 0
+        if longest > limit, let name = values.first(where: { $0.utf8.count == longest }) {
+            // Keras refuses such an attribute too: it cannot be split below one name.
+            throw WSurgeryError.cannotExpress(
+                format: "HDF5", tensor: String(name.prefix(60)) + "...",
+                reason: "a name of \(longest) bytes does not fit the \(limit)-byte HDF5 attribute Keras stores names in")
+        }
         var chunks = 1
         func split(_ k: Int) -> [[String]] {
             // numpy.array_split: the first (n % k) parts get one extra element.

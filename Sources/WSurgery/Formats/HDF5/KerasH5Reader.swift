@@ -6,8 +6,8 @@
 public enum KerasH5Reader {
     /// Reads any of the three layouts from `path`.
     public static func read(path: String) throws -> TensorGraph {
-        let h5 = try HDF5File.open(path)
         let raw = try InputFile(path: path)
+        let h5 = try HDF5File.open(path)
         if try h5.hasAttribute("/", KerasH5Key.layerNames) {
             return try readLegacy(h5, raw: raw, group: "/", flavor: .legacyWeightsOnly)
         }
@@ -32,16 +32,27 @@ public enum KerasH5Reader {
         var dtype = info.dtype
         // Keras 3's legacy writer stores bfloat16 as a bare 2-byte opaque type; the layer's policy names it.
         if case .opaque(_, 2) = dtype, info.dtypeAttribute == nil, bfloat16Policy { dtype = .bf16 }
-        let elements = info.shape.reduce(1, *)
-        let bytes: UInt64
-        switch dtype {
-        case .opaque(_, let size?): bytes = UInt64(elements * size)
-        default: bytes = dtype.byteCount(elements: UInt64(elements)) ?? 0
+        func tooLarge(_ reason: String) -> WSurgeryError {
+            .unknownHDF5Layout(path: h5.path, reason: "dataset '\(datasetPath)': \(reason)")
         }
+        let elements = try Checked.elementCount(info.shape, or: tooLarge)
+        let byteCount: Int?
+        switch dtype {
+        case .opaque(_, let size?): byteCount = Checked.multiply(elements, size)
+        default: byteCount = dtype.byteCount(elements: UInt64(elements)).flatMap { $0 <= UInt64(Checked.maxCount) ? Int($0) : nil }
+        }
+        guard let byteCount else { throw tooLarge("\(elements) elements of \(dtype.numpyName) are more than 2^60 bytes") }
+        let bytes = UInt64(byteCount)
         let data: any TensorSource
-        if let offset = info.contiguousOffset, offset + bytes <= raw.size {
+        if let offset = info.contiguousOffset {
+            guard offset <= raw.size, bytes <= raw.size - offset else {
+                throw WSurgeryError.truncatedFile(path: h5.path, expectedBytes: offset &+ bytes, actualBytes: raw.size)
+            }
             data = FileRegionSource(region: FileRegion(file: raw, offset: offset, length: bytes))
         } else {
+            // Compressed, chunked or never written: bounded by what it stores, so a small file cannot
+            // decode to terabytes.
+            try Limits.current.checkExpansion(decoded: bytes, stored: info.storedBytes, path: h5.path, dataset: datasetPath)
             data = HDF5DatasetSource(file: h5, datasetPath: datasetPath, dtype: dtype, shape: info.shape, byteCount: bytes)
         }
         return Tensor(
@@ -68,6 +79,7 @@ public enum KerasH5Reader {
         graph.provenance = try readProvenance(h5)
         var configLayers: [String: (layer: KerasLayerConfig, owner: String)] = [:]
         if let text = try h5.stringAttribute("/", KerasH5Key.modelConfig) {
+            try Limits.current.checkConfig(bytes: UInt64(text.utf8.count), path: path, what: "model_config")
             let document: ConfigDocument
             do { document = try ConfigDocument(text: text) } catch {
                 throw WSurgeryError.invalidConfig(path: path, reason: "model_config: \(error)")

@@ -40,7 +40,7 @@ public enum HuggingFaceFolder {
             let file = directory + "/" + name
             guard FileManager.default.fileExists(atPath: file) else { return nil }
             let input = try InputFile(path: file)
-            guard input.size < 64 << 20 else { throw WSurgeryError.invalidConfig(path: file, reason: "larger than 64 MiB") }
+            try Limits.current.checkConfig(bytes: input.size, path: file, what: name)
             let bytes = try input.read(count: Int(input.size), at: 0)
             guard let text = String(validating: bytes, as: UTF8.self) else { throw WSurgeryError.invalidConfig(path: file, reason: "not UTF-8") }
             do { return try ConfigDocument(text: text) } catch { throw WSurgeryError.invalidConfig(path: file, reason: "\(error)") }

@@ -292,17 +292,19 @@ public enum TorchCheckpointReader {
         guard let size = ref.storage.dtype.bitsPerElement.map({ $0 / 8 }), size > 0 else {
             throw WSurgeryError.invalidPyTorch(path: path, reason: "tensor '\(name)': unsupported element type")
         }
-        let count = ref.shape.reduce(1, *)
         func fail(_ reason: String) -> WSurgeryError { .invalidPyTorch(path: path, reason: "tensor '\(name)': " + reason) }
-        guard region.length == UInt64(ref.storage.elementCount) * UInt64(size) else {
+        let count = try Checked.elementCount(ref.shape, or: fail)
+        guard let storageBytes = Checked.multiply(Int(ref.storage.elementCount), size), region.length == UInt64(storageBytes) else {
             throw fail("its storage holds \(region.length) bytes, not \(ref.storage.elementCount) elements")
         }
+        guard Checked.multiply(count, size) != nil else { throw fail("the shape \(ref.shape) has more than 2^60 bytes") }
         if count == 0 { return MemorySource(bytes: []) }
         // The last element the view reaches.
         var last = Int(ref.offset)
         for (n, s) in zip(ref.shape, ref.strides) {
             guard s >= 0 else { throw fail("a negative stride") }
-            last += (n - 1) * s
+            guard let reach = Checked.multiply(n - 1, s), let next = Checked.add(last, reach) else { throw fail("the view reaches past its storage") }
+            last = next
         }
         guard last < ref.storage.elementCount else { throw fail("the view reaches past its storage") }
         var contiguous = true

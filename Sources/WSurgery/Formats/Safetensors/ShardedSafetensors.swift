@@ -29,7 +29,14 @@ public enum ShardedSafetensors {
     /// Whether an output path names a directory (a model folder).
     public static func isDirectoryOutput(_ path: String) -> Bool {
         var isDirectory: ObjCBool = false
-        return path.hasSuffix("/") || (FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue)
+        return path.hasSuffix("/")
+            || (!namesAFile(path) && FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue)
+    }
+
+    /// Whether the name ends like a checkpoint file (`.h5`, `.keras`, `.safetensors`, ...): a directory of
+    /// such a name is never filled with shards.
+    public static func namesAFile(_ path: String) -> Bool {
+        [".safetensors", ".json", ".h5", ".hdf5", ".keras", ".pt", ".pth", ".bin", ".ckpt"].contains { path.hasSuffix($0) }
     }
 
     /// The index path and the shard-name stem for an output path: a directory gets `model.*` inside it,
