@@ -32,6 +32,8 @@ let package = Package(
         .target(name: "CSHA256"),
         // Philox4x32-10 counter-based random blocks, vectorised by the C compiler (new weights).
         .target(name: "CPhilox"),
+        // Signal handlers that remove temporary files, and unnamed (O_TMPFILE) outputs.
+        .target(name: "CProcessGuard"),
         .target(
             name: "WSurgery",
             dependencies: [
@@ -40,6 +42,7 @@ let package = Package(
                 "CFileCopy",
                 "CSHA256",
                 "CPhilox",
+                "CProcessGuard",
                 .product(name: "ZIPFoundation", package: "ZIPFoundation"),
                 .product(name: "Yams", package: "Yams"),
             ]

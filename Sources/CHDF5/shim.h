@@ -18,6 +18,7 @@ static inline hid_t wsh5_P_DEFAULT(void) { return H5P_DEFAULT; }
 static inline hid_t wsh5_S_ALL(void) { return H5S_ALL; }
 static inline unsigned wsh5_F_ACC_RDONLY(void) { return H5F_ACC_RDONLY; }
 static inline unsigned wsh5_F_ACC_EXCL(void) { return H5F_ACC_EXCL; }
+static inline unsigned wsh5_F_ACC_RDWR(void) { return H5F_ACC_RDWR; }
 static inline unsigned wsh5_F_ACC_TRUNC(void) { return H5F_ACC_TRUNC; }
 static inline size_t wsh5_T_VARIABLE(void) { return H5T_VARIABLE; }
 static inline haddr_t wsh5_HADDR_UNDEF(void) { return HADDR_UNDEF; }

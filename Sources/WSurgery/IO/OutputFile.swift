@@ -1,4 +1,5 @@
 import CFileCopy
+import CProcessGuard
 import Foundation
 
 #if canImport(Glibc)
@@ -9,26 +10,45 @@ import Foundation
     import Darwin
 #endif
 
-/// A file being written atomically: the bytes go to a temporary file in the target's directory, which
-/// is renamed over the target only when everything succeeded. Dropping it uncommitted removes the
-/// temporary file, so a failure leaves no partial output behind.
+/// A file being written atomically. On Linux the bytes go to an unnamed file (`O_TMPFILE`) in the
+/// target's directory, which gets its name only at commit: however the process ends before that (a
+/// signal, SIGKILL, a crash, a full disk) nothing is left behind. libhdf5 cannot work on an unnamed
+/// file (it resolves `/proc/self/fd/N` to the file's former name and fails), so HDF5 outputs, and
+/// filesystems without `O_TMPFILE`, get a named temporary file beside the target instead: removed by
+/// `deinit`, by the signal handlers of `ProcessGuard` on any catchable signal or crash, and, after a
+/// SIGKILL, by the next process that writes into that directory (the name records the writer's pid).
 public final class OutputFile {
     /// The final path.
     public let path: String
-    /// The temporary path being written.
+    /// A path the temporary file can be opened by, for libraries that open files by name (libhdf5,
+    /// ZIPFoundation): `/proc/self/fd/N` for an unnamed file.
     public let temporaryPath: String
+    /// Whether the temporary file is unnamed (`O_TMPFILE`).
+    public let isUnnamed: Bool
     private var descriptor: Int32
     private var position: UInt64 = 0
     private var committed = false
+    private var guardSlot: Int32 = -1
 
-    /// Creates the temporary file beside `path`.
-    public init(path: String) throws {
+    /// Creates the temporary file beside `path`: unnamed when `named` is false and the filesystem can.
+    public init(path: String, named: Bool = false) throws {
         self.path = path
-        var template = Array((OutputFile.temporaryPrefix(for: path) + "XXXXXX").utf8CString)
+        ProcessGuard.install()
+        let unnamed = named ? -1 : wsg_open_unnamed(OutputFile.directory(of: path), 0o666)
+        if unnamed >= 0 {
+            descriptor = unnamed
+            isUnnamed = true
+            temporaryPath = "/proc/self/fd/\(unnamed)"
+            return
+        }
+        OutputFile.removeOrphans(in: OutputFile.directory(of: path))
+        var template = Array((OutputFile.temporaryPrefix(for: path) + "\(getpid())-XXXXXX").utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         if fd < 0 { throw WSurgeryError.cannotCreateOutput(path: path, reason: Errno.current.message) }
         self.descriptor = fd
+        self.isUnnamed = false
         self.temporaryPath = String(cArray: template)
+        guardSlot = wsg_register(temporaryPath, 0)
         // mkstemp creates 0600; give the output the permissions an ordinary new file gets.
         let mask = umask(0)
         umask(mask)
@@ -37,7 +57,8 @@ public final class OutputFile {
 
     deinit {
         if descriptor >= 0 { close(descriptor) }
-        if !committed { unlink(temporaryPath) }
+        if !committed && !isUnnamed { unlink(temporaryPath) }
+        wsg_unregister(guardSlot)
     }
 
     /// Temporary files for `path` are this prefix and six random characters, beside it: `.NAME.wsurgery-`.
@@ -52,6 +73,21 @@ public final class OutputFile {
         let prefix = String(temporaryPrefix(for: path).dropFirst(directory.count + 1))
         for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix(prefix) {
             try? FileManager.default.removeItem(atPath: directory + "/" + name)
+        }
+    }
+
+    private static let orphanLock = NSLock()
+    nonisolated(unsafe) private static var scanned: Set<String> = []
+
+    /// Removes the named temporary files (`.NAME.wsurgery-PID-XXXXXX`) of processes that no longer run,
+    /// left when one was killed with SIGKILL; each directory is looked at once per process.
+    static func removeOrphans(in directory: String) {
+        guard orphanLock.withLock({ scanned.insert(directory).inserted }) else { return }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix(".") {
+            guard let marker = name.range(of: ".wsurgery-", options: .backwards) else { continue }
+            let rest = name[marker.upperBound...].split(separator: "-")
+            guard rest.count == 2, let pid = Int32(rest[0]), pid > 0, pid != getpid() else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { unlink(directory + "/" + name) }
         }
     }
 
@@ -103,21 +139,44 @@ public final class OutputFile {
         try source.forEachChunk(maxChunk: 4 << 20) { try write($0) }
     }
 
-    /// Closes the temporary file without renaming it (for writers that reopen it by path, like HDF5).
+    /// Lets a library reopen the temporary file by `temporaryPath`: a named one is closed (and
+    /// recreated by the library), an unnamed one stays open, since its descriptor is what keeps it.
     public func closeForReopen() throws {
+        if isUnnamed { return }
         if descriptor >= 0, close(descriptor) != 0 {
             throw WSurgeryError.io(path: path, operation: "close", reason: Errno.current.message)
         }
         descriptor = -1
     }
 
-    /// Renames the temporary file over the target.
+    /// Gives the temporary file the target's name, replacing what is there.
     public func commit() throws {
+        if isUnnamed {
+            if wsg_link_unnamed(descriptor, path) != 0 {
+                guard errno == EEXIST else { throw WSurgeryError.cannotCreateOutput(path: path, reason: Errno.current.message) }
+                // Replacing (--force): link under a temporary name, then rename over the target.
+                let temporary = OutputFile.temporaryPrefix(for: path) + String(UInt64.random(in: 0...UInt64.max), radix: 36)
+                if wsg_link_unnamed(descriptor, temporary) != 0 {
+                    throw WSurgeryError.cannotCreateOutput(path: path, reason: Errno.current.message)
+                }
+                if rename(temporary, path) != 0 {
+                    let reason = Errno.current.message
+                    unlink(temporary)
+                    throw WSurgeryError.cannotCreateOutput(path: path, reason: reason)
+                }
+            }
+            close(descriptor)
+            descriptor = -1
+            committed = true
+            return
+        }
         try closeForReopen()
         if rename(temporaryPath, path) != 0 {
             throw WSurgeryError.cannotCreateOutput(path: path, reason: Errno.current.message)
         }
         committed = true
+        wsg_unregister(guardSlot)
+        guardSlot = -1
     }
 }
 
@@ -197,6 +256,7 @@ public final class OutputSet {
     private let protected: Set<FileIdentity>
     /// A directory this set created for its files (an output model folder), removed unless committed.
     private var createdDirectory: String?
+    private var directorySlot: Int32 = -1
     private var committed = false
 
     /// A set that refuses to replace existing files unless `allowOverwrite`, and never replaces `inputs`.
@@ -217,13 +277,13 @@ public final class OutputSet {
         if !allowOverwrite { throw WSurgeryError.outputExists(path: path) }
     }
 
-    /// Starts a new file of the set.
-    public func create(_ path: String) throws -> OutputFile {
+    /// Starts a new file of the set (`named`: see `OutputFile.init(path:named:)`).
+    public func create(_ path: String, named: Bool = false) throws -> OutputFile {
         try checkTarget(path)
         if files.contains(where: { $0.path == path }) {
             throw WSurgeryError.cannotCreateOutput(path: path, reason: "written twice by one command")
         }
-        let file = try OutputFile(path: path)
+        let file = try OutputFile(path: path, named: named)
         files.append(file)
         return file
     }
@@ -238,6 +298,7 @@ public final class OutputSet {
         }
         if mkdir(path, 0o777) != 0 { throw WSurgeryError.cannotCreateOutput(path: path, reason: Errno.current.message) }
         createdDirectory = path
+        directorySlot = wsg_register(path, 1)
     }
 
     /// Commits every file; the last one (by convention the index) appears last.
@@ -247,6 +308,7 @@ public final class OutputSet {
     }
 
     deinit {
+        wsg_unregister(directorySlot)
         guard !committed, let createdDirectory else { return }
         files.removeAll()  // their temporary files go first
         rmdir(createdDirectory)

@@ -68,6 +68,7 @@ struct QueuedData {
 final class HDF5File: @unchecked Sendable {
     let path: String
     let id: hid_t
+    private var closed = false
     /// Dataset bytes waiting to be written at their file offsets (see `createDataset(_:dtype:shape:placing:tensorName:)`).
     var queued: [QueuedData] = []
 
@@ -76,17 +77,36 @@ final class HDF5File: @unchecked Sendable {
         self.id = id
     }
 
-    deinit { HDF5Lock.run { _ = H5Fclose(id) } }
+    deinit { if !closed { HDF5Lock.run { _ = H5Fclose(id) } } }
+
+    /// Closes the file, reporting a failure to write its metadata (a full disk).
+    func close() throws {
+        guard !closed else { return }
+        closed = true
+        try HDF5Lock.run {
+            if H5Fclose(id) < 0 { throw WSurgeryError.io(path: path, operation: "write the HDF5 metadata", reason: "HDF5 error (disk full?)") }
+        }
+    }
 
     /// The checker for calls about `object` in this file.
     func check(_ object: String) -> HDF5Check { HDF5Check(path: path, object: object) }
 
-    /// Opens an existing file read-only.
-    static func open(_ path: String) throws -> HDF5File {
+    /// Opens an existing file read-only; `name` (default: the path) names it in errors.
+    static func open(_ path: String, name: String? = nil) throws -> HDF5File {
         try HDF5Lock.run {
-            if H5Fis_hdf5(path) <= 0 { throw WSurgeryError.notHDF5(path: path) }
+            let name = name ?? path
+            if H5Fis_hdf5(path) <= 0 { throw WSurgeryError.notHDF5(path: name) }
             let id = H5Fopen(path, wsh5_F_ACC_RDONLY(), wsh5_P_DEFAULT())
-            if id < 0 { throw WSurgeryError.corruptHDF5(path: path) }
+            if id < 0 { throw WSurgeryError.corruptHDF5(path: name) }
+            return HDF5File(path: name, id: id)
+        }
+    }
+
+    /// Reopens a file this process is writing, to add what comes after the data (the provenance).
+    static func reopenForUpdate(_ path: String) throws -> HDF5File {
+        try HDF5Lock.run {
+            let id = H5Fopen(path, wsh5_F_ACC_RDWR(), wsh5_P_DEFAULT())
+            if id < 0 { throw WSurgeryError.io(path: path, operation: "reopen the HDF5 file", reason: "HDF5 error") }
             return HDF5File(path: path, id: id)
         }
     }
@@ -95,12 +115,16 @@ final class HDF5File: @unchecked Sendable {
     /// file). The placeholder is removed and the file created anew rather than truncated: ext4 treats a
     /// truncation to zero as a replace-by-truncate and flushes the file's pages when it is first closed,
     /// which cost a tenth of a `.h5` write.
+    /// An unnamed output (`/proc/self/fd/N`) cannot be removed and recreated: libhdf5 truncates it, and
+    /// `finish` closes libhdf5's descriptor before the data goes in, so the flush ext4 starts on that
+    /// close covers only the metadata.
     static func create(_ path: String) throws -> HDF5File {
         try HDF5Lock.run {
-            if unlink(path) != 0, errno != ENOENT {
+            let unnamed = path.hasPrefix("/proc/self/fd/")
+            if !unnamed, unlink(path) != 0, errno != ENOENT {
                 throw WSurgeryError.cannotCreateOutput(path: path, reason: Errno.current.message)
             }
-            let id = H5Fcreate(path, wsh5_F_ACC_EXCL(), wsh5_P_DEFAULT(), wsh5_P_DEFAULT())
+            let id = H5Fcreate(path, unnamed ? wsh5_F_ACC_TRUNC() : wsh5_F_ACC_EXCL(), wsh5_P_DEFAULT(), wsh5_P_DEFAULT())
             if id < 0 { throw WSurgeryError.cannotCreateOutput(path: path, reason: "HDF5 could not create the file") }
             return HDF5File(path: path, id: id)
         }

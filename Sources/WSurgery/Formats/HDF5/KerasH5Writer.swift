@@ -114,10 +114,7 @@ public enum KerasH5Writer {
             }
         }
         if keras == nil { notes.append("no Keras model config: wrote a weights-only legacy file (load it with model.load_weights)") }
-        try h5.writeQueuedData()
-        // Last: the input digest it records is computed while the datasets are written (InputDigest).
-        try writeProvenance(graph, to: h5)
-        try h5.flush()
+        try finish(h5, graph)
         return notes
     }
 
@@ -146,9 +143,7 @@ public enum KerasH5Writer {
     public static func writeKeras3Weights(_ graph: TensorGraph, to output: OutputFile) throws -> [String] {
         try output.closeForReopen()
         let h5 = try HDF5File.create(output.temporaryPath)
-        let notes = try writeKeras3Weights(graph, into: h5)
-        try h5.flush()
-        return notes
+        return try writeKeras3Weights(graph, into: h5)
     }
 
     static func writeKeras3Weights(_ graph: TensorGraph, into h5: HDF5File) throws -> [String] {
@@ -179,9 +174,19 @@ public enum KerasH5Writer {
                 notes.append("optimizer state (\(optimizer.tensors.count) tensors) dropped: it is kept only between files of the same Keras flavour")
             }
         }
-        try h5.writeQueuedData()
-        // Last: the input digest it records is computed while the datasets are written (InputDigest).
-        try writeProvenance(graph, to: h5)
+        try finish(h5, graph)
         return notes
+    }
+
+    /// Ends a file whose layout is complete: libhdf5 closes it (writing the metadata), the tensor bytes
+    /// go in at their offsets, and the file is reopened for the provenance attribute, last because the
+    /// input digest it records is computed while the datasets are written (`InputDigest`).
+    static func finish(_ h5: HDF5File, _ graph: TensorGraph) throws {
+        try h5.close()
+        try h5.writeQueuedData()
+        guard graph.provenance != nil else { return }
+        let reopened = try HDF5File.reopenForUpdate(h5.path)
+        try writeProvenance(graph, to: reopened)
+        try reopened.close()
     }
 }

@@ -9,19 +9,48 @@ public enum KerasArchive {
     /// Entries get this fixed date so the same graph always gives the same archive bytes.
     static let entryDate = Date(timeIntervalSince1970: 315_532_800)  // 1980-01-01, the zip epoch
 
-    /// Reads a `.keras` archive: its config, metadata and weights.
+    /// Reads a `.keras` archive: its config, metadata and weights. The archive is checked as Keras reads
+    /// it, and stricter: an entry name twice is refused (Python's zipfile would take the last), every
+    /// entry's CRC-32 is verified, and the config is bounded by the `config-bytes` limit.
     public static func read(path: String) throws -> TensorGraph {
         let archiveFile = try InputFile(path: path)
         let archive: Archive
         do { archive = try Archive(url: URL(fileURLWithPath: path), accessMode: .read) } catch {
             throw WSurgeryError.invalidArchive(path: path, reason: "not a readable zip archive (\(error))")
         }
+        var seen = Set<String>()
+        for entry in archive where !seen.insert(entry.path).inserted {
+            throw WSurgeryError.invalidArchive(path: path, reason: "the entry '\(entry.path)' appears twice (Keras would read the last one)")
+        }
+        /// Extracts `entry` through `consume`, refusing more than `limit` bytes and a wrong CRC-32.
+        func extract(_ entry: Entry, limit: UInt64, _ consume: (Data) throws -> Void) throws {
+            var total: UInt64 = 0
+            let checksum: CRC32
+            do {
+                checksum = try archive.extract(entry, bufferSize: 1 << 20) { data in
+                    total += UInt64(data.count)
+                    if total > limit { throw WSurgeryError.invalidArchive(path: path, reason: "'\(entry.path)' decodes to more than \(limit) bytes") }
+                    try consume(data)
+                }
+            } catch let error as WSurgeryError {
+                throw error
+            } catch {
+                throw WSurgeryError.invalidArchive(path: path, reason: "'\(entry.path)' cannot be extracted (\(error))")
+            }
+            if checksum != entry.checksum {
+                throw WSurgeryError.invalidArchive(
+                    path: path,
+                    reason:
+                        "'\(entry.path)' is damaged: its CRC-32 is \(String(checksum, radix: 16)), the archive records \(String(entry.checksum, radix: 16))"
+                )
+            }
+        }
         func text(_ name: String) throws -> String {
             guard let entry = archive[name] else { throw WSurgeryError.invalidArchive(path: path, reason: "no '\(name)' entry") }
+            let limits = Limits.current
+            try limits.checkConfig(bytes: UInt64(max(entry.uncompressedSize, 0)), path: path, what: "'\(name)'")
             var data = Data()
-            do { _ = try archive.extract(entry) { data.append($0) } } catch {
-                throw WSurgeryError.invalidArchive(path: path, reason: "'\(name)' cannot be extracted (\(error))")
-            }
+            try extract(entry, limit: limits.configBytes) { data.append($0) }
             guard let s = String(data: data, encoding: .utf8) else {
                 throw WSurgeryError.invalidArchive(path: path, reason: "'\(name)' is not UTF-8")
             }
@@ -36,29 +65,24 @@ public enum KerasArchive {
         guard let weights = archive[weightsEntry] else {
             throw WSurgeryError.invalidArchive(path: path, reason: "no '\(weightsEntry)' entry (only HDF5 weights are supported)")
         }
-        let temporary = NSTemporaryDirectory() + "/wsurgery-\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString).weights.h5"
+        // A deflated entry may not decode to more than `expansion` times its stored size.
+        let declared = UInt64(max(weights.uncompressedSize, 0))
+        try Limits.current.checkExpansion(
+            decoded: declared, stored: UInt64(max(weights.compressedSize, 0)), path: path, dataset: weightsEntry)
+        // Extracted to a temporary file in $TMPDIR (libhdf5 needs a name), removed as soon as it is open.
+        let extracted = try OutputFile(path: NSTemporaryDirectory() + "/wsurgery-\(weightsEntry)", named: true)
         // Extracted chunk by chunk, so a progress line can follow a multi-GB archive.
-        WriteProgress.begin(total: UInt64(max(weights.uncompressedSize, 0)), task: "extracting \(weightsEntry) from \(path)")
-        do {
-            guard FileManager.default.createFile(atPath: temporary, contents: nil) else {
-                throw WSurgeryError.cannotCreateOutput(path: temporary, reason: "cannot create a temporary file")
-            }
-            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: temporary))
-            defer { try? handle.close() }
-            _ = try archive.extract(weights, bufferSize: 1 << 20) { data in
-                try handle.write(contentsOf: data)
-                WriteProgress.advance(UInt64(data.count))
-            }
-        } catch {
-            try? FileManager.default.removeItem(atPath: temporary)
-            throw WSurgeryError.invalidArchive(path: path, reason: "'\(weightsEntry)' cannot be extracted (\(error))")
+        WriteProgress.begin(total: declared, task: "extracting \(weightsEntry) from \(path)")
+        try extract(weights, limit: declared) { data in
+            try data.withUnsafeBytes { try extracted.write($0) }
+            WriteProgress.advance(UInt64(data.count))
         }
-        let extracted = try InputFile(path: temporary, deleteOnClose: true)
+        let weightsFile = try InputFile(path: extracted.temporaryPath)
         let h5: HDF5File
-        do { h5 = try HDF5File.open(temporary) } catch {
+        do { h5 = try HDF5File.open(extracted.temporaryPath, name: "\(path):\(weightsEntry)") } catch {
             throw WSurgeryError.invalidArchive(path: path, reason: "'\(weightsEntry)' is not an HDF5 file")
         }
-        var graph = try KerasH5Reader.readKeras3(h5, raw: extracted, config: config, sourceFormat: .kerasArchive, sourcePath: path)
+        var graph = try KerasH5Reader.readKeras3(h5, raw: weightsFile, config: config, sourceFormat: .kerasArchive, sourcePath: path)
         graph.sourceFiles.append(archiveFile)
         if let metadata { graph.fileStates[KerasArchiveState.self] = KerasArchiveState(metadata: metadata) }
         graph.fileStates[KerasSavedBy.self] = KerasSavedBy(version: metadata?.json["keras_version"]?.stringValue)
@@ -74,22 +98,23 @@ public enum KerasArchive {
             )
         }
         // The weights go to a temporary HDF5 file beside the output, then into the archive.
-        let weightsOutput = try OutputFile(path: output.path + ".weights.h5")
+        let weightsOutput = try OutputFile(path: output.path + ".weights.h5", named: true)
         try weightsOutput.closeForReopen()
         var notes: [String]
         do {
             let h5 = try HDF5File.create(weightsOutput.temporaryPath)
             notes = try KerasH5Writer.writeKeras3Weights(graph, into: h5)
-            try h5.flush()
         }
         let metadata =
             graph.fileStates[KerasArchiveState.self]?.metadata.text(style: .python)
             ?? JSONValue.object([("keras_version", .string(graph.fileStates[KerasSavedBy.self]?.version ?? "3.0.0"))]).serialized(.python)
-        try output.closeForReopen()
         let url = URL(fileURLWithPath: output.temporaryPath)
-        try? FileManager.default.removeItem(at: url)
         do {
-            let archive = try Archive(url: url, accessMode: .create)
+            // An empty archive (its end-of-central-directory record) opened for update: ZIPFoundation's
+            // create mode insists on making the file itself, and the output file already exists.
+            try output.write([0x50, 0x4B, 0x05, 0x06] + [UInt8](repeating: 0, count: 18))
+            try output.closeForReopen()
+            let archive = try Archive(url: url, accessMode: .update)
             let keras3 = KerasConfig.keras3ModelConfig(config.json)
             let configText = keras3 == config.json ? config.text(style: .python) : keras3.serialized(.python)
             for (name, text) in [("metadata.json", metadata), ("config.json", configText)] {

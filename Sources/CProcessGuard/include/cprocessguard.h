@@ -1,0 +1,30 @@
+// What a dying process must still do: remove the temporary files it registered, whatever signal ends
+// it, and turn a crash inside a file parser into exit 65 naming the file. Everything the handlers touch
+// is preallocated; they call only async-signal-safe functions (unlink, rmdir, write, _exit).
+#ifndef WSURGERY_CPROCESSGUARD_H
+#define WSURGERY_CPROCESSGUARD_H
+
+/// Installs the handlers (once): terminating signals remove the registered paths and re-raise;
+/// SIGSEGV, SIGBUS, SIGABRT, SIGFPE and SIGILL remove them too, then exit 65 with a message when a file
+/// was being parsed, else re-raise. Signals that are ignored (nohup) stay ignored.
+void wsg_install_handlers(void);
+
+/// Registers a path to remove if the process dies; returns a slot, or -1 when the table is full or the
+/// path too long. `directory` is non-zero for a directory (removed with rmdir when empty).
+int wsg_register(const char *path, int directory);
+
+/// Forgets a slot (the file was committed or removed normally).
+void wsg_unregister(int slot);
+
+/// Names the file being parsed by a library that may crash on it (NULL: none).
+void wsg_set_parsing(const char *path);
+
+/// Creates an unnamed file in `directory` (O_TMPFILE): it vanishes with its last descriptor, however
+/// the process ends. Returns the descriptor, or -1 with errno set (EOPNOTSUPP and others when the
+/// filesystem cannot).
+int wsg_open_unnamed(const char *directory, unsigned mode);
+
+/// Gives the unnamed file `fd` the name `path` (fails with EEXIST when it exists).
+int wsg_link_unnamed(int fd, const char *path);
+
+#endif
