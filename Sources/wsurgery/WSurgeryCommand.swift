@@ -27,6 +27,14 @@ struct WSurgeryCommand: ParsableCommand {
     static func main() {
         MessageStyle.optionSpelling = { "--" + $0 }
         var arguments = Array(CommandLine.arguments.dropFirst())
+        // The child that reads an HDF5 file before this process trusts it (see HDF5Probe).
+        if arguments.count == 2, arguments[0] == HDF5Probe.subcommand { Glibc.exit(HDF5Probe.runChild(path: arguments[1])) }
+        HDF5Probe.executable = WorkerProcess.executable
+        ProcessGuard.install()
+        do { Limits.current = try Limits.parse(ProcessInfo.processInfo.environment[Limits.environmentKey] ?? "") } catch {
+            FileHandleOutput.standardError("wsurgery: error: \(error)\n")
+            exit(withError: ExitCode(64))
+        }
         if arguments == ["-V"] { arguments = ["--version"] }
         do {
             var command = try parseAsRoot(arguments)

@@ -122,6 +122,8 @@ public enum WSurgeryError: Error, Sendable, Equatable {
     case workerFailed(input: String, reason: String)
     /// The arguments given cannot work together (a missing input or output).
     case invalidArguments(reason: String)
+    /// libhdf5 crashed or hung on the file (in the probe's child process).
+    case malformedHDF5(path: String, reason: String)
     /// A file asks for more than a limit allows (see `Limits`).
     case limitExceeded(path: String, what: String, value: UInt64, limit: UInt64, key: String)
 
@@ -139,7 +141,7 @@ public enum WSurgeryError: Error, Sendable, Equatable {
             .softLink,
             .externalLink, .externalStorage, .missingObject, .unsupportedHDF5Type, .invalidConfig, .invalidArchive, .invalidPyTorch, .cannotExpress,
             .detectionFailed, .unsupportedLayer, .unsupportedCheckpoint, .cannotComputeDType, .unknownLayerClass, .shapeMismatch, .weightsDoNotFit,
-            .limitExceeded:
+            .limitExceeded, .malformedHDF5:
             return .badData
         }
     }
@@ -247,6 +249,8 @@ extension WSurgeryError: CustomStringConvertible {
             return "\(input): the worker process \(reason)"
         case let .invalidArguments(reason):
             return reason
+        case let .malformedHDF5(path, reason):
+            return "\(path): malformed HDF5 file: \(reason); nothing was written"
         case let .limitExceeded(path, what, _, limit, key):
             return "\(path): \(what) exceeds the limit \(key)=\(limit); if the file is genuine, raise it with \(Limits.environmentKey)=\(key)=N"
         case let .cannotComputeDType(path, tensor, dtype):

@@ -18,7 +18,7 @@ public struct Limits: Sendable, Equatable {
     public var nameBytes: UInt64 = 4096
     /// `probe-seconds`: how long the child process that reads an HDF5 file first may take, plus one
     /// second per 64 MiB of the file, before the file is declared to hang the HDF5 library.
-    public var probeSeconds: UInt64 = 10
+    public var probeSeconds: UInt64 = 5
 
     public init() {}
 

@@ -1,4 +1,5 @@
 import CProcessGuard
+import Foundation
 
 /// What happens when the process dies: temporary files registered with the C guard are removed by
 /// signal handlers, and a crash inside libhdf5 while a file is parsed becomes exit 65 naming the file.
@@ -6,10 +7,27 @@ public enum ProcessGuard {
     /// Installs the signal handlers (once; cheap to call again).
     public static func install() { wsg_install_handlers() }
 
+    private static let lock = NSRecursiveLock()
+    nonisolated(unsafe) private static var current: String?
+
     /// Runs `body` with `path` named as the file being parsed: a crash inside it exits 65 naming it.
+    /// Nested calls keep the outermost name.
     static func parsing<T>(_ path: String, _ body: () throws -> T) rethrows -> T {
-        wsg_set_parsing(path)
-        defer { wsg_set_parsing(nil) }
+        lock.lock()
+        let outermost = current == nil
+        if outermost {
+            current = path
+            wsg_set_parsing(path)
+        }
+        lock.unlock()
+        defer {
+            if outermost {
+                lock.lock()
+                current = nil
+                wsg_set_parsing(nil)
+                lock.unlock()
+            }
+        }
         return try body()
     }
 }

@@ -110,7 +110,8 @@ extension HDF5File {
             let check = check(datasetPath)
             let lcpl = try check.handle(H5Pcreate(wsh5_P_LINK_CREATE()), H5Pclose, "make link properties")
             try check.status(H5Pset_create_intermediate_group(lcpl.id, 1), "make link properties")
-            if H5Ocopy(source.id, sourcePath, id, datasetPath, wsh5_P_DEFAULT(), lcpl.id) < 0 {
+            let copied = ProcessGuard.parsing(source.path) { H5Ocopy(source.id, sourcePath, id, datasetPath, wsh5_P_DEFAULT(), lcpl.id) }
+            if copied < 0 {
                 throw WSurgeryError.hdf5(path: path, object: datasetPath, operation: "copy '\(sourcePath)' from \(source.path) into")
             }
             // A legacy file may hold bfloat16 as a bare opaque type; name it so Keras 3 and this tool agree.
@@ -132,6 +133,10 @@ struct HDF5DatasetSource: TensorSource {
     var fileRegion: FileRegion? { nil }
 
     func forEachChunk(maxChunk: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        try ProcessGuard.parsing(file.path) { try readChunks(maxChunk: maxChunk, body) }
+    }
+
+    private func readChunks(maxChunk: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         try HDF5Lock.run {
             let path = file.path
             let check = file.check(datasetPath)

@@ -93,8 +93,9 @@ final class HDF5File: @unchecked Sendable {
 
     /// Opens an existing file read-only; `name` (default: the path) names it in errors.
     static func open(_ path: String, name: String? = nil) throws -> HDF5File {
-        try HDF5Lock.run {
-            let name = name ?? path
+        let name = name ?? path
+        try HDF5Probe.check(path: path, name: name)
+        return try HDF5Lock.run {
             if H5Fis_hdf5(path) <= 0 { throw WSurgeryError.notHDF5(path: name) }
             let id = H5Fopen(path, wsh5_F_ACC_RDONLY(), wsh5_P_DEFAULT())
             if id < 0 { throw WSurgeryError.corruptHDF5(path: name) }
@@ -210,6 +211,43 @@ final class HDF5File: @unchecked Sendable {
                 names.append(name)
             }
             return names
+        }
+    }
+
+    /// Names of the links in a group, in name order, whatever they point at (for the probe's walk).
+    func linkNames(of groupPath: String) throws -> [String] {
+        try HDF5Lock.run {
+            let g = try check(groupPath).handle(H5Oopen(id, groupPath, wsh5_P_DEFAULT()), H5Oclose, "open")
+            var info = H5G_info_t()
+            if H5Gget_info(g.id, &info) < 0 { throw WSurgeryError.hdf5(path: path, object: groupPath, operation: "list the group") }
+            var names: [String] = []
+            // A damaged group may claim billions of links: stop at the first that cannot be read.
+            for i in 0..<min(info.nlinks, 1 << 20) {
+                let length = H5Lget_name_by_idx(g.id, ".", H5_INDEX_NAME, H5_ITER_INC, i, nil, 0, wsh5_P_DEFAULT())
+                guard length >= 0, length < 1 << 20 else { break }
+                var buffer = [CChar](repeating: 0, count: Int(length) + 1)
+                guard H5Lget_name_by_idx(g.id, ".", H5_INDEX_NAME, H5_ITER_INC, i, &buffer, Int(length) + 1, wsh5_P_DEFAULT()) >= 0 else { break }
+                names.append(String(cArray: buffer))
+            }
+            return names
+        }
+    }
+
+    /// Reads every attribute of an object as strings where they are strings (for the probe's walk);
+    /// failures are ignored.
+    func readEveryAttribute(of objectPath: String) {
+        HDF5Lock.run {
+            guard let o = try? openObject(objectPath) else { return }
+            let count = wsh5_attribute_count(o.id)
+            guard count > 0 else { return }
+            for i in 0..<min(count, 100_000) {
+                let length = H5Aget_name_by_idx(o.id, ".", H5_INDEX_NAME, H5_ITER_INC, hsize_t(i), nil, 0, wsh5_P_DEFAULT())
+                guard length >= 0, length < 1 << 20 else { break }
+                var buffer = [CChar](repeating: 0, count: Int(length) + 1)
+                guard H5Aget_name_by_idx(o.id, ".", H5_INDEX_NAME, H5_ITER_INC, hsize_t(i), &buffer, Int(length) + 1, wsh5_P_DEFAULT()) >= 0
+                else { break }
+                _ = try? readStrings(o, objectPath: objectPath, name: String(cArray: buffer))
+            }
         }
     }
 

@@ -6,6 +6,10 @@
 public enum KerasH5Reader {
     /// Reads any of the three layouts from `path`.
     public static func read(path: String) throws -> TensorGraph {
+        try ProcessGuard.parsing(path) { try readWithoutGuard(path: path) }
+    }
+
+    private static func readWithoutGuard(path: String) throws -> TensorGraph {
         let raw = try InputFile(path: path)
         let h5 = try HDF5File.open(path)
         if try h5.hasAttribute("/", KerasH5Key.layerNames) {

@@ -78,11 +78,15 @@ public enum KerasArchive {
             WriteProgress.advance(UInt64(data.count))
         }
         let weightsFile = try InputFile(path: extracted.temporaryPath)
-        let h5: HDF5File
-        do { h5 = try HDF5File.open(extracted.temporaryPath, name: "\(path):\(weightsEntry)") } catch {
-            throw WSurgeryError.invalidArchive(path: path, reason: "'\(weightsEntry)' is not an HDF5 file")
+        let name = "\(path):\(weightsEntry)"
+        var graph = try ProcessGuard.parsing(name) {
+            let h5: HDF5File
+            do { h5 = try HDF5File.open(extracted.temporaryPath, name: name) } catch let error as WSurgeryError {
+                if case .malformedHDF5 = error { throw error }
+                throw WSurgeryError.invalidArchive(path: path, reason: "'\(weightsEntry)' is not an HDF5 file")
+            }
+            return try KerasH5Reader.readKeras3(h5, raw: weightsFile, config: config, sourceFormat: .kerasArchive, sourcePath: path)
         }
-        var graph = try KerasH5Reader.readKeras3(h5, raw: weightsFile, config: config, sourceFormat: .kerasArchive, sourcePath: path)
         graph.sourceFiles.append(archiveFile)
         if let metadata { graph.fileStates[KerasArchiveState.self] = KerasArchiveState(metadata: metadata) }
         graph.fileStates[KerasSavedBy.self] = KerasSavedBy(version: metadata?.json["keras_version"]?.stringValue)

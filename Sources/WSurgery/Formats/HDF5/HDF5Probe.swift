@@ -1,0 +1,92 @@
+import CHDF5
+import Foundation
+
+/// libhdf5 is not hardened against malicious files: a damaged object header can crash it or make it
+/// loop. Before this process trusts an HDF5 file, a child process (`wsurgery __probe-hdf5 FILE`) walks
+/// every object, attribute and dataset the file holds (a superset of what the readers touch) and reads
+/// the data libhdf5 decodes. If the child crashes or runs past its time, the file is refused with exit
+/// 65 and this process never parses it. libhdf5 is deterministic, so a file the child read whole does
+/// not crash the same calls here; should something still crash, the handlers of `ProcessGuard` turn it
+/// into the same exit 65.
+public enum HDF5Probe {
+    /// The executable to run the probe with; nil (library use, tests) skips the probe.
+    nonisolated(unsafe) public static var executable: String?
+    /// The hidden subcommand the child runs.
+    public static let subcommand = "__probe-hdf5"
+    nonisolated(unsafe) static var isChild = false
+
+    /// Probes `path` (named `name` in errors) in a child process; throws `malformedHDF5` when it crashes
+    /// or hangs.
+    static func check(path: String, name: String) throws {
+        guard let executable, !isChild else { return }
+        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? UInt64) ?? 0
+        let seconds = Double(Limits.current.probeSeconds) + Double((size ?? 0) >> 26)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = [subcommand, path]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        let done = DispatchSemaphore(value: 0)
+        process.terminationHandler = { _ in done.signal() }
+        do { try process.run() } catch {
+            throw WSurgeryError.io(path: name, operation: "start the HDF5 probe", reason: "\(error)")
+        }
+        if done.wait(timeout: .now() + seconds) == .timedOut {
+            kill(process.processIdentifier, SIGKILL)
+            done.wait()
+            throw WSurgeryError.malformedHDF5(
+                path: name, reason: "the HDF5 library did not finish reading it in \(Int(seconds)) s (a loop in its structure?)")
+        }
+        let status = process.terminationStatus
+        switch (process.terminationReason, status) {
+        case (.exit, 0): return
+        case (.exit, 65): throw WSurgeryError.malformedHDF5(path: name, reason: "the HDF5 library crashed reading it")
+        case (.exit, _): throw WSurgeryError.malformedHDF5(path: name, reason: "the HDF5 probe exited with status \(status)")
+        case (.uncaughtSignal, _): throw WSurgeryError.malformedHDF5(path: name, reason: "the HDF5 library crashed reading it (signal \(status))")
+        @unknown default: throw WSurgeryError.malformedHDF5(path: name, reason: "the HDF5 probe failed")
+        }
+    }
+
+    /// The child's work: walk `path` whole. Errors are not reported (the parent finds and reports them
+    /// itself); only a crash or a hang is the probe's finding. Returns the exit status.
+    public static func runChild(path: String) -> Int32 {
+        isChild = true
+        ProcessGuard.install()
+        return ProcessGuard.parsing(path) {
+            guard let h5 = try? HDF5File.open(path) else { return 0 }
+            var visits = 0
+            walk(h5, "/", depth: 0, visits: &visits)
+            return 0
+        }
+    }
+
+    /// Visits every hard-linked object under `group` (at most 64 deep and a million objects, so a cycle
+    /// of hard links ends), reading attributes and datasets.
+    static func walk(_ h5: HDF5File, _ group: String, depth: Int, visits: inout Int) {
+        guard depth < 64 else { return }
+        for name in (try? h5.linkNames(of: group)) ?? [] {
+            visits += 1
+            guard visits < 1_000_000 else { return }
+            let child = group == "/" ? name : group + "/" + name
+            guard wsh5_link_type(h5.id, child) == H5L_TYPE_HARD.rawValue else { continue }
+            h5.readEveryAttribute(of: child)
+            switch wsh5_object_type(h5.id, child) {
+            case Int32(H5O_TYPE_GROUP.rawValue): walk(h5, child, depth: depth + 1, visits: &visits)
+            case Int32(H5O_TYPE_DATASET.rawValue): read(h5, dataset: child)
+            default: break
+            }
+        }
+    }
+
+    /// Reads a dataset the way a reader would: its description, and its bytes when libhdf5 decodes them
+    /// (within the expansion limit).
+    static func read(_ h5: HDF5File, dataset: String) {
+        guard let info = try? h5.datasetInfo(dataset), info.contiguousOffset == nil,
+            let elements = Checked.product(info.shape), let size = info.dtype.bitsPerElement.map({ max($0 / 8, 1) }),
+            let bytes = Checked.multiply(elements, size),
+            (try? Limits.current.checkExpansion(decoded: UInt64(bytes), stored: info.storedBytes, path: h5.path, dataset: dataset)) != nil
+        else { return }
+        let source = HDF5DatasetSource(file: h5, datasetPath: dataset, dtype: info.dtype, shape: info.shape, byteCount: UInt64(bytes))
+        try? source.forEachChunk(maxChunk: 4 << 20) { _ in }
+    }
+}
