@@ -32,6 +32,8 @@ let package = Package(
         .target(name: "CSHA256"),
         // Philox4x32-10 counter-based random blocks, vectorised by the C compiler (new weights).
         .target(name: "CPhilox"),
+        // An HDF5 file driver over a descriptor, so libhdf5 can work on unnamed (O_TMPFILE) files.
+        .target(name: "CHDF5Descriptor", dependencies: ["CHDF5"]),
         // Signal handlers that remove temporary files, and unnamed (O_TMPFILE) outputs.
         .target(name: "CProcessGuard"),
         .target(
@@ -43,6 +45,7 @@ let package = Package(
                 "CSHA256",
                 "CPhilox",
                 "CProcessGuard",
+                "CHDF5Descriptor",
                 .product(name: "ZIPFoundation", package: "ZIPFoundation"),
                 .product(name: "Yams", package: "Yams"),
             ]

@@ -91,7 +91,7 @@ struct KerasH5Tests {
         let graph = TensorGraph(layers: layers, sourceFormat: .safetensors, sourcePath: "-", sourceFiles: [])
         let dir = TestSupport.temporaryDirectory()
         try Checkpoint.write(graph, to: dir + "/many.h5")
-        let h5 = try HDF5File.open(dir + "/many.h5")
+        let h5 = try HDF5File.open(try InputFile(path: dir + "/many.h5"))
         #expect(try h5.hasAttribute("/", "layer_names") == false)
         #expect(try h5.hasAttribute("/", "layer_names0") && h5.hasAttribute("/", "layer_names1"))
         #expect(try h5.stringsAttribute("/", "layer_names") == names)

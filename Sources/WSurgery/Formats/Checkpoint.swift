@@ -186,9 +186,9 @@ public enum Checkpoint {
         case .shardedSafetensors:
             notes = try SafetensorsWriter.writeSharded(graph, to: path, maxShardBytes: options.shardSize ?? 5_000_000_000, outputs: outputs)
         case .kerasLegacyH5:
-            notes = try KerasH5Writer.writeLegacy(graph, to: try outputs.create(path, named: true))
+            notes = try KerasH5Writer.writeLegacy(graph, to: try outputs.create(path))
         case .kerasWeightsH5:
-            notes = try KerasH5Writer.writeKeras3Weights(graph, to: try outputs.create(path, named: true))
+            notes = try KerasH5Writer.writeKeras3Weights(graph, to: try outputs.create(path))
         case .kerasArchive:
             notes = try KerasArchive.write(graph, to: try outputs.create(path))
         case .pytorch:

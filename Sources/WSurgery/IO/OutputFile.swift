@@ -12,16 +12,16 @@ import Foundation
 
 /// A file being written atomically. On Linux the bytes go to an unnamed file (`O_TMPFILE`) in the
 /// target's directory, which gets its name only at commit: however the process ends before that (a
-/// signal, SIGKILL, a crash, a full disk) nothing is left behind. libhdf5 cannot work on an unnamed
-/// file (it resolves `/proc/self/fd/N` to the file's former name and fails), so HDF5 outputs, and
-/// filesystems without `O_TMPFILE`, get a named temporary file beside the target instead: removed by
-/// `deinit`, by the signal handlers of `ProcessGuard` on any catchable signal or crash, and, after a
-/// SIGKILL, by the next process that writes into that directory (the name records the writer's pid).
+/// signal, SIGKILL, a crash, a full disk) nothing is left behind. libhdf5 works on it through the
+/// descriptor driver (`CHDF5Descriptor`). Filesystems without `O_TMPFILE` get a named temporary file
+/// beside the target instead: removed by `deinit`, by the signal handlers of `ProcessGuard` on any
+/// catchable signal or crash, and, after a SIGKILL, by the next process that writes into that
+/// directory (the name records the writer's pid).
 public final class OutputFile {
     /// The final path.
     public let path: String
     /// A path the temporary file can be opened by, for libraries that open files by name (libhdf5,
-    /// ZIPFoundation): `/proc/self/fd/N` for an unnamed file.
+    /// ZIPFoundation, the HDF5 probe): `/proc/PID/fd/N` for an unnamed file.
     public let temporaryPath: String
     /// Whether the temporary file is unnamed (`O_TMPFILE`).
     public let isUnnamed: Bool
@@ -30,15 +30,16 @@ public final class OutputFile {
     private var committed = false
     private var guardSlot: Int32 = -1
 
-    /// Creates the temporary file beside `path`: unnamed when `named` is false and the filesystem can.
-    public init(path: String, named: Bool = false) throws {
+    /// Creates the temporary file beside `path`: unnamed where the filesystem can.
+    public init(path: String) throws {
         self.path = path
         ProcessGuard.install()
-        let unnamed = named ? -1 : wsg_open_unnamed(OutputFile.directory(of: path), 0o666)
+        let unnamed = wsg_open_unnamed(OutputFile.directory(of: path), 0o666)
         if unnamed >= 0 {
             descriptor = unnamed
             isUnnamed = true
-            temporaryPath = "/proc/self/fd/\(unnamed)"
+            // By pid, not /proc/self: a child process (the HDF5 probe) can open it too.
+            temporaryPath = "/proc/\(getpid())/fd/\(unnamed)"
             return
         }
         OutputFile.removeOrphans(in: OutputFile.directory(of: path))
@@ -97,6 +98,9 @@ public final class OutputFile {
         let dir = String(path[..<slash])
         return dir.isEmpty ? "/" : dir
     }
+
+    /// The descriptor of the temporary file, for libraries that work on descriptors (the HDF5 driver).
+    var descriptorForLibraries: Int32 { descriptor }
 
     /// The number of bytes written so far.
     public var bytesWritten: UInt64 { position }
@@ -180,34 +184,18 @@ public final class OutputFile {
     }
 }
 
-/// A file written at given offsets through a descriptor of its own (dataset bytes placed inside an HDF5
-/// file libhdf5 has laid out).
-final class PositionedFile {
-    let path: String
-    private let descriptor: Int32
-
-    /// Opens `path` for writing without truncating it.
-    init(path: String) throws {
-        self.path = path
-        descriptor = open(path, O_WRONLY | O_CLOEXEC)
-        if descriptor < 0 { throw WSurgeryError.io(path: path, operation: "open", reason: Errno.current.message) }
-    }
-
-    deinit { close(descriptor) }
-
-    /// Writes the bytes of `source` starting at `offset`: in the kernel when they lie in a file region.
-    func write(_ source: any TensorSource, at offset: UInt64) throws {
-        if let region = source.fileRegion, try PositionedIO.copyInKernel(region, to: descriptor, at: offset, path: path) { return }
+/// Writes at explicit offsets, shared by the output writers.
+enum PositionedIO {
+    /// Writes the bytes of `source` at `offset`: in the kernel when they lie in a file region.
+    static func write(_ source: any TensorSource, to descriptor: Int32, at offset: UInt64, path: String) throws {
+        if let region = source.fileRegion, try copyInKernel(region, to: descriptor, at: offset, path: path) { return }
         var position = offset
         try source.forEachChunk(maxChunk: 4 << 20) { chunk in
-            try PositionedIO.write(chunk, to: descriptor, at: position, path: path)
+            try write(chunk, to: descriptor, at: position, path: path)
             position += UInt64(chunk.count)
         }
     }
-}
 
-/// Writes at explicit offsets, shared by the output writers.
-enum PositionedIO {
     /// `pwrite` of all of `bytes` at `offset`; `path` names the file in errors.
     static func write(_ bytes: UnsafeRawBufferPointer, to descriptor: Int32, at offset: UInt64, path: String) throws {
         var done = 0
@@ -277,13 +265,13 @@ public final class OutputSet {
         if !allowOverwrite { throw WSurgeryError.outputExists(path: path) }
     }
 
-    /// Starts a new file of the set (`named`: see `OutputFile.init(path:named:)`).
-    public func create(_ path: String, named: Bool = false) throws -> OutputFile {
+    /// Starts a new file of the set.
+    public func create(_ path: String) throws -> OutputFile {
         try checkTarget(path)
         if files.contains(where: { $0.path == path }) {
             throw WSurgeryError.cannotCreateOutput(path: path, reason: "written twice by one command")
         }
-        let file = try OutputFile(path: path, named: named)
+        let file = try OutputFile(path: path)
         files.append(file)
         return file
     }

@@ -96,9 +96,8 @@ extension HDF5File {
     /// through a descriptor of its own (libhdf5 never reads or writes those ranges).
     func writeQueuedData() throws {
         guard !queued.isEmpty else { return }
-        let target = try PositionedFile(path: path)
         for item in queued {
-            try target.write(item.source, at: item.offset)
+            try place(item.source, at: item.offset)
             WriteProgress.advance(item.source.byteCount)
         }
         queued.removeAll()

@@ -1,5 +1,10 @@
 import CHDF5
+import CHDF5Descriptor
 import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// libhdf5 holds one global lock and is not safe to call from several threads at once in every build:
 /// every call goes through this one lock. Its automatic error printing is switched off on each entry,
@@ -66,18 +71,26 @@ struct QueuedData {
 /// An open HDF5 file. Failures become `WSurgeryError`s that name the file and the object involved;
 /// soft and external links are refused wherever the file is walked.
 final class HDF5File: @unchecked Sendable {
+    /// The name used in errors.
     let path: String
     let id: hid_t
+    /// For a file being written: a descriptor of its own, for the bytes placed after the layout and for
+    /// reopening it.
+    private let descriptor: Int32?
     private var closed = false
     /// Dataset bytes waiting to be written at their file offsets (see `createDataset(_:dtype:shape:placing:tensorName:)`).
     var queued: [QueuedData] = []
 
-    private init(path: String, id: hid_t) {
+    private init(path: String, id: hid_t, descriptor: Int32? = nil) {
         self.path = path
         self.id = id
+        self.descriptor = descriptor
     }
 
-    deinit { if !closed { HDF5Lock.run { _ = H5Fclose(id) } } }
+    deinit {
+        if !closed { HDF5Lock.run { _ = H5Fclose(id) } }
+        if let descriptor { Glibc.close(descriptor) }
+    }
 
     /// Closes the file, reporting a failure to write its metadata (a full disk).
     func close() throws {
@@ -91,44 +104,77 @@ final class HDF5File: @unchecked Sendable {
     /// The checker for calls about `object` in this file.
     func check(_ object: String) -> HDF5Check { HDF5Check(path: path, object: object) }
 
-    /// Opens an existing file read-only; `name` (default: the path) names it in errors.
-    static func open(_ path: String, name: String? = nil) throws -> HDF5File {
-        let name = name ?? path
-        try HDF5Probe.check(path: path, name: name)
+    /// The file-access list of the descriptor driver for `fd` (libhdf5 works on the descriptor, never
+    /// on a name: unnamed files work, and the file checked is the file read).
+    private static func accessList(_ fd: Int32, _ name: String) throws -> H5ID {
+        let fapl = wsfd_access_list(fd)
+        if fapl < 0 { throw WSurgeryError.io(path: name, operation: "set up the HDF5 file driver", reason: "HDF5 error") }
+        return H5ID(fapl, H5Pclose)
+    }
+
+    /// Whether `file` carries the HDF5 signature where libhdf5 looks for it (offset 0, 512, 1024, ...).
+    static func hasSignature(_ file: InputFile) -> Bool {
+        let signature: [UInt8] = [0x89, 0x48, 0x44, 0x46, 0x0D, 0x0A, 0x1A, 0x0A]
+        var offset: UInt64 = 0
+        while offset + 8 <= file.size {
+            if (try? file.read(count: 8, at: offset)) == signature { return true }
+            offset = offset == 0 ? 512 : offset * 2
+        }
+        return false
+    }
+
+    /// Opens `file` read-only, named `name` in errors, after the probe read it whole in a child process.
+    static func open(_ file: InputFile, name: String? = nil) throws -> HDF5File {
+        let name = name ?? file.path
+        guard hasSignature(file) else { throw WSurgeryError.notHDF5(path: name) }
+        try HDF5Probe.check(path: file.path, name: name)
         return try HDF5Lock.run {
-            if H5Fis_hdf5(path) <= 0 { throw WSurgeryError.notHDF5(path: name) }
-            let id = H5Fopen(path, wsh5_F_ACC_RDONLY(), wsh5_P_DEFAULT())
+            let fapl = try accessList(file.descriptor, name)
+            let id = H5Fopen(name, wsh5_F_ACC_RDONLY(), fapl.id)
             if id < 0 { throw WSurgeryError.corruptHDF5(path: name) }
             return HDF5File(path: name, id: id)
         }
     }
 
-    /// Reopens a file this process is writing, to add what comes after the data (the provenance).
-    static func reopenForUpdate(_ path: String) throws -> HDF5File {
-        try HDF5Lock.run {
-            let id = H5Fopen(path, wsh5_F_ACC_RDWR(), wsh5_P_DEFAULT())
-            if id < 0 { throw WSurgeryError.io(path: path, operation: "reopen the HDF5 file", reason: "HDF5 error") }
-            return HDF5File(path: path, id: id)
+    /// Creates an HDF5 file in the (empty) temporary file of `output`, through its descriptor.
+    static func create(_ output: OutputFile) throws -> HDF5File {
+        let fd = dup(output.descriptorForLibraries)
+        if fd < 0 { throw WSurgeryError.cannotCreateOutput(path: output.path, reason: Errno.current.message) }
+        return try HDF5Lock.run {
+            let fapl: H5ID
+            do { fapl = try accessList(fd, output.path) } catch {
+                Glibc.close(fd)
+                throw error
+            }
+            let id = H5Fcreate(output.path, wsh5_F_ACC_TRUNC(), wsh5_P_DEFAULT(), fapl.id)
+            if id < 0 {
+                Glibc.close(fd)
+                throw WSurgeryError.cannotCreateOutput(path: output.path, reason: "HDF5 could not create the file")
+            }
+            return HDF5File(path: output.path, id: id, descriptor: fd)
         }
     }
 
-    /// Creates a file for writing in place of the empty placeholder at `path` (an `OutputFile`'s temporary
-    /// file). The placeholder is removed and the file created anew rather than truncated: ext4 treats a
-    /// truncation to zero as a replace-by-truncate and flushes the file's pages when it is first closed,
-    /// which cost a tenth of a `.h5` write.
-    /// An unnamed output (`/proc/self/fd/N`) cannot be removed and recreated: libhdf5 truncates it, and
-    /// `finish` closes libhdf5's descriptor before the data goes in, so the flush ext4 starts on that
-    /// close covers only the metadata.
-    static func create(_ path: String) throws -> HDF5File {
-        try HDF5Lock.run {
-            let unnamed = path.hasPrefix("/proc/self/fd/")
-            if !unnamed, unlink(path) != 0, errno != ENOENT {
-                throw WSurgeryError.cannotCreateOutput(path: path, reason: Errno.current.message)
+    /// Reopens a file this process wrote and closed, to add what comes after the data (the provenance).
+    func reopenForUpdate() throws -> HDF5File {
+        guard let descriptor else { throw WSurgeryError.io(path: path, operation: "reopen", reason: "not a file being written") }
+        let fd = dup(descriptor)
+        if fd < 0 { throw WSurgeryError.io(path: path, operation: "reopen", reason: Errno.current.message) }
+        return try HDF5Lock.run {
+            let fapl = try HDF5File.accessList(fd, path)
+            let id = H5Fopen(path, wsh5_F_ACC_RDWR(), fapl.id)
+            if id < 0 {
+                Glibc.close(fd)
+                throw WSurgeryError.io(path: path, operation: "reopen the HDF5 file", reason: "HDF5 error")
             }
-            let id = H5Fcreate(path, unnamed ? wsh5_F_ACC_TRUNC() : wsh5_F_ACC_EXCL(), wsh5_P_DEFAULT(), wsh5_P_DEFAULT())
-            if id < 0 { throw WSurgeryError.cannotCreateOutput(path: path, reason: "HDF5 could not create the file") }
-            return HDF5File(path: path, id: id)
+            return HDF5File(path: path, id: id, descriptor: fd)
         }
+    }
+
+    /// Writes `source` at `offset` through this file's own descriptor (after libhdf5 closed the file).
+    func place(_ source: any TensorSource, at offset: UInt64) throws {
+        guard let descriptor else { throw WSurgeryError.io(path: path, operation: "write", reason: "not a file being written") }
+        try PositionedIO.write(source, to: descriptor, at: offset, path: path)
     }
 
     /// Flushes and closes early (the object must not be used afterwards except for deinit).

@@ -20,7 +20,7 @@ public enum HDF5Probe {
     static func check(path: String, name: String) throws {
         guard let executable, !isChild else { return }
         let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? UInt64) ?? 0
-        let seconds = Double(Limits.current.probeSeconds) + Double((size ?? 0) >> 26)
+        let seconds = Double(Limits.current.probeSeconds) + Double(size >> 26)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = [subcommand, path]
@@ -53,7 +53,7 @@ public enum HDF5Probe {
         isChild = true
         ProcessGuard.install()
         return ProcessGuard.parsing(path) {
-            guard let h5 = try? HDF5File.open(path) else { return 0 }
+            guard let file = try? InputFile(path: path), let h5 = try? HDF5File.open(file) else { return 0 }
             var visits = 0
             walk(h5, "/", depth: 0, visits: &visits)
             return 0

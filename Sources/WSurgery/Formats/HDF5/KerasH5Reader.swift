@@ -11,7 +11,7 @@ public enum KerasH5Reader {
 
     private static func readWithoutGuard(path: String) throws -> TensorGraph {
         let raw = try InputFile(path: path)
-        let h5 = try HDF5File.open(path)
+        let h5 = try HDF5File.open(raw)
         if try h5.hasAttribute("/", KerasH5Key.layerNames) {
             return try readLegacy(h5, raw: raw, group: "/", flavor: .legacyWeightsOnly)
         }

@@ -66,8 +66,7 @@ public enum KerasH5Writer {
         if case .huggingFace? = graph.architecture {
             notes.append("the Hugging Face config.json is not written into a Keras file")
         }
-        try output.closeForReopen()
-        let h5 = try HDF5File.create(output.temporaryPath)
+        let h5 = try HDF5File.create(output)
         let keras: ConfigDocument?
         if case .keras(let config)? = graph.architecture { keras = config } else { keras = nil }
         let savedBy = graph.fileStates[KerasSavedBy.self]
@@ -141,8 +140,7 @@ public enum KerasH5Writer {
 
     /// Writes a Keras 3 `.weights.h5`.
     public static func writeKeras3Weights(_ graph: TensorGraph, to output: OutputFile) throws -> [String] {
-        try output.closeForReopen()
-        let h5 = try HDF5File.create(output.temporaryPath)
+        let h5 = try HDF5File.create(output)
         return try writeKeras3Weights(graph, into: h5)
     }
 
@@ -185,7 +183,7 @@ public enum KerasH5Writer {
         try h5.close()
         try h5.writeQueuedData()
         guard graph.provenance != nil else { return }
-        let reopened = try HDF5File.reopenForUpdate(h5.path)
+        let reopened = try h5.reopenForUpdate()
         try writeProvenance(graph, to: reopened)
         try reopened.close()
     }

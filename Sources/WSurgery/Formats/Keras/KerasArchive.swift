@@ -2,7 +2,7 @@ import Foundation
 import ZIPFoundation
 
 /// Keras 3 `.keras` archives: a zip holding `metadata.json`, `config.json` and `model.weights.h5`.
-/// Read through ZIPFoundation; the weights file is extracted to a temporary file (HDF5 cannot open a
+/// Read through ZIPFoundation; the weights file is extracted to an unnamed temporary file (HDF5 cannot open a
 /// file inside a zip), which is removed when the graph is released.
 public enum KerasArchive {
     static let weightsEntry = "model.weights.h5"
@@ -69,8 +69,8 @@ public enum KerasArchive {
         let declared = UInt64(max(weights.uncompressedSize, 0))
         try Limits.current.checkExpansion(
             decoded: declared, stored: UInt64(max(weights.compressedSize, 0)), path: path, dataset: weightsEntry)
-        // Extracted to a temporary file in $TMPDIR (libhdf5 needs a name), removed as soon as it is open.
-        let extracted = try OutputFile(path: NSTemporaryDirectory() + "/wsurgery-\(weightsEntry)", named: true)
+        // Extracted to an unnamed file in $TMPDIR, which vanishes with the process however it ends.
+        let extracted = try OutputFile(path: NSTemporaryDirectory() + "/wsurgery-\(weightsEntry)")
         // Extracted chunk by chunk, so a progress line can follow a multi-GB archive.
         WriteProgress.begin(total: declared, task: "extracting \(weightsEntry) from \(path)")
         try extract(weights, limit: declared) { data in
@@ -81,7 +81,7 @@ public enum KerasArchive {
         let name = "\(path):\(weightsEntry)"
         var graph = try ProcessGuard.parsing(name) {
             let h5: HDF5File
-            do { h5 = try HDF5File.open(extracted.temporaryPath, name: name) } catch let error as WSurgeryError {
+            do { h5 = try HDF5File.open(weightsFile, name: name) } catch let error as WSurgeryError {
                 if case .malformedHDF5 = error { throw error }
                 throw WSurgeryError.invalidArchive(path: path, reason: "'\(weightsEntry)' is not an HDF5 file")
             }
@@ -102,11 +102,10 @@ public enum KerasArchive {
             )
         }
         // The weights go to a temporary HDF5 file beside the output, then into the archive.
-        let weightsOutput = try OutputFile(path: output.path + ".weights.h5", named: true)
-        try weightsOutput.closeForReopen()
+        let weightsOutput = try OutputFile(path: output.path + ".weights.h5")
         var notes: [String]
         do {
-            let h5 = try HDF5File.create(weightsOutput.temporaryPath)
+            let h5 = try HDF5File.create(weightsOutput)
             notes = try KerasH5Writer.writeKeras3Weights(graph, into: h5)
         }
         let metadata =
