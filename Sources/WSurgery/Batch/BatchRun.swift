@@ -142,7 +142,9 @@ public enum BatchRun {
         var jobs: [BatchJob] = []
         var owners: [String: String] = [:]
         for input in inputs {
-            let output = outDir + "/" + pattern.relativeOutput(for: input)
+            let relative = pattern.relativeOutput(for: input)
+            try OutputPattern.checkContained(relative, in: outDir, input: input)
+            let output = outDir + "/" + relative
             do { _ = try Checkpoint.outputFormat(for: output, shardSize: options.shardSize) } catch let error as WSurgeryError {
                 throw WSurgeryError.invalidOption(option: "output", reason: "'\(pattern.text)' gives \(output) for \(input): \(error.description)")
             }
@@ -172,6 +174,11 @@ public enum BatchRun {
         }
         do {
             if !options.dryRun {
+                // Checked again just before writing: a symlink may have appeared since the plan.
+                let outDir = options.outDir.hasSuffix("/") && options.outDir.count > 1 ? String(options.outDir.dropLast()) : options.outDir
+                if job.output.hasPrefix(outDir + "/") {
+                    try OutputPattern.checkContained(String(job.output.dropFirst(outDir.count + 1)), in: outDir, input: job.input)
+                }
                 let directory = OutputFile.directory(of: job.output)
                 try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             }

@@ -58,12 +58,50 @@ public struct OutputPattern: Sendable, Equatable {
         return (name, name, "", parent)
     }
 
-    /// The output's path relative to the output directory.
+    /// The output's path relative to the output directory. Each placeholder is expanded once, left to
+    /// right: text an input name brings in (`{parent}.h5`) is never expanded again.
     public func relativeOutput(for input: String) -> String {
         let parts = OutputPattern.split(input)
-        return text.replacingOccurrences(of: "{name}", with: parts.name)
-            .replacingOccurrences(of: "{stem}", with: parts.stem)
-            .replacingOccurrences(of: "{ext}", with: parts.ext)
-            .replacingOccurrences(of: "{parent}", with: parts.parent)
+        let values = ["name": parts.name, "stem": parts.stem, "ext": parts.ext, "parent": parts.parent]
+        var result = ""
+        var rest = Substring(text)
+        while let open = rest.firstIndex(of: "{"), let close = rest[open...].firstIndex(of: "}") {
+            result += rest[..<open]
+            let key = String(rest[rest.index(after: open)..<close])
+            result += values[key] ?? String(rest[open...close])
+            rest = rest[rest.index(after: close)...]
+        }
+        return result + rest
+    }
+
+    /// Refuses an output that would leave `outDir`: a `..` or an absolute path brought in by an input's
+    /// name, or a directory inside `outDir` that is a symlink to elsewhere (checked on the deepest part
+    /// of the path that exists, after resolving symlinks).
+    public static func checkContained(_ relative: String, in outDir: String, input: String) throws {
+        func refuse(_ why: String) -> WSurgeryError {
+            .invalidOption(option: "output", reason: "the output \(relative) for \(input) \(why); it must stay inside \(option("out-dir"))")
+        }
+        if relative.hasPrefix("/") || relative.split(separator: "/").contains(where: { $0 == ".." }) {
+            throw refuse("climbs out through '..' or an absolute path")
+        }
+        guard let root = realPath(outDir) else { return }  // not created yet: nothing inside can be a symlink
+        var candidate = outDir + "/" + relative
+        while true {
+            candidate = OutputFile.directory(of: candidate)
+            if let resolved = realPath(candidate) {
+                if resolved != root && !resolved.hasPrefix(root == "/" ? "/" : root + "/") {
+                    throw refuse("lies in \(resolved) through a symlink")
+                }
+                return
+            }
+            if candidate == "." || candidate == "/" || candidate.count <= outDir.count { return }
+        }
+    }
+
+    /// The canonical path of an existing file or directory.
+    static func realPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
     }
 }
