@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "chdf5descriptor.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -13,6 +14,7 @@ typedef struct {
     haddr_t eof;
     dev_t device;
     ino_t inode;
+    int writable;
 } wsfd_file_t;
 
 typedef struct {
@@ -39,7 +41,7 @@ static herr_t fapl_free(void *fapl) {
 }
 
 static H5FD_t *open_file(const char *name, unsigned flags, hid_t fapl_id, haddr_t maxaddr) {
-    (void)name; (void)flags; (void)maxaddr;
+    (void)name; (void)maxaddr;
     const wsfd_fapl_t *fapl = H5Pget_driver_info(fapl_id);
     if (fapl == NULL) return NULL;
     int fd = dup(fapl->fd);
@@ -58,6 +60,7 @@ static H5FD_t *open_file(const char *name, unsigned flags, hid_t fapl_id, haddr_
     file->eof = (haddr_t)info.st_size;
     file->device = info.st_dev;
     file->inode = info.st_ino;
+    file->writable = (flags & H5F_ACC_RDWR) != 0;
     return &file->pub;
 }
 
@@ -88,7 +91,18 @@ static haddr_t get_eoa(const H5FD_t *pub, H5FD_mem_t type) {
 
 static herr_t set_eoa(H5FD_t *pub, H5FD_mem_t type, haddr_t addr) {
     (void)type;
-    ((wsfd_file_t *)pub)->eoa = addr;
+    wsfd_file_t *file = (wsfd_file_t *)pub;
+    // A file being written reserves its space as libhdf5 allocates it: a full disk fails here, as an
+    // allocation error libhdf5 reports cleanly, and never later in a metadata write it cannot recover
+    // from (libhdf5 1.10 crashes at exit after a failed close).
+    if (file->writable && addr > file->eoa && addr > file->eof) {
+        int status = posix_fallocate(file->fd, (off_t)file->eof, (off_t)(addr - file->eof));
+        if (status == ENOSPC || status == EFBIG || status == EDQUOT) {
+            errno = status;  // read by the Swift side to say why
+            return -1;
+        }
+    }
+    file->eoa = addr;
     return 0;
 }
 

@@ -40,6 +40,12 @@ struct WSurgeryCommand: ParsableCommand {
             var command = try parseAsRoot(arguments)
             try command.run()
         } catch let code as ExitCode {
+            // A failure ends at once, without the libraries' exit handlers: after a failed write libhdf5
+            // may hold a half-closed file it would crash on while shutting down.
+            if code != .success {
+                fflush(nil)
+                _exit(code.rawValue)
+            }
             exit(withError: code)
         } catch {
             // --help and --version are "errors" that exit 0: the parser prints them as it does.
@@ -149,8 +155,10 @@ struct Diff: ParsableCommand {
 
 /// Writes to the standard streams.
 enum FileHandleOutput {
+    /// Writes `text`; control characters inside its lines (from a file's names) are shown escaped.
     static func standardError(_ text: String) {
-        let bytes = Array(text.utf8)
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { TextSafety.escaped(String($0)) }
+        let bytes = Array(lines.joined(separator: "\n").utf8)
         _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
     }
 }

@@ -5,6 +5,7 @@ public enum TextTable {
     /// `rows[0]` is the header; columns listed in `rightAligned` are padded on the left (numbers).
     public static func render(_ rows: [[String]], rightAligned: Set<Int> = []) -> [String] {
         guard let columns = rows.first?.count else { return [] }
+        let rows = rows.map { $0.map(TextSafety.escaped) }
         let widths = (0..<columns).map { c in rows.map { $0[c].count }.max() ?? 0 }
         var lines: [String] = []
         for (r, row) in rows.enumerated() {

@@ -40,7 +40,13 @@ struct HDF5Check {
     /// A status (`herr_t`), or a tri-state (`htri_t`) whose negative values are errors.
     @discardableResult
     func status<T: SignedInteger>(_ value: T, _ operation: String) throws -> T {
-        if value < 0 { throw WSurgeryError.hdf5(path: path, object: object, operation: operation) }
+        if value < 0 {
+            // The descriptor driver leaves errno set when the disk is full.
+            if [ENOSPC, EDQUOT, EFBIG].contains(errno) {
+                throw WSurgeryError.io(path: path, operation: "\(operation) '\(object)'", reason: Errno.current.message)
+            }
+            throw WSurgeryError.hdf5(path: path, object: object, operation: operation)
+        }
         return value
     }
 
@@ -453,8 +459,11 @@ final class HDF5File: @unchecked Sendable {
             }
             return parts
         }
+        // Each name costs its length as numpy stores it, and at least the 16 bytes a variable-length
+        // string takes in the object header (many short names overflow it otherwise).
+        let cost = max(longest, 16)
         var parts = split(1)
-        while parts.contains(where: { $0.count * longest > limit }) {
+        while parts.contains(where: { $0.count * cost > limit }) {
             chunks += 1
             parts = split(chunks)
         }

@@ -34,11 +34,13 @@ public enum KerasH5Writer {
             for entry in KerasConfig.flattened(KerasConfig.layers(of: config.json)) { owners[entry.layer.name] = entry.owner }
         }
         var groups: [(name: String, tensors: [Tensor])] = []
+        var position: [String: Int] = [:]
         for layer in graph.layers where graph.kerasPlacement(layer)?.legacyGroup != KerasWeightPlacement.topLevelGroup {
             let group = graph.kerasPlacement(layer)?.legacyGroup ?? owners[layer.name] ?? layer.name
-            if let i = groups.firstIndex(where: { $0.name == group }) {
+            if let i = position[group] {
                 groups[i].tensors += layer.tensors
             } else {
+                position[group] = groups.count
                 groups.append((group, layer.tensors))
             }
         }

@@ -52,7 +52,15 @@ public struct SafetensorsHeader: Sendable {
         } catch {
             if error.reason.hasPrefix("duplicate key") {
                 let name = String(error.reason.dropFirst("duplicate key \"".count).dropLast())
-                throw WSurgeryError.duplicateTensor(path: path, tensor: name)
+                // A tensor twice is a duplicate at the top level; anything else is a key repeated inside
+                // __metadata__ or inside one tensor's entry.
+                let topLevel = pairs(of: headerBytes).filter { $0 == name }.count > 1
+                if topLevel && name != "__metadata__" { throw WSurgeryError.duplicateTensor(path: path, tensor: name) }
+                throw WSurgeryError.invalidHeader(
+                    path: path,
+                    reason: topLevel
+                        ? "the __metadata__ key appears more than once"
+                        : "the key '\(name)' appears more than once inside __metadata__ or a tensor's entry")
             }
             throw WSurgeryError.invalidHeader(path: path, reason: error.description)
         }
@@ -87,10 +95,19 @@ public struct SafetensorsHeader: Sendable {
         return SafetensorsHeader(entries: entries, metadata: metadata, dataStart: 8 + headerLength)
     }
 
+    /// The top-level keys of a header that parses leniently (for error messages).
+    private static func pairs(of bytes: [UInt8]) -> [String] {
+        guard case .object(let pairs)? = try? JSONParser.parse(bytes) else { return [] }
+        return pairs.map(\.0)
+    }
+
     private static func entry(name: String, value: JSONValue, path: String) throws -> SafetensorsEntry {
         func bad(_ reason: String) -> WSurgeryError { .invalidTensorEntry(path: path, tensor: name, reason: reason) }
         guard case .object = value else { throw bad("the entry is not an object") }
         guard let dtypeName = value["dtype"]?.stringValue else { throw bad("missing or non-string 'dtype'") }
+        guard (1...32).contains(dtypeName.utf8.count), dtypeName.unicodeScalars.allSatisfy({ $0 == "_" || ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) }) else {
+            throw bad("'dtype' \(TextSafety.quoted(dtypeName)) is not a dtype name (letters, digits and '_', at most 32)")
+        }
         guard let shapeValues = value["shape"]?.arrayValue else { throw bad("missing or non-array 'shape'") }
         let shape = try shapeValues.map { v -> Int in
             guard let d = v.intValue, d >= 0 else { throw bad("shape entries must be non-negative integers") }
