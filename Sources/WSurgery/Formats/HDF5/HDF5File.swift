@@ -286,8 +286,8 @@ final class HDF5File: @unchecked Sendable {
     }
 
     /// Reads every attribute of an object as strings where they are strings (for the probe's walk);
-    /// failures are ignored.
-    func readEveryAttribute(of objectPath: String) {
+    /// failures are ignored, except that a failed allocation is noted.
+    func readEveryAttribute(of objectPath: String, noting outOfMemory: inout Bool) {
         HDF5Lock.run {
             guard let o = try? openObject(objectPath) else { return }
             let count = wsh5_attribute_count(o.id)
@@ -298,7 +298,8 @@ final class HDF5File: @unchecked Sendable {
                 var buffer = [CChar](repeating: 0, count: Int(length) + 1)
                 guard H5Aget_name_by_idx(o.id, ".", H5_INDEX_NAME, H5_ITER_INC, hsize_t(i), &buffer, Int(length) + 1, wsh5_P_DEFAULT()) >= 0
                 else { break }
-                _ = try? readStrings(o, objectPath: objectPath, name: String(cArray: buffer))
+                errno = 0
+                if (try? readStrings(o, objectPath: objectPath, name: String(cArray: buffer))) == nil, errno == ENOMEM { outOfMemory = true }
             }
         }
     }
@@ -361,6 +362,13 @@ final class HDF5File: @unchecked Sendable {
         let ftype = try check.handle(H5Aget_type(attr.id), H5Tclose, "read the attribute's type")
         let space = try check.handle(H5Aget_space(attr.id), H5Sclose, "read the attribute's shape")
         let count = Int(try check.status(H5Sget_simple_extent_npoints(space.id), "read the attribute's shape"))
+        // A damaged header may claim an attribute far larger than the file: refuse before allocating.
+        let stored = UInt64(H5Aget_storage_size(attr.id))
+        let elementSize = try check.size(H5Tget_size(ftype.id), "read the attribute's type")
+        guard let needed = Checked.multiply(count, elementSize), UInt64(needed) <= Limits.current.configBytes, UInt64(needed) <= max(stored, 16)
+        else {
+            throw fail("claims \(count) values of \(elementSize) bytes but stores \(stored) bytes")
+        }
         let typeClass = H5Tget_class(ftype.id)
         try check.status(typeClass.rawValue, "read the attribute's type")
         if typeClass != H5T_STRING {

@@ -14,6 +14,14 @@ public enum HDF5Probe {
     /// The hidden subcommand the child runs.
     public static let subcommand = "__probe-hdf5"
     nonisolated(unsafe) static var isChild = false
+    /// Set in the child when libhdf5 failed to allocate memory (see `memoryBound`).
+    nonisolated(unsafe) static var outOfMemory = false
+    /// The child's exit status when the file needs more memory than it can explain.
+    static let outOfMemoryStatus: Int32 = 3
+
+    /// The address space the child may use: 2 GiB for the runtime and the model config, plus twice the
+    /// file's size.
+    static func memoryBound(fileSize: UInt64) -> UInt64 { (2 << 30) + 2 * min(fileSize, 1 << 50) }
 
     /// Probes `path` (named `name` in errors) in a child process; throws `malformedHDF5` when it crashes
     /// or hangs.
@@ -41,6 +49,9 @@ public enum HDF5Probe {
         switch (process.terminationReason, status) {
         case (.exit, 0): return
         case (.exit, 65): throw WSurgeryError.malformedHDF5(path: name, reason: "the HDF5 library crashed reading it")
+        case (.exit, outOfMemoryStatus):
+            throw WSurgeryError.malformedHDF5(
+                path: name, reason: "reading it needs more memory than its size explains (a damaged attribute or heap object claims gigabytes)")
         case (.exit, _): throw WSurgeryError.malformedHDF5(path: name, reason: "the HDF5 probe exited with status \(status)")
         case (.uncaughtSignal, _): throw WSurgeryError.malformedHDF5(path: name, reason: "the HDF5 library crashed reading it (signal \(status))")
         @unknown default: throw WSurgeryError.malformedHDF5(path: name, reason: "the HDF5 probe failed")
@@ -53,10 +64,18 @@ public enum HDF5Probe {
         isChild = true
         ProcessGuard.install()
         return ProcessGuard.parsing(path) {
-            guard let file = try? InputFile(path: path), let h5 = try? HDF5File.open(file) else { return 0 }
+            guard let file = try? InputFile(path: path) else { return 0 }
+            // A damaged variable-length string or heap object can make libhdf5 allocate (and zero)
+            // gigabytes for a small file: the child's address space is bounded, so such an allocation
+            // fails here, quickly, and is reported instead of being repeated by the parent.
+            let bound = rlim_t(memoryBound(fileSize: file.size))
+            var limit = rlimit(rlim_cur: bound, rlim_max: bound)
+            setrlimit(__rlimit_resource_t(RLIMIT_AS.rawValue), &limit)
+            guard let h5 = try? HDF5File.open(file) else { return outOfMemory ? outOfMemoryStatus : 0 }
             var visits = 0
+            h5.readEveryAttribute(of: "/", noting: &outOfMemory)
             walk(h5, "/", depth: 0, visits: &visits)
-            return 0
+            return outOfMemory ? outOfMemoryStatus : 0
         }
     }
 
@@ -69,7 +88,7 @@ public enum HDF5Probe {
             guard visits < 1_000_000 else { return }
             let child = group == "/" ? name : group + "/" + name
             guard wsh5_link_type(h5.id, child) == H5L_TYPE_HARD.rawValue else { continue }
-            h5.readEveryAttribute(of: child)
+            h5.readEveryAttribute(of: child, noting: &outOfMemory)
             switch wsh5_object_type(h5.id, child) {
             case Int32(H5O_TYPE_GROUP.rawValue): walk(h5, child, depth: depth + 1, visits: &visits)
             case Int32(H5O_TYPE_DATASET.rawValue): read(h5, dataset: child)
@@ -87,6 +106,6 @@ public enum HDF5Probe {
             (try? Limits.current.checkExpansion(decoded: UInt64(bytes), stored: info.storedBytes, path: h5.path, dataset: dataset)) != nil
         else { return }
         let source = HDF5DatasetSource(file: h5, datasetPath: dataset, dtype: info.dtype, shape: info.shape, byteCount: UInt64(bytes))
-        try? source.forEachChunk(maxChunk: 4 << 20) { _ in }
+        do { try source.forEachChunk(maxChunk: 4 << 20) { _ in } } catch { if errno == ENOMEM { outOfMemory = true } }
     }
 }

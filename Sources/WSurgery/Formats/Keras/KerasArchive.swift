@@ -74,7 +74,9 @@ public enum KerasArchive {
         // Extracted chunk by chunk, so a progress line can follow a multi-GB archive.
         WriteProgress.begin(total: declared, task: "extracting \(weightsEntry) from \(path)")
         try extract(weights, limit: declared) { data in
-            try data.withUnsafeBytes { try extracted.write($0) }
+            do { try data.withUnsafeBytes { try extracted.write($0) } } catch WSurgeryError.io(_, _, let reason) {
+                throw WSurgeryError.io(path: path, operation: "extracting '\(weightsEntry)' into \(NSTemporaryDirectory())", reason: reason)
+            }
             WriteProgress.advance(UInt64(data.count))
         }
         let weightsFile = try InputFile(path: extracted.temporaryPath)

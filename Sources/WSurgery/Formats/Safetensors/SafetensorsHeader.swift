@@ -105,7 +105,9 @@ public struct SafetensorsHeader: Sendable {
         func bad(_ reason: String) -> WSurgeryError { .invalidTensorEntry(path: path, tensor: name, reason: reason) }
         guard case .object = value else { throw bad("the entry is not an object") }
         guard let dtypeName = value["dtype"]?.stringValue else { throw bad("missing or non-string 'dtype'") }
-        guard (1...32).contains(dtypeName.utf8.count), dtypeName.unicodeScalars.allSatisfy({ $0 == "_" || ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) }) else {
+        guard (1...32).contains(dtypeName.utf8.count),
+            dtypeName.unicodeScalars.allSatisfy({ $0 == "_" || ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) })
+        else {
             throw bad("'dtype' \(TextSafety.quoted(dtypeName)) is not a dtype name (letters, digits and '_', at most 32)")
         }
         guard let shapeValues = value["shape"]?.arrayValue else { throw bad("missing or non-array 'shape'") }
