@@ -62,7 +62,8 @@ public final class OutputFile {
         wsg_unregister(guardSlot)
     }
 
-    /// Temporary files for `path` are this prefix and six random characters, beside it: `.NAME.wsurgery-`.
+    /// Named temporary files for `path` are this prefix, the writer's pid, `-` and random characters,
+    /// beside it: `.NAME.wsurgery-PID-XXXXXX`.
     static func temporaryPrefix(for path: String) -> String {
         let base = path.split(separator: "/").last.map(String.init) ?? path
         return "\(directory(of: path))/.\(base).wsurgery-"
@@ -159,10 +160,12 @@ public final class OutputFile {
             if wsg_link_unnamed(descriptor, path) != 0 {
                 guard errno == EEXIST else { throw WSurgeryError.cannotCreateOutput(path: path, reason: Errno.current.message) }
                 // Replacing (--force): link under a temporary name, then rename over the target.
-                let temporary = OutputFile.temporaryPrefix(for: path) + String(UInt64.random(in: 0...UInt64.max), radix: 36)
+                let temporary = OutputFile.temporaryPrefix(for: path) + "\(getpid())-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
                 if wsg_link_unnamed(descriptor, temporary) != 0 {
                     throw WSurgeryError.cannotCreateOutput(path: path, reason: Errno.current.message)
                 }
+                let slot = wsg_register(temporary, 0)
+                defer { wsg_unregister(slot) }
                 if rename(temporary, path) != 0 {
                     let reason = Errno.current.message
                     unlink(temporary)

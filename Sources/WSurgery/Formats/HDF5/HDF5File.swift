@@ -183,13 +183,6 @@ final class HDF5File: @unchecked Sendable {
         try PositionedIO.write(source, to: descriptor, at: offset, path: path)
     }
 
-    /// Flushes and closes early (the object must not be used afterwards except for deinit).
-    func flush() throws {
-        try HDF5Lock.run {
-            if H5Fflush(id, H5F_SCOPE_GLOBAL) < 0 { throw WSurgeryError.io(path: path, operation: "flush", reason: "HDF5 error") }
-        }
-    }
-
     // MARK: Walking
 
     /// Checks every component of `objectPath` is a hard link; returns false when some component is missing.
