@@ -1,0 +1,142 @@
+import Foundation
+import Testing
+
+@testable import WSurgery
+
+@Suite("Untrusted input: checked sizes, limits, escaping, containment, unnamed outputs")
+struct SafetyTests {
+    @Test("products over 2^60, negative sizes and overflowing sums are nil, never a trap")
+    func checkedArithmetic() {
+        #expect(Checked.product([3, 224, 224]) == 150_528)
+        #expect(Checked.product([]) == 1)
+        #expect(Checked.product([1 << 32, 1 << 32]) == nil)
+        #expect(Checked.product([Int.max, 2]) == nil)
+        #expect(Checked.product([4, -1]) == nil)
+        #expect(Checked.product([1 << 30, 1 << 30]) == 1 << 60)
+        #expect(Checked.product([1 << 30, 1 << 30, 2]) == nil)
+        #expect(Checked.add(Int.max, 1) == nil)
+        #expect(Checked.add(-1, 1) == nil)
+        #expect(throws: WSurgeryError.self) { try Checked.elementCount([1 << 62, 4]) { .invalidPyTorch(path: "p", reason: $0) } }
+    }
+
+    @Test("WSURGERY_LIMITS parses keys and sizes, and refuses what it does not know")
+    func limitsParse() throws {
+        let limits = try Limits.parse("config-bytes=1MiB, expansion=1000,tensors=5")
+        #expect(limits.configBytes == 1 << 20 && limits.expansion == 1000 && limits.tensors == 5)
+        #expect(limits.nameBytes == Limits().nameBytes)
+        #expect(try Limits.parse("") == Limits())
+        #expect(throws: WSurgeryError.self) { try Limits.parse("expansions=3") }
+        #expect(throws: WSurgeryError.self) { try Limits.parse("expansion=lots") }
+        #expect(throws: WSurgeryError.self) { try Limits.parse("expansion") }
+    }
+
+    @Test("expansion is judged only above the floor, against the stored size")
+    func expansionLimit() throws {
+        let limits = Limits()
+        try limits.checkExpansion(decoded: 60 << 20, stored: 0, path: "f", dataset: "d")
+        try limits.checkExpansion(decoded: 1 << 30, stored: 20 << 20, path: "f", dataset: "d")
+        #expect(throws: WSurgeryError.self) { try limits.checkExpansion(decoded: 4 << 40, stored: 0, path: "f", dataset: "d") }
+        #expect(throws: WSurgeryError.self) { try limits.checkExpansion(decoded: 4 << 30, stored: 4 << 20, path: "f", dataset: "d") }
+        do {
+            try limits.checkExpansion(decoded: 4 << 30, stored: 4 << 20, path: "f.h5", dataset: "w")
+        } catch let error as WSurgeryError {
+            #expect(error.category == .badData)
+            #expect(error.description.contains("WSURGERY_LIMITS=expansion=N"))
+        }
+    }
+
+    @Test("control characters from files are shown escaped; plain text is untouched")
+    func escaping() {
+        #expect(TextSafety.escaped("conv1.weight") == "conv1.weight")
+        #expect(TextSafety.escaped("a\nb") == "a\\nb")
+        #expect(TextSafety.escaped("\u{1B}[2J") == "\\u{1B}[2J")
+        #expect(TextSafety.escaped("tab\there\u{7F}") == "tab\\there\\u{7F}")
+        #expect(TextSafety.escaped("ünïcode ok") == "ünïcode ok")
+        #expect(TextTable.render([["name"], ["x\ny"]]).allSatisfy { !$0.contains("\n") })
+    }
+
+    @Test("placeholders are expanded once: text an input name brings in stays text")
+    func singleExpansion() throws {
+        let pattern = try OutputPattern("{stem}-{parent}{ext}")
+        #expect(pattern.relativeOutput(for: "runs/r7/{parent}.h5") == "{parent}-r7.h5")
+        #expect(try OutputPattern("{name}").relativeOutput(for: "a/{name}{stem}.safetensors") == "{name}{stem}.safetensors")
+    }
+
+    @Test("outputs that climb out of --out-dir through '..' or a symlink are refused")
+    func containment() throws {
+        let root = TestSupport.temporaryDirectory()
+        let outDir = root + "/out"
+        try FileManager.default.createDirectory(atPath: outDir + "/sub", withIntermediateDirectories: true)
+        try OutputPattern.checkContained("sub/m.h5", in: outDir, input: "m.h5")
+        try OutputPattern.checkContained("new/deeper/m.h5", in: outDir, input: "m.h5")
+        #expect(throws: WSurgeryError.self) { try OutputPattern.checkContained("../m.h5", in: outDir, input: "../m.h5") }
+        #expect(throws: WSurgeryError.self) { try OutputPattern.checkContained("a/../../m.h5", in: outDir, input: "x") }
+        try FileManager.default.createSymbolicLink(atPath: outDir + "/escape", withDestinationPath: root)
+        #expect(throws: WSurgeryError.self) { try OutputPattern.checkContained("escape/m.h5", in: outDir, input: "m.h5") }
+        #expect(throws: WSurgeryError.self) { try OutputPattern.checkContained("escape/new/m.h5", in: outDir, input: "m.h5") }
+        let plan = try BatchRun.plan(
+            inputs: ["../m.h5"], pattern: try OutputPattern("{name}"), options: .init(outDir: outDir))
+        #expect(plan.map(\.output) == [outDir + "/m.h5"])
+        #expect(throws: WSurgeryError.self) {
+            try BatchRun.plan(inputs: ["../m.h5"], pattern: try OutputPattern("{parent}/{name}"), options: .init(outDir: outDir))
+        }
+    }
+
+    @Test("shape inference refuses sizes out of range instead of trapping")
+    func shapeRanges() {
+        func outputs(_ className: String, _ config: [(String, JSONValue)], _ input: KerasShape) -> Bool {
+            (try? LayerShapes.outputs(className: className, config: .object(config), inputs: [input])) != nil
+        }
+        #expect(outputs("Conv2D", [("filters", .int(8)), ("kernel_size", .int(3))], [nil, 32, 32, 3]))
+        #expect(!outputs("Conv2D", [("filters", .int(8)), ("kernel_size", .int(3)), ("strides", .array([.int(0), .int(0)]))], [nil, 32, 32, 3]))
+        #expect(!outputs("Conv2D", [("filters", .int(8)), ("kernel_size", .int(3))], [nil, 1 << 62, 1 << 62, 3]))
+        #expect(!outputs("Conv2DTranspose", [("filters", .int(8)), ("kernel_size", .int(3)), ("dilation_rate", .int(1 << 40))], [nil, 8, 8, 3]))
+        #expect(!outputs("Flatten", [], [nil, 1 << 31, 1 << 31, 1 << 31]))
+        #expect(!outputs("Reshape", [("target_shape", .array([.int(1 << 30), .int(1 << 30), .int(1 << 30), .int(-1)]))], [nil, 4, 4]))
+        #expect(!outputs("Permute", [("dims", .array([.int(7), .int(9), .int(1)]))], [nil, 4, 4, 3]))
+        #expect(!outputs("UpSampling2D", [("size", .int(1 << 31))], [nil, 4, 4, 3]))
+    }
+
+    @Test("an output never has a name before it is committed, and a dropped one leaves nothing")
+    func unnamedOutputs() throws {
+        let dir = TestSupport.temporaryDirectory()
+        do {
+            let output = try OutputFile(path: dir + "/a.safetensors")
+            try output.write([1, 2, 3])
+            #expect(output.isUnnamed)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: dir).isEmpty)
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).isEmpty)
+        let output = try OutputFile(path: dir + "/b.safetensors")
+        try output.write([4, 5])
+        try output.commit()
+        #expect(FileManager.default.contents(atPath: dir + "/b.safetensors") == Data([4, 5]))
+        // Replacing an existing file (--force) goes through a brief name, never left behind.
+        let again = try OutputFile(path: dir + "/b.safetensors")
+        try again.write([6])
+        try again.commit()
+        #expect(FileManager.default.contents(atPath: dir + "/b.safetensors") == Data([6]))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["b.safetensors"])
+    }
+
+    @Test("the named fallback's leftovers are removed once their writer is gone")
+    func orphans() throws {
+        let dir = TestSupport.temporaryDirectory()
+        // A pid that cannot be running (above pid_max), and this process's own pid.
+        FileManager.default.createFile(atPath: dir + "/.m.h5.wsurgery-99999999-abc123", contents: Data([1]))
+        FileManager.default.createFile(atPath: dir + "/.m.h5.wsurgery-\(getpid())-def456", contents: Data([1]))
+        FileManager.default.createFile(atPath: dir + "/.hidden-but-not-ours", contents: Data([1]))
+        OutputFile.removeOrphans(in: dir)
+        #expect(
+            try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == [".hidden-but-not-ours", ".m.h5.wsurgery-\(getpid())-def456"])
+    }
+
+    @Test("a name over the HDF5 attribute limit is refused at once, not split forever")
+    func longNameRefused() throws {
+        let dir = TestSupport.temporaryDirectory()
+        let name = String(repeating: "x", count: 70_000)
+        let graph = TensorGraph(layers: [Layer(name: name, kind: .unknown)], sourceFormat: .safetensors, sourcePath: "-", sourceFiles: [])
+        #expect(throws: WSurgeryError.self) { try Checkpoint.write(graph, to: dir + "/long.h5") }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).isEmpty)
+    }
+}
