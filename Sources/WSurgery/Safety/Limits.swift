@@ -20,6 +20,7 @@ public struct Limits: Sendable, Equatable {
     /// second per 64 MiB of the file, before the file is declared to hang the HDF5 library.
     public var probeSeconds: UInt64 = 5
 
+    /// The defaults.
     public init() {}
 
     /// The environment variable read by `current`.
