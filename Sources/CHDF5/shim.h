@@ -6,6 +6,7 @@
 
 #include <hdf5.h>
 #include <stdint.h>
+#include <string.h>
 
 /// Initialises the library once and silences its printed error stack (errors become Swift errors).
 static inline herr_t wsh5_init(void) {
@@ -64,6 +65,26 @@ static inline int wsh5_object_type(hid_t loc, const char *name) {
     if (H5Oget_info_by_name(loc, name, &info, H5P_DEFAULT) < 0) return -1;
 #endif
     return (int)info.type;
+}
+
+/// A number naming the object a hard link points at (its header address), to notice a group reached
+/// twice (a cycle of hard links); 0 when it cannot be read.
+static inline uint64_t wsh5_object_address(hid_t loc, const char *name) {
+#if H5_VERSION_GE(1, 12, 0)
+    H5O_info2_t info;
+    if (H5Oget_info_by_name3(loc, name, &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) return 0;
+    uint64_t address = 0;
+    memcpy(&address, &info.token, sizeof address < sizeof info.token ? sizeof address : sizeof info.token);
+    return address;
+#elif H5_VERSION_GE(1, 10, 3)
+    H5O_info_t info;
+    if (H5Oget_info_by_name2(loc, name, &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) return 0;
+    return (uint64_t)info.addr;
+#else
+    H5O_info_t info;
+    if (H5Oget_info_by_name(loc, name, &info, H5P_DEFAULT) < 0) return 0;
+    return (uint64_t)info.addr;
+#endif
 }
 
 /// The number of attributes on an open object, or -1.

@@ -418,7 +418,7 @@ FUZZ_CASES = os.path.join(ROOT, "fixtures", "fuzz")
 def test_inputs_the_fuzzer_found(box, name):
     if name.endswith((".md", ".json", ".py")):
         pytest.skip("not an input")
-    suffix = ".safetensors" if name.endswith((".pth", ".safetensors")) else ".h5"
+    suffix = ".safetensors" if name.endswith((".pth", ".safetensors")) else ".h5"  # .h5 output: H5Ocopy runs too
     proc = run(["convert", os.path.join(FUZZ_CASES, name), box.outdir / f"o{suffix}"], box.tmpdir, timeout=10)
     assert proc.returncode in (0, 64, 65, 66, 74), f"exit {proc.returncode}: {proc.stderr}"
     assert os.listdir(box.tmpdir) == []

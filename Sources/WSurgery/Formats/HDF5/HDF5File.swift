@@ -161,6 +161,17 @@ final class HDF5File: @unchecked Sendable {
         }
     }
 
+    /// A file held in memory only (libhdf5's core driver without a backing store), for the probe.
+    static func scratch() throws -> HDF5File {
+        try HDF5Lock.run {
+            let fapl = try HDF5Check(path: "scratch", object: "/").handle(H5Pcreate(wsh5_P_FILE_ACCESS()), H5Pclose, "make file access")
+            try HDF5Check(path: "scratch", object: "/").status(H5Pset_fapl_core(fapl.id, 1 << 20, false), "use the memory driver")
+            let id = H5Fcreate("wsurgery-probe-scratch", wsh5_F_ACC_TRUNC(), wsh5_P_DEFAULT(), fapl.id)
+            if id < 0 { throw WSurgeryError.io(path: "scratch", operation: "create", reason: "HDF5 error") }
+            return HDF5File(path: "scratch", id: id)
+        }
+    }
+
     /// Reopens a file this process wrote and closed, to add what comes after the data (the provenance).
     func reopenForUpdate() throws -> HDF5File {
         guard let descriptor else { throw WSurgeryError.io(path: path, operation: "reopen", reason: "not a file being written") }
@@ -257,6 +268,11 @@ final class HDF5File: @unchecked Sendable {
             }
             return names
         }
+    }
+
+    /// A number naming the object at `objectPath` (its header address): the same for every path to it.
+    func objectAddress(_ objectPath: String) -> UInt64 {
+        HDF5Lock.run { wsh5_object_address(id, objectPath) }
     }
 
     /// Names of the links in a group, in name order, whatever they point at (for the probe's walk).

@@ -14,6 +14,10 @@ public enum HDF5Probe {
     /// The hidden subcommand the child runs.
     public static let subcommand = "__probe-hdf5"
     nonisolated(unsafe) static var isChild = false
+    /// The in-memory file datasets are copied into.
+    nonisolated(unsafe) static var scratch: HDF5File?
+    nonisolated(unsafe) static var copies = 0
+    nonisolated(unsafe) static var visitedGroups = Set<UInt64>()
     /// Set in the child when libhdf5 failed to allocate memory (see `memoryBound`).
     nonisolated(unsafe) static var outOfMemory = false
     /// The child's exit status when the file needs more memory than it can explain.
@@ -74,6 +78,9 @@ public enum HDF5Probe {
             guard let h5 = try? HDF5File.open(file) else { return outOfMemory ? outOfMemoryStatus : 0 }
             var visits = 0
             h5.readEveryAttribute(of: "/", noting: &outOfMemory)
+            // Writers copy chunked datasets with H5Ocopy, which walks structures reading does not: each
+            // dataset is copied here too, into a file held in memory.
+            scratch = try? HDF5File.scratch()
             walk(h5, "/", depth: 0, visits: &visits)
             return outOfMemory ? outOfMemoryStatus : 0
         }
@@ -90,7 +97,9 @@ public enum HDF5Probe {
             guard wsh5_link_type(h5.id, child) == H5L_TYPE_HARD.rawValue else { continue }
             h5.readEveryAttribute(of: child, noting: &outOfMemory)
             switch wsh5_object_type(h5.id, child) {
-            case Int32(H5O_TYPE_GROUP.rawValue): walk(h5, child, depth: depth + 1, visits: &visits)
+            case Int32(H5O_TYPE_GROUP.rawValue):
+                // Each group once: a cycle of hard links ends here.
+                if visitedGroups.insert(h5.objectAddress(child)).inserted { walk(h5, child, depth: depth + 1, visits: &visits) }
             case Int32(H5O_TYPE_DATASET.rawValue): read(h5, dataset: child)
             default: break
             }
@@ -100,6 +109,10 @@ public enum HDF5Probe {
     /// Reads a dataset the way a reader would: its description, and its bytes when libhdf5 decodes them
     /// (within the expansion limit).
     static func read(_ h5: HDF5File, dataset: String) {
+        if let scratch {
+            copies += 1
+            try? scratch.copyDataset(from: h5, dataset, to: "d\(copies)", dtype: .u8)
+        }
         guard let info = try? h5.datasetInfo(dataset), info.contiguousOffset == nil,
             let elements = Checked.product(info.shape), let size = info.dtype.bitsPerElement.map({ max($0 / 8, 1) }),
             let bytes = Checked.multiply(elements, size),

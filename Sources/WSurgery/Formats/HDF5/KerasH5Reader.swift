@@ -179,16 +179,24 @@ public enum KerasH5Reader {
         graph.provenance = try readProvenance(h5)
 
         // Every saveable: a group holding `vars`, found under `layers` (recursively for nested models).
+        // A damaged file may link a group into itself: each group is visited once, and not deeper than 64.
         var saveables: [String] = []
-        func walk(_ groupPath: String) throws {
+        var visited = Set<UInt64>()
+        func walk(_ groupPath: String, depth: Int) throws {
+            guard depth < 64 else {
+                throw WSurgeryError.unknownHDF5Layout(path: h5.path, reason: "groups nested more than 64 deep under 'layers' at '\(groupPath)'")
+            }
             for name in try h5.children(of: groupPath) where name != "vars" {
                 let childPath = groupPath + "/" + name
                 guard try h5.objectType(childPath) == .group else { continue }
+                guard visited.insert(h5.objectAddress(childPath)).inserted else {
+                    throw WSurgeryError.unknownHDF5Layout(path: h5.path, reason: "'\(childPath)' links back to a group already seen (a cycle)")
+                }
                 if try h5.exists(childPath + "/vars") { saveables.append(childPath) }
-                try walk(childPath)
+                try walk(childPath, depth: depth + 1)
             }
         }
-        if try h5.exists("layers") { try walk("layers") }
+        if try h5.exists("layers") { try walk("layers", depth: 0) }
 
         let configLayers = config.map { KerasConfig.flattened(KerasConfig.layers(of: $0.json)) } ?? []
         let expectedPaths = config.map { keras3Paths(for: KerasConfig.layers(of: $0.json)) } ?? [:]
