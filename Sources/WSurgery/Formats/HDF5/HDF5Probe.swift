@@ -109,11 +109,14 @@ public enum HDF5Probe {
     /// Reads a dataset the way a reader would: its description, and its bytes when libhdf5 decodes them
     /// (within the expansion limit).
     static func read(_ h5: HDF5File, dataset: String) {
-        if let scratch {
+        guard let info = try? h5.datasetInfo(dataset) else { return }
+        // The datasets a writer copies whole (see KerasH5Writer.write): chunked, compressed, or with
+        // attributes of their own. Plain contiguous ones are placed by byte range, never copied.
+        if let scratch, info.contiguousOffset == nil || info.attributeCount > (info.dtypeAttribute == nil ? 0 : 1) {
             copies += 1
             try? scratch.copyDataset(from: h5, dataset, to: "d\(copies)", dtype: .u8)
         }
-        guard let info = try? h5.datasetInfo(dataset), info.contiguousOffset == nil,
+        guard info.contiguousOffset == nil,
             let elements = Checked.product(info.shape), let size = info.dtype.bitsPerElement.map({ max($0 / 8, 1) }),
             let bytes = Checked.multiply(elements, size),
             (try? Limits.current.checkExpansion(decoded: UInt64(bytes), stored: info.storedBytes, path: h5.path, dataset: dataset)) != nil
