@@ -122,6 +122,8 @@ public enum WSurgeryError: Error, Sendable, Equatable {
     case workerFailed(input: String, reason: String)
     /// The arguments given cannot work together (a missing input or output).
     case invalidArguments(reason: String)
+    /// libhdf5 could not read an object of an input file (a damaged file).
+    case damagedHDF5(path: String, object: String, operation: String)
     /// libhdf5 crashed or hung on the file (in the probe's child process).
     case malformedHDF5(path: String, reason: String)
     /// A file asks for more than a limit allows (see `Limits`).
@@ -141,7 +143,7 @@ public enum WSurgeryError: Error, Sendable, Equatable {
             .softLink,
             .externalLink, .externalStorage, .missingObject, .unsupportedHDF5Type, .invalidConfig, .invalidArchive, .invalidPyTorch, .cannotExpress,
             .detectionFailed, .unsupportedLayer, .unsupportedCheckpoint, .cannotComputeDType, .unknownLayerClass, .shapeMismatch, .weightsDoNotFit,
-            .limitExceeded, .malformedHDF5:
+            .limitExceeded, .malformedHDF5, .damagedHDF5:
             return .badData
         }
     }
@@ -249,6 +251,8 @@ extension WSurgeryError: CustomStringConvertible {
             return "\(input): the worker process \(reason)"
         case let .invalidArguments(reason):
             return reason
+        case let .damagedHDF5(path, object, operation):
+            return "\(path): damaged HDF5 file: HDF5 could not \(operation) '\(object)'"
         case let .malformedHDF5(path, reason):
             return "\(path): malformed HDF5 file: \(reason); nothing was written"
         case let .limitExceeded(path, what, _, limit, key):

@@ -147,7 +147,7 @@ struct HDF5DatasetSource: TensorSource {
             if shape.isEmpty || shape[0] == 0 {
                 var buffer = [UInt8](repeating: 0, count: total)
                 if H5Dread(dataset.id, mtype.id, wsh5_S_ALL(), wsh5_S_ALL(), wsh5_P_DEFAULT(), &buffer) < 0 {
-                    throw WSurgeryError.hdf5(path: path, object: datasetPath, operation: "read")
+                    throw WSurgeryError.damagedHDF5(path: path, object: datasetPath, operation: "read")
                 }
                 try buffer.withUnsafeBytes { try body($0) }
                 return
@@ -166,7 +166,7 @@ struct HDF5DatasetSource: TensorSource {
                 try check.status(H5Sselect_hyperslab(space.id, H5S_SELECT_SET, &start, nil, &count, nil), "select rows to read")
                 let memory = try check.handle(H5Screate_simple(Int32(shape.count), &count, nil), H5Sclose, "make a block's shape")
                 let status = buffer.withUnsafeMutableBytes { H5Dread(dataset.id, mtype.id, memory.id, space.id, wsh5_P_DEFAULT(), $0.baseAddress) }
-                if status < 0 { throw WSurgeryError.hdf5(path: path, object: datasetPath, operation: "read") }
+                if status < 0 { throw WSurgeryError.damagedHDF5(path: path, object: datasetPath, operation: "read") }
                 try buffer.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[0..<(rows * rowBytes)])) }
                 row += rows
             }

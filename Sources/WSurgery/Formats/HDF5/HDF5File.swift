@@ -36,6 +36,14 @@ final class H5ID {
 struct HDF5Check {
     let path: String
     let object: String
+    /// Whether the file is being written: a failure is then an I/O error (74), else the input is
+    /// damaged (65).
+    var writing = false
+
+    /// The error for a failed `operation`.
+    func failure(_ operation: String) -> WSurgeryError {
+        writing ? .hdf5(path: path, object: object, operation: operation) : .damagedHDF5(path: path, object: object, operation: operation)
+    }
 
     /// A status (`herr_t`), or a tri-state (`htri_t`) whose negative values are errors.
     @discardableResult
@@ -45,7 +53,7 @@ struct HDF5Check {
             if [ENOSPC, EDQUOT, EFBIG].contains(errno) {
                 throw WSurgeryError.io(path: path, operation: "\(operation) '\(object)'", reason: Errno.current.message)
             }
-            throw WSurgeryError.hdf5(path: path, object: object, operation: operation)
+            throw failure(operation)
         }
         return value
     }
@@ -58,7 +66,7 @@ struct HDF5Check {
 
     /// A size that libhdf5 reports as 0 on failure.
     func size(_ value: Int, _ operation: String) throws -> Int {
-        if value == 0 { throw WSurgeryError.hdf5(path: path, object: object, operation: operation) }
+        if value == 0 { throw failure(operation) }
         return value
     }
 }
@@ -108,7 +116,7 @@ final class HDF5File: @unchecked Sendable {
     }
 
     /// The checker for calls about `object` in this file.
-    func check(_ object: String) -> HDF5Check { HDF5Check(path: path, object: object) }
+    func check(_ object: String) -> HDF5Check { HDF5Check(path: path, object: object, writing: descriptor != nil) }
 
     /// The file-access list of the descriptor driver for `fd` (libhdf5 works on the descriptor, never
     /// on a name: unnamed files work, and the file checked is the file read).
@@ -212,7 +220,7 @@ final class HDF5File: @unchecked Sendable {
     /// Throws the specific error for a soft or external link at `objectPath`.
     private func checkLink(_ objectPath: String) throws {
         let type = wsh5_link_type(id, objectPath)
-        if type < 0 { throw WSurgeryError.hdf5(path: path, object: objectPath, operation: "read the link") }
+        if type < 0 { throw check(objectPath).failure("read the link") }
         if type == H5L_TYPE_HARD.rawValue { return }
         var size = 256
         var target = ""
@@ -253,7 +261,7 @@ final class HDF5File: @unchecked Sendable {
         try HDF5Lock.run {
             let g = try openObject(groupPath)
             var info = H5G_info_t()
-            if H5Gget_info(g.id, &info) < 0 { throw WSurgeryError.hdf5(path: path, object: groupPath, operation: "list the group") }
+            if H5Gget_info(g.id, &info) < 0 { throw check(groupPath).failure("list the group") }
             var names: [String] = []
             let check = check(groupPath)
             for i in 0..<info.nlinks {
@@ -280,7 +288,7 @@ final class HDF5File: @unchecked Sendable {
         try HDF5Lock.run {
             let g = try check(groupPath).handle(H5Oopen(id, groupPath, wsh5_P_DEFAULT()), H5Oclose, "open")
             var info = H5G_info_t()
-            if H5Gget_info(g.id, &info) < 0 { throw WSurgeryError.hdf5(path: path, object: groupPath, operation: "list the group") }
+            if H5Gget_info(g.id, &info) < 0 { throw check(groupPath).failure("list the group") }
             var names: [String] = []
             // A damaged group may claim billions of links: stop at the first that cannot be read.
             for i in 0..<min(info.nlinks, 1 << 20) {
@@ -320,7 +328,7 @@ final class HDF5File: @unchecked Sendable {
                 guard try exists(objectPath) else { throw WSurgeryError.missingObject(path: path, object: objectPath, layer: nil) }
             }
             let o = H5Oopen(id, objectPath, wsh5_P_DEFAULT())
-            if o < 0 { throw WSurgeryError.hdf5(path: path, object: objectPath, operation: "open") }
+            if o < 0 { throw check(objectPath).failure("open") }
             return H5ID(o, H5Oclose)
         }
     }
