@@ -426,9 +426,12 @@ def test_inputs_the_fuzzer_found(box, name):
 
 
 def test_a_time_boxed_fuzzing_run_finds_nothing(tmp_path):
+    # A fixed seed by default, the one of the 10,000-per-reader run in the issue note, so the suite stays
+    # deterministic; WSURGERY_FUZZ_SEED explores other mutants.
     seconds = float(os.environ.get("WSURGERY_FUZZ_SECONDS", "90"))
+    seed = os.environ.get("WSURGERY_FUZZ_SEED", "20261130")
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "fuzz.py"), "--bin", BIN, "--seconds", str(seconds),
-                           "--jobs", "2", "--out", str(tmp_path / "found"), "--json", str(tmp_path / "summary.json")],
+                           "--seed", seed, "--jobs", "2", "--out", str(tmp_path / "found"), "--json", str(tmp_path / "summary.json")],
                           capture_output=True, text=True, timeout=seconds + 120)
     print(proc.stdout)
     assert proc.returncode == 0, proc.stdout + proc.stderr
