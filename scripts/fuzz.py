@@ -6,8 +6,9 @@ own $TMPDIR, with a time limit. A run fails when wsurgery
   - dies by a signal (a crash, in our code or in libhdf5),
   - runs longer than --timeout seconds (a hang),
   - exits with a code other than 0, 64, 65, 66 or 74,
-  - leaves any file in $TMPDIR or in the output directory besides a complete output, or
-  - modifies its input.
+  - leaves any file in $TMPDIR or in the output directory besides a complete output,
+  - modifies its input, or
+  - crashes in its own process after the HDF5 probe passed the file (exit 65 "(SIGSEGV)": the probe missed it).
 Inputs the HDF5 probe caught crashing libhdf5 are worth keeping as regression cases (--keep-crashers).
 
     scripts/fuzz.py --bin .build/debug/wsurgery --per-reader 10000 --jobs 2 --out /tmp/fuzz
@@ -154,6 +155,12 @@ def run_one(binary, reader, seed_name, index, data, suffix, timeout, keep_dir):
             if hashlib.sha256(f.read()).hexdigest() != digest:
                 problems.append("input modified")
         crashed_libhdf5 = "crashed reading it" in stderr or "did not finish reading it" in stderr
+        if "crashed reading it (SIG" in stderr:
+            # The probe passed the file, and libhdf5 still crashed in wsurgery's own process: the
+            # signal handler made it exit 65, but the probe missed something.
+            problems.append("a crash in the main process, past the HDF5 probe")
+        if "a bug in wsurgery" in stderr:
+            problems.append("a runtime trap in the HDF5 probe")
         details = {"reader": reader, "seed": seed_name + selector, "index": index, "rc": rc, "seconds": round(seconds, 3),
                    "problems": problems, "stderr": stderr.strip().splitlines()[-1:] if stderr else []}
         if keep_dir and (problems or crashed_libhdf5):

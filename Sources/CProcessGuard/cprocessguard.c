@@ -81,6 +81,7 @@ static const char *signal_name(int sig) {
     case SIGABRT: return "SIGABRT";
     case SIGFPE: return "SIGFPE";
     case SIGILL: return "SIGILL";
+    case SIGTRAP: return "SIGTRAP";
     default: return "a signal";
     }
 }
@@ -93,7 +94,9 @@ static void on_terminate(int sig) {
 
 static void on_crash(int sig) {
     remove_registered();
-    if (parsing_set) {
+    // SIGSEGV, SIGBUS, SIGABRT and SIGFPE are how libhdf5 dies on a damaged file. A Swift runtime trap
+    // (SIGILL on x86-64, SIGTRAP on arm64) is a bug of ours: it stays a signal, so it is seen.
+    if (parsing_set && sig != SIGILL && sig != SIGTRAP) {
         say("wsurgery: error: ");
         say(parsing);
         say(": malformed file: the HDF5 library crashed reading it (");
@@ -121,7 +124,7 @@ void wsg_install_handlers(void) {
         sigemptyset(&action.sa_mask);
         sigaction(terminating[i], &action, NULL);
     }
-    int crashing[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL};
+    int crashing[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL, SIGTRAP};
     for (size_t i = 0; i < sizeof crashing / sizeof crashing[0]; i++) {
         struct sigaction action;
         memset(&action, 0, sizeof action);

@@ -5,8 +5,9 @@
 #define WSURGERY_CPROCESSGUARD_H
 
 /// Installs the handlers (once): terminating signals remove the registered paths and re-raise;
-/// SIGSEGV, SIGBUS, SIGABRT, SIGFPE and SIGILL remove them too, then exit 65 with a message when a file
-/// was being parsed, else re-raise. Signals that are ignored (nohup) stay ignored.
+/// SIGSEGV, SIGBUS, SIGABRT and SIGFPE remove them too, then exit 65 with a message when a file was
+/// being parsed, else re-raise; SIGILL and SIGTRAP (Swift runtime traps) remove them and re-raise.
+/// Signals that are ignored (nohup) stay ignored.
 void wsg_install_handlers(void);
 
 /// Registers a path to remove if the process dies; returns a slot, or -1 when the table is full or the

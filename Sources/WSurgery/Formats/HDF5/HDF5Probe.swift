@@ -57,6 +57,8 @@ public enum HDF5Probe {
             throw WSurgeryError.malformedHDF5(
                 path: name, reason: "reading it needs more memory than its size explains (a damaged attribute or heap object claims gigabytes)")
         case (.exit, _): throw WSurgeryError.malformedHDF5(path: name, reason: "the HDF5 probe exited with status \(status)")
+        case (.uncaughtSignal, SIGILL), (.uncaughtSignal, SIGTRAP):
+            throw WSurgeryError.malformedHDF5(path: name, reason: "the HDF5 probe stopped on a runtime trap (signal \(status)), a bug in wsurgery")
         case (.uncaughtSignal, _): throw WSurgeryError.malformedHDF5(path: name, reason: "the HDF5 library crashed reading it (signal \(status))")
         @unknown default: throw WSurgeryError.malformedHDF5(path: name, reason: "the HDF5 probe failed")
         }
