@@ -1,5 +1,8 @@
 #define _GNU_SOURCE
 #include "chdf5descriptor.h"
+#if H5_VERSION_GE(1, 13, 0)
+#include <H5FDdevelop.h>  // where 1.13+ keeps H5FD_class_t (untested here: Debian 12 ships 1.10)
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -169,6 +172,10 @@ static herr_t truncate_file(H5FD_t *pub, hid_t dxpl, hbool_t closing) {
 }
 
 static const H5FD_class_t driver_class = {
+#if H5_VERSION_GE(1, 13, 0)
+    .version = H5FD_CLASS_VERSION,
+    .value = (H5FD_class_value_t)601,  // user drivers take values from 256
+#endif
     .name = "wsurgery-descriptor",
     .maxaddr = (haddr_t)0x7fffffffffffffffLL,
     .fc_degree = H5F_CLOSE_WEAK,
