@@ -307,6 +307,12 @@ final class HDF5File: @unchecked Sendable {
     func readEveryAttribute(of objectPath: String, noting outOfMemory: inout Bool) {
         HDF5Lock.run {
             guard let o = try? openObject(objectPath) else { return }
+            // Looking up a name that is absent walks every attribute message by name, as the readers'
+            // look-ups do (`H5Aexists`); reading by index below takes another path through the header.
+            _ = H5Aexists(o.id, "wsurgery-probe-absent")
+            if wsh5_object_type(id, objectPath) == Int32(H5O_TYPE_GROUP.rawValue) {
+                _ = H5Lexists(o.id, "wsurgery-probe-absent", wsh5_P_DEFAULT())
+            }
             let count = wsh5_attribute_count(o.id)
             guard count > 0 else { return }
             for i in 0..<min(count, 100_000) {
