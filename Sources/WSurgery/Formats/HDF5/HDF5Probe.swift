@@ -2,9 +2,10 @@ import CHDF5
 import Foundation
 
 /// libhdf5 is not hardened against malicious files: a damaged object header can crash it or make it
-/// loop. Before this process trusts an HDF5 file, a child process (`wsurgery __probe-hdf5 FILE`) walks
-/// every object, attribute and dataset the file holds (a superset of what the readers touch) and reads
-/// the data libhdf5 decodes. If the child crashes or runs past its time, the file is refused with exit
+/// loop. Before this process trusts an HDF5 file, a child process (`wsurgery __probe-hdf5 FILE`) first
+/// makes the calls the Keras reader and the HDF5 writer make, in their order, then walks every object,
+/// attribute and dataset the file holds (a superset of what the readers touch) and reads the data
+/// libhdf5 decodes. If the child crashes or runs past its time, the file is refused with exit
 /// 65 and this process never parses it. libhdf5 is deterministic, so a file the child read whole does
 /// not crash the same calls here; should something still crash, the handlers of `ProcessGuard` turn it
 /// into the same exit 65.
@@ -77,12 +78,24 @@ public enum HDF5Probe {
             let bound = rlim_t(memoryBound(fileSize: file.size))
             var limit = rlimit(rlim_cur: bound, rlim_max: bound)
             setrlimit(__rlimit_resource_t(RLIMIT_AS.rawValue), &limit)
+            // Writers copy chunked datasets with H5Ocopy, which walks structures reading does not: such
+            // datasets are copied here too, into a file held in memory.
+            scratch = try? HDF5File.scratch()
+            // First the very calls the readers and writers make, in their order: libhdf5's state (its
+            // metadata cache, its heap) then matches the parent's, so a crash that depends on it happens
+            // here. The reader's own errors are the parent's to report.
+            if let graph = try? KerasH5Reader.read(path: path), let scratch {
+                for (i, tensor) in graph.layers.flatMap(\.tensors).enumerated() {
+                    try? KerasH5Writer.write(tensor, to: scratch, at: "w\(i)")
+                    if tensor.data is HDF5DatasetSource {
+                        do { try tensor.data.forEachChunk(maxChunk: 4 << 20) { _ in } } catch { if errno == ENOMEM { outOfMemory = true } }
+                    }
+                }
+            }
+            // Then everything else the file holds.
             guard let h5 = try? HDF5File.open(file) else { return outOfMemory ? outOfMemoryStatus : 0 }
             var visits = 0
             h5.readEveryAttribute(of: "/", noting: &outOfMemory)
-            // Writers copy chunked datasets with H5Ocopy, which walks structures reading does not: each
-            // dataset is copied here too, into a file held in memory.
-            scratch = try? HDF5File.scratch()
             walk(h5, "/", depth: 0, visits: &visits)
             return outOfMemory ? outOfMemoryStatus : 0
         }
