@@ -36,8 +36,9 @@ public struct MergedReport: Sendable {
         var sliceCounts = Set<Int>()
         var unsliced = false
         for (position, file) in files.enumerated() {
-            let text: String
-            text = try InputFile.text(path: file, limit: Limits.current.configBytes, what: "the report")
+            guard let text = try InputFile.text(path: file, what: "the report") else {
+                throw WSurgeryError.cannotOpen(path: file, reason: "cannot be read as UTF-8 text")
+            }
             guard let json = try? JSONParser.parse(text), case .array(let items)? = json["files"], json["tool"]?.stringValue != nil else {
                 throw WSurgeryError.invalidArguments(reason: "\(file) is not a report of 'wsurgery run --report'")
             }

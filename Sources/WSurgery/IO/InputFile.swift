@@ -19,10 +19,9 @@ public final class InputFile: Sendable {
     public let descriptor: Int32
     /// The device and inode, to recognise the same file under another name.
     public let identity: FileIdentity
-    private let deleteOnClose: Bool
 
     /// Opens `path` read-only.
-    public init(path: String, deleteOnClose: Bool = false) throws {
+    public init(path: String) throws {
         // Non-blocking, so a FIFO is refused below instead of waiting for a writer forever.
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         if fd < 0 { throw WSurgeryError.cannotOpen(path: path, reason: Errno.current.message) }
@@ -40,7 +39,6 @@ public final class InputFile: Sendable {
         self.descriptor = fd
         self.size = UInt64(info.st_size)
         self.identity = FileIdentity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
-        self.deleteOnClose = deleteOnClose
     }
 
     /// What a non-regular file is, for the error.
@@ -55,10 +53,7 @@ public final class InputFile: Sendable {
         }
     }
 
-    deinit {
-        close(descriptor)
-        if deleteOnClose { unlink(path) }
-    }
+    deinit { close(descriptor) }
 
     /// Reads exactly `buffer.count` bytes starting at `offset`.
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
@@ -76,16 +71,12 @@ public final class InputFile: Sendable {
         }
     }
 
-    /// The whole of a small text file (a recipe, a report, a config), refusing more than `limit` bytes and
-    /// anything but a regular file.
-    public static func text(path: String, limit: UInt64 = 64 << 20, what: String) throws -> String {
+    /// The whole of a small text file (a recipe, a report), refused over the `config-bytes` limit or
+    /// when it is not a regular file; nil when it is not UTF-8.
+    public static func text(path: String, what: String) throws -> String? {
         let file = try InputFile(path: path)
-        if file.size > limit {
-            throw WSurgeryError.limitExceeded(path: path, what: "\(what) of \(file.size) bytes", value: file.size, limit: limit, key: "config-bytes")
-        }
-        let bytes = try file.read(count: Int(file.size), at: 0)
-        guard let text = String(validatingUTF8Bytes: bytes) else { throw WSurgeryError.cannotOpen(path: path, reason: "\(what) is not UTF-8 text") }
-        return text
+        try Limits.current.checkConfig(bytes: file.size, path: path, what: what)
+        return String(validating: try file.read(count: Int(file.size), at: 0), as: UTF8.self)
     }
 
     /// Reads `count` bytes at `offset` into a new array.
@@ -116,12 +107,4 @@ struct Errno {
     let code: Int32
     static var current: Errno { Errno(code: errno) }
     var message: String { String(cString: strerror(code)) }
-}
-
-extension String {
-    /// The text of UTF-8 bytes, or nil when they are not valid UTF-8.
-    init?(validatingUTF8Bytes bytes: [UInt8]) {
-        guard let text = String(bytes: bytes, encoding: .utf8) else { return nil }
-        self = text
-    }
 }

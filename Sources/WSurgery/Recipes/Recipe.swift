@@ -163,11 +163,7 @@ public struct Recipe: Sendable {
 
     /// Reads and parses a recipe file.
     public static func load(path: String) throws -> Recipe {
-        let text: String
-        do { text = try InputFile.text(path: path, limit: Limits.current.configBytes, what: "the recipe") } catch WSurgeryError.cannotOpen(
-            _, let reason)
-            where reason.hasSuffix("not UTF-8 text")
-        {
+        guard let text = try InputFile.text(path: path, what: "the recipe") else {
             throw WSurgeryError.invalidRecipe(location: path, key: nil, reason: "not UTF-8 text")
         }
         return try parse(text, path: path)

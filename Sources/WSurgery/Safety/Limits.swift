@@ -26,7 +26,7 @@ public struct Limits: Sendable, Equatable {
     /// The environment variable read by `current`.
     public static let environmentKey = "WSURGERY_LIMITS"
 
-    /// The keys, their descriptions and accessors.
+    /// Each key and the limit it sets.
     static var keys: [(key: String, path: WritableKeyPath<Limits, UInt64>)] {
         [
             ("config-bytes", \.configBytes), ("expansion", \.expansion), ("expansion-floor", \.expansionFloor),
