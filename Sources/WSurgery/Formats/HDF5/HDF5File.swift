@@ -50,7 +50,7 @@ struct HDF5Check {
     func status<T: SignedInteger>(_ value: T, _ operation: String) throws -> T {
         if value < 0 {
             // The descriptor driver leaves errno set when the disk is full.
-            if [ENOSPC, EDQUOT, EFBIG].contains(errno) {
+            if writing, [ENOSPC, EDQUOT, EFBIG].contains(errno) {
                 throw WSurgeryError.io(path: path, operation: "\(operation) '\(object)'", reason: Errno.current.message)
             }
             throw failure(operation)
