@@ -25,7 +25,8 @@ struct ShardIndex {
             guard let name = value.stringValue else {
                 throw WSurgeryError.invalidIndex(path: path, reason: "weight_map entry '\(tensor)' is not a file name")
             }
-            if name.contains("/") || name == ".." || name.isEmpty {
+            let control = name.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F }
+            if name.contains("/") || name == "." || name == ".." || name.isEmpty || control {
                 throw WSurgeryError.invalidIndex(path: path, reason: "shard '\(name)' is not a plain file name in the index's directory")
             }
             shardOf[tensor] = name

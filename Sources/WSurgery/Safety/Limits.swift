@@ -8,7 +8,8 @@ public struct Limits: Sendable, Equatable {
     /// attribute, a Hugging Face config.json).
     public var configBytes: UInt64 = 64 << 20
     /// `expansion`: how many times its stored size a compressed or unallocated HDF5 dataset may decode
-    /// to, once it decodes to more than `expansion-floor` bytes.
+    /// to, once it decodes to more than `expansion-floor` bytes; and how many times its own size the
+    /// tensors of a `torch.save` file may hold (views and storages shared by several tensors).
     public var expansion: UInt64 = 100
     /// `expansion-floor`: below this decoded size a dataset is never refused for its expansion.
     public var expansionFloor: UInt64 = 64 << 20
@@ -90,6 +91,19 @@ public struct Limits: Sendable, Equatable {
     /// Refuses a config text longer than `config-bytes`.
     func checkConfig(bytes: UInt64, path: String, what: String) throws {
         if bytes > configBytes { throw exceeded("config-bytes", path: path, what: "\(what) of \(bytes) bytes", value: bytes) }
+    }
+
+    /// Refuses a `torch.save` file whose tensors hold more than `expansion` times the file's bytes, once
+    /// over the floor (a stride-0 view or a storage shared by many tensors is written out in full).
+    func checkExpansion(yielded: UInt64, fileBytes: UInt64, path: String) throws {
+        guard yielded > expansionFloor else { return }
+        let (allowed, overflow) = max(fileBytes, 1).multipliedReportingOverflow(by: expansion)
+        if !overflow, yielded > allowed {
+            throw exceeded(
+                "expansion", path: path,
+                what: "its tensors (views of its storages) hold more than \(yielded) bytes, from a file of \(fileBytes) bytes",
+                value: yielded / max(fileBytes, 1))
+        }
     }
 
     /// Refuses a dataset that would decode to more than `expansion` times what it stores, once over the floor.

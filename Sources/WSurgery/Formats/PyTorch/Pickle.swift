@@ -3,7 +3,12 @@ import Foundation
 /// A value built by `PickleMachine`. Pickles describe objects as calls of named functions; this tool
 /// never calls anything: a call it understands (an `OrderedDict`, a tensor rebuild, a storage) becomes
 /// data, any other one stays an inert `PickleObject` holding the name and its arguments.
-indirect enum PickleValue {
+///
+/// Every value that holds other values is a class (`PickleTuple`, `PickleList`, `PickleDict`,
+/// `PickleObject`) whose `deinit` takes its children apart in a loop: a value nested a million levels
+/// deep is freed without a recursion per level, and walks visit each container once, so a DAG (a value
+/// shared by many parents) costs its size, not its expansion.
+enum PickleValue {
     case none
     case bool(Bool)
     case int(Int64)
@@ -12,7 +17,7 @@ indirect enum PickleValue {
     case float(Double)
     case string(String)
     case bytes([UInt8])
-    case tuple([PickleValue])
+    case tuple(PickleTuple)
     case list(PickleList)
     case dict(PickleDict)
     /// A reference to a module-level name (`GLOBAL`), never resolved.
@@ -21,6 +26,9 @@ indirect enum PickleValue {
     case object(PickleObject)
     /// A persistent id turned into a value by the reader (a PyTorch storage).
     case external(any PickleExternal)
+
+    /// A tuple of `items`.
+    static func tuple(of items: [PickleValue]) -> PickleValue { .tuple(PickleTuple(items)) }
 
     /// The integer, if this is one that fits 64 bits.
     var int: Int64? {
@@ -40,9 +48,23 @@ indirect enum PickleValue {
     /// The elements of a tuple or list.
     var elements: [PickleValue]? {
         switch self {
-        case .tuple(let items): return items
+        case .tuple(let tuple): return tuple.items
         case .list(let list): return list.items
         default: return nil
+        }
+    }
+
+    /// How much work copying or scanning this value's top level is: its element count, or its bytes
+    /// over 16 for text (what `PickleMachine` charges against its budget).
+    var shallowCost: Int {
+        switch self {
+        case .tuple(let tuple): return tuple.items.count
+        case .list(let list): return list.items.count
+        case .dict(let dict): return dict.entries.count
+        case .object(let object): return object.arguments.count
+        case .string(let s): return s.utf8.count / 16
+        case .bytes(let b), .bigInt(let b): return b.count / 16
+        default: return 0
         }
     }
 }
@@ -57,10 +79,18 @@ struct PickleGlobal: Hashable, CustomStringConvertible {
     var description: String { module + "." + name }
 }
 
+/// A tuple (immutable in Python; a class here so that freeing and walking it need no recursion).
+final class PickleTuple {
+    fileprivate(set) var items: [PickleValue]
+    init(_ items: [PickleValue]) { self.items = items }
+    deinit { PickleValue.dismantle(&items) }
+}
+
 /// A mutable list (pickles append to lists after they are memoised, so lists are shared by reference).
 final class PickleList {
     var items: [PickleValue]
     init(_ items: [PickleValue] = []) { self.items = items }
+    deinit { PickleValue.dismantle(&items) }
 }
 
 /// A mutable dictionary in insertion order (an `OrderedDict` or a `dict`).
@@ -69,6 +99,14 @@ final class PickleDict {
     /// The state a `BUILD` gave it (`OrderedDict._metadata` of a state dict).
     var state: PickleValue?
     init() {}
+    deinit {
+        var pending = state.map { [$0] } ?? []
+        state = nil
+        pending.reserveCapacity(entries.count * 2 + pending.count)
+        for entry in entries { pending += [entry.key, entry.value] }
+        entries = []
+        PickleValue.dismantle(&pending)
+    }
 }
 
 /// A call of a global the unpickler does not understand: never made, kept with its arguments.
@@ -80,6 +118,55 @@ final class PickleObject {
         self.global = global
         self.arguments = arguments
     }
+    deinit {
+        if let state { arguments.append(state) }
+        state = nil
+        PickleValue.dismantle(&arguments)
+    }
+}
+
+extension PickleValue {
+    /// Frees `values` and everything only they hold, one container at a time: a container this loop
+    /// holds the last reference to is emptied into the loop before it goes, so its own `deinit` has
+    /// nothing left to free and no freeing recurses. Containers still held elsewhere are left whole.
+    static func dismantle(_ values: inout [PickleValue]) {
+        guard !values.isEmpty else { return }
+        var pending: [PickleValue] = []
+        swap(&pending, &values)
+        while var value = pending.popLast() {
+            switch value {
+            case .tuple(var tuple):
+                value = .none
+                if isKnownUniquelyReferenced(&tuple) {
+                    pending += tuple.items
+                    tuple.items = []
+                }
+            case .list(var list):
+                value = .none
+                if isKnownUniquelyReferenced(&list) {
+                    pending += list.items
+                    list.items = []
+                }
+            case .dict(var dict):
+                value = .none
+                if isKnownUniquelyReferenced(&dict) {
+                    for entry in dict.entries { pending += [entry.key, entry.value] }
+                    dict.entries = []
+                    if let state = dict.state { pending.append(state) }
+                    dict.state = nil
+                }
+            case .object(var object):
+                value = .none
+                if isKnownUniquelyReferenced(&object) {
+                    pending += object.arguments
+                    object.arguments = []
+                    if let state = object.state { pending.append(state) }
+                    object.state = nil
+                }
+            default: break
+            }
+        }
+    }
 }
 
 /// What the machine reads from: bytes in order.
@@ -88,6 +175,8 @@ protocol PickleInput {
     mutating func read(_ count: Int) throws -> [UInt8]
     /// Bytes consumed so far.
     var position: UInt64 { get }
+    /// Bytes left to read (what the work budget of a pickle is measured against).
+    var remaining: UInt64 { get }
 }
 
 /// A pickle held in memory.
@@ -101,6 +190,7 @@ struct PickleBytes: PickleInput {
         return Array(bytes[offset..<end])
     }
     var position: UInt64 { UInt64(offset) }
+    var remaining: UInt64 { UInt64(bytes.count - offset) }
 }
 
 /// A pickle read from a file from `offset` on, a buffer at a time (the legacy `torch.save` format is
@@ -125,6 +215,7 @@ struct PickleFileInput: PickleInput {
         position += UInt64(available)
         return Array(buffer[start..<start + available])
     }
+    var remaining: UInt64 { file.size > position ? file.size - position : 0 }
 }
 
 /// Why a pickle was refused.
@@ -138,15 +229,26 @@ struct PickleError: Error, CustomStringConvertible {
 /// on a name ask `interpret` what the call means as data, else keep it as an inert `PickleObject`.
 struct PickleMachine {
     /// Limits past which a pickle is refused: they bound the memory and time a hostile pickle can take.
+    /// Each is checked when it is reached, so a refusal comes after at most that much work.
+    ///
+    /// The budget: a pickle of N bytes may do `workFloor + workPerByte * N` units of work (capped by
+    /// `operations`), where an opcode is one unit and copying or scanning values costs one unit per
+    /// element (per 16 bytes of text); every value it makes costs at least one unit, so both its time
+    /// and its memory are linear in N. The stack and the memo hold at most 4 Mi entries each (17 and
+    /// 17-48 bytes an entry), whatever the size.
     struct Limits {
-        /// Values on the stack (marks included).
-        var stack = 20_000_000
+        /// Values on the stack, marks included.
+        var stack = 1 << 22
         /// Memo entries.
-        var memo = 20_000_000
+        var memo = 1 << 22
         /// Bytes of one string or bytes value.
         var valueBytes = 1 << 30
-        /// Opcodes executed.
-        var operations = 500_000_000
+        /// Units of work at most, whatever the size of the pickle.
+        var operations = 1 << 31
+        /// Units of work every pickle may do.
+        var workFloor = 1 << 20
+        /// Units of work per byte of the pickle.
+        var workPerByte = 16
     }
 
     /// What a call means as data, or nil to keep it as a `PickleObject`.
@@ -156,23 +258,37 @@ struct PickleMachine {
     var limits = Limits()
     /// The globals named by the pickle that were not understood, in first-use order.
     private(set) var unknownGlobals: [PickleGlobal] = []
+    private var unknownSet = Set<PickleGlobal>()
 
     private var stack: [PickleValue?] = []  // nil is a MARK
-    private var memo: [Int: PickleValue] = [:]
+    /// The memo: entries 0..<n stored in order (`MEMOIZE` and in-order `PUT`s) in an array, others apart.
+    private var memoDense: [PickleValue] = []
+    private var memoSparse: [Int: PickleValue] = [:]
+    private var work = 0
+    private var budget = 0
+
+    /// Charges `units` of work against the budget of the running `load`.
+    mutating func charge(_ units: Int) throws {
+        work &+= units
+        guard work <= budget else {
+            throw PickleError("more work than \(budget) units (the budget of a pickle of its size): a value built over and over")
+        }
+    }
 
     /// Runs the pickle at the input's position to its `STOP` and returns the value it leaves.
     mutating func load<Input: PickleInput>(_ input: inout Input) throws -> PickleValue {
         stack = []
-        memo = [:]
-        var result: PickleValue?
+        memoDense = []
+        memoSparse = [:]
+        work = 0
+        let (perByte, overflow) = Int(clamping: input.remaining).multipliedReportingOverflow(by: limits.workPerByte)
+        budget = min(limits.operations, overflow ? Int.max : perByte &+ limits.workFloor)
         defer {
-            // What is left (everything, after an error) is freed level by level, except what the result
-            // holds: the caller frees that (`PickleValue.release`).
-            PickleValue.release(stack.compactMap { $0 } + Array(memo.values), keeping: result.map(PickleValue.containers) ?? [])
+            // What is left (everything, after an error) is freed without recursion by the containers' deinit.
             stack = []
-            memo = [:]
+            memoDense = []
+            memoSparse = [:]
         }
-        var operations = 0
         func bytes(_ n: Int) throws -> [UInt8] {
             guard n >= 0, n <= limits.valueBytes else { throw PickleError("a value of \(n) bytes is past the limit") }
             let out = try input.read(n)
@@ -203,12 +319,13 @@ struct PickleMachine {
         }
         func popMark() throws -> [PickleValue] {
             guard let mark = stack.lastIndex(where: { $0 == nil }) else { throw PickleError("no mark on the stack") }
+            try charge(stack.count - mark)
             let items = stack[(mark + 1)...].map { $0! }
             stack.removeSubrange(mark...)
             return items
         }
-        func push(_ value: PickleValue) throws {
-            guard stack.count < limits.stack else { throw PickleError("the stack passes \(limits.stack) values") }
+        func push(_ value: PickleValue?) throws {
+            guard stack.count < limits.stack else { throw PickleError("the stack passes \(limits.stack) values (marks included)") }
             stack.append(value)
         }
         func top() throws -> PickleValue {
@@ -216,11 +333,23 @@ struct PickleMachine {
             return value
         }
         func put(_ index: Int) throws {
-            guard memo.count < limits.memo || memo[index] != nil else { throw PickleError("the memo passes \(limits.memo) entries") }
-            memo[index] = try top()
+            let value = try top()
+            if index >= 0, index < memoDense.count {
+                memoDense[index] = value
+                return
+            }
+            guard memoDense.count + memoSparse.count < limits.memo || memoSparse[index] != nil else {
+                throw PickleError("the memo passes \(limits.memo) entries")
+            }
+            if index == memoDense.count, memoSparse.isEmpty {
+                memoDense.append(value)
+            } else {
+                memoSparse[index] = value
+            }
         }
         func get(_ index: Int) throws -> PickleValue {
-            guard let value = memo[index] else { throw PickleError("a memo reference to entry \(index), which was never stored") }
+            if index >= 0, index < memoDense.count { return memoDense[index] }
+            guard let value = memoSparse[index] else { throw PickleError("a memo reference to entry \(index), which was never stored") }
             return value
         }
         func setItems(_ items: [PickleValue]) throws {
@@ -228,14 +357,17 @@ struct PickleMachine {
             guard case .dict(let dict) = try top() else {
                 throw PickleError("SETITEM on a value that is not a dictionary")
             }
+            try charge(items.count)
             for i in stride(from: 0, to: items.count, by: 2) { dict.entries.append((items[i], items[i + 1])) }
         }
         func call(_ callable: PickleValue, _ args: [PickleValue]) throws -> PickleValue {
             guard case .global(let global) = callable else {
                 throw PickleError("a call of something that is not a global name")
             }
+            // What `interpret` may scan of its arguments (an OrderedDict's pairs, a text to encode).
+            try charge(args.count + args.reduce(0) { $0 &+ $1.shallowCost })
             if let value = try interpret(global, args) { return value }
-            if !unknownGlobals.contains(global) { unknownGlobals.append(global) }
+            if unknownSet.insert(global).inserted { unknownGlobals.append(global) }
             return .object(PickleObject(global: global, arguments: args))
         }
         func long(_ b: [UInt8]) -> PickleValue {
@@ -248,21 +380,18 @@ struct PickleMachine {
         }
 
         while true {
-            operations += 1
-            guard operations <= limits.operations else { throw PickleError("more than \(limits.operations) opcodes") }
+            try charge(1)
             let opcode = try bytes(1)[0]
             switch opcode {
             case 0x80: _ = try bytes(1)  // PROTO
             case 0x95: _ = try bytes(8)  // FRAME: framing only
             case UInt8(ascii: "."):  // STOP
-                let value = try pop()
-                result = value
-                return value
-            case UInt8(ascii: "("): stack.append(nil)  // MARK
+                return try pop()
+            case UInt8(ascii: "("): try push(nil)  // MARK
             case UInt8(ascii: "0"): _ = try pop()  // POP
             case UInt8(ascii: "1"): _ = try popMark()  // POP_MARK
             case UInt8(ascii: "2"): try push(try top())  // DUP
-            case UInt8(ascii: "N"): try push(.none)
+            case UInt8(ascii: "N"): try push(PickleValue.none)
             case 0x88: try push(.bool(true))
             case 0x89: try push(.bool(false))
             case UInt8(ascii: "J"): try push(.int(Int64(Int32(bitPattern: UInt32(try uint(4))))))
@@ -308,16 +437,16 @@ struct PickleMachine {
                     text = String(text.dropFirst().dropLast())
                 }
                 try push(.string(text))
-            case UInt8(ascii: ")"): try push(.tuple([]))
-            case UInt8(ascii: "t"): try push(.tuple(try popMark()))
-            case 0x85: try push(.tuple([try pop()]))
+            case UInt8(ascii: ")"): try push(.tuple(of: []))
+            case UInt8(ascii: "t"): try push(.tuple(of: try popMark()))
+            case 0x85: try push(.tuple(of: [try pop()]))
             case 0x86:
                 let b = try pop()
-                try push(.tuple([try pop(), b]))
+                try push(.tuple(of: [try pop(), b]))
             case 0x87:
                 let c = try pop()
                 let b = try pop()
-                try push(.tuple([try pop(), b, c]))
+                try push(.tuple(of: [try pop(), b, c]))
             case UInt8(ascii: "]"): try push(.list(PickleList()))
             case UInt8(ascii: "l"): try push(.list(PickleList(try popMark())))
             case UInt8(ascii: "a"):  // APPEND
@@ -389,7 +518,7 @@ struct PickleMachine {
                 }
             case UInt8(ascii: "q"): try put(Int(try uint(1)))  // BINPUT
             case UInt8(ascii: "r"): try put(Int(try uint(4)))  // LONG_BINPUT
-            case 0x94: try put(memo.count)  // MEMOIZE
+            case 0x94: try put(memoDense.count + memoSparse.count)  // MEMOIZE
             case UInt8(ascii: "p"):  // PUT (text)
                 guard let i = Int(try line()) else { throw PickleError("PUT with an index that is not an integer") }
                 try put(i)
@@ -401,6 +530,7 @@ struct PickleMachine {
             case UInt8(ascii: "Q"), UInt8(ascii: "P"):  // BINPERSID, PERSID
                 let pid = opcode == UInt8(ascii: "Q") ? try pop() : .string(try line())
                 guard let persistentLoad else { throw PickleError("a persistent id where none is expected") }
+                try charge(1 + pid.shallowCost + (pid.elements?.reduce(0) { $0 &+ $1.shallowCost } ?? 0))
                 try push(try persistentLoad(pid))
             default:
                 let name = String(format: "0x%02x", opcode)
@@ -411,36 +541,10 @@ struct PickleMachine {
 }
 
 extension PickleValue {
-    /// Releases `values` and everything they hold one level at a time: freeing a deeply nested value
-    /// the ordinary way recurses once per level and can exhaust the stack; containers are emptied, so
-    /// cycles are broken too.
-    static func release(_ values: [PickleValue], keeping kept: Set<ObjectIdentifier> = []) {
-        var pending = values
-        while let value = pending.popLast() {
-            if let id = value.containerID, kept.contains(id) { continue }
-            switch value {
-            case .tuple(let items): pending += items
-            case .list(let list):
-                pending += list.items
-                list.items = []
-            case .dict(let dict):
-                for entry in dict.entries { pending += [entry.key, entry.value] }
-                dict.entries = []
-                if let state = dict.state { pending.append(state) }
-                dict.state = nil
-            case .object(let object):
-                pending += object.arguments
-                object.arguments = []
-                if let state = object.state { pending.append(state) }
-                object.state = nil
-            default: break
-            }
-        }
-    }
-
-    /// The identity of a list, dictionary or object.
+    /// The identity of a tuple, list, dictionary or object.
     var containerID: ObjectIdentifier? {
         switch self {
+        case .tuple(let tuple): return ObjectIdentifier(tuple)
         case .list(let list): return ObjectIdentifier(list)
         case .dict(let dict): return ObjectIdentifier(dict)
         case .object(let object): return ObjectIdentifier(object)
@@ -448,52 +552,73 @@ extension PickleValue {
         }
     }
 
-    /// The lists, dictionaries and objects reachable from `value` (iteratively; cycles allowed).
-    static func containers(_ value: PickleValue) -> Set<ObjectIdentifier> {
-        var seen = Set<ObjectIdentifier>()
-        var pending = [value]
-        while let next = pending.popLast() {
-            if let id = next.containerID, !seen.insert(id).inserted { continue }
-            switch next {
-            case .tuple(let items): pending += items
-            case .list(let list): pending += list.items
-            case .dict(let dict):
-                for entry in dict.entries { pending += [entry.key, entry.value] }
-                if let state = dict.state { pending.append(state) }
-            case .object(let object):
-                pending += object.arguments
-                if let state = object.state { pending.append(state) }
-            default: break
-            }
+    /// The values this one holds directly (an object's state last).
+    var children: [PickleValue] {
+        switch self {
+        case .tuple(let tuple): return tuple.items
+        case .list(let list): return list.items
+        case .dict(let dict):
+            var out: [PickleValue] = []
+            out.reserveCapacity(dict.entries.count * 2 + 1)
+            for entry in dict.entries { out += [entry.key, entry.value] }
+            if let state = dict.state { out.append(state) }
+            return out
+        case .object(let object): return object.arguments + (object.state.map { [$0] } ?? [])
+        default: return []
         }
-        return seen
     }
 
-    /// Every value reachable from this one, depth first, each container once (pickles can be cyclic).
-    /// Refuses a nesting deeper than `maxDepth`.
-    func walk(maxDepth: Int = 1000, _ visit: (_ path: [String], _ value: PickleValue) throws -> Bool) throws {
+    /// The nesting past which a value is refused when walked.
+    static let maxDepth = 1000
+
+    /// Every value reachable from this one, depth first, each container once (pickles can be cyclic and
+    /// share values, so a walk costs the number of distinct values, not their expansion); `visit`
+    /// returns false to skip a value's children. Refuses a nesting deeper than `maxDepth`.
+    func walk(maxDepth: Int = PickleValue.maxDepth, _ visit: (_ value: PickleValue) throws -> Bool) throws {
         var seen = Set<ObjectIdentifier>()
-        var pending: [([String], PickleValue)] = [([], self)]
-        while let (path, value) = pending.popLast() {
-            guard path.count <= maxDepth else { throw PickleError("values nested deeper than \(maxDepth) levels") }
-            guard try visit(path, value) else { continue }
-            var children: [(String, PickleValue)] = []
-            switch value {
-            case .tuple(let items): children = items.enumerated().map { (String($0.offset), $0.element) }
-            case .list(let list):
-                guard seen.insert(ObjectIdentifier(list)).inserted else { continue }
-                children = list.items.enumerated().map { (String($0.offset), $0.element) }
-            case .dict(let dict):
-                guard seen.insert(ObjectIdentifier(dict)).inserted else { continue }
-                children = dict.entries.map { ($0.key.keyText, $0.value) }
-            case .object(let object):
-                guard seen.insert(ObjectIdentifier(object)).inserted else { continue }
-                children = object.arguments.enumerated().map { (String($0.offset), $0.element) }
-                if let state = object.state { children.append(("__state__", state)) }
-            default: break
-            }
-            pending += children.reversed().map { (path + [$0.0], $0.1) }
+        var pending: [(depth: Int, value: PickleValue)] = [(0, self)]
+        while let (depth, value) = pending.popLast() {
+            guard depth <= maxDepth else { throw PickleError("values nested deeper than \(maxDepth) levels") }
+            if let id = value.containerID, !seen.insert(id).inserted { continue }
+            guard try visit(value) else { continue }
+            for child in value.children.reversed() { pending.append((depth + 1, child)) }
         }
+    }
+
+    /// For each of `roots`, whether a value for which `isTarget` holds is reachable from it. One walk of
+    /// the values shared by all roots (each container once), then reachability carried back along the
+    /// reversed edges: linear in the number of values and edges, cycles included.
+    static func reach(from roots: [PickleValue], maxDepth: Int = PickleValue.maxDepth, _ isTarget: (PickleValue) -> Bool) throws -> [Bool] {
+        var index: [ObjectIdentifier: Int] = [:]
+        var parents: [[Int]] = []
+        var hit: [Bool] = []
+        var pending: [(depth: Int, value: PickleValue, node: Int)] = []
+        func node(of value: PickleValue, depth: Int) -> Int? {
+            guard let id = value.containerID else { return nil }
+            if let known = index[id] { return known }
+            let n = parents.count
+            index[id] = n
+            parents.append([])
+            hit.append(false)
+            pending.append((depth, value, n))
+            return n
+        }
+        for root in roots { _ = node(of: root, depth: 0) }
+        while let (depth, value, n) = pending.popLast() {
+            guard depth <= maxDepth else { throw PickleError("values nested deeper than \(maxDepth) levels") }
+            for child in value.children {
+                if isTarget(child) { hit[n] = true }
+                if let c = node(of: child, depth: depth + 1) { parents[c].append(n) }
+            }
+        }
+        var queue = hit.indices.filter { hit[$0] }
+        while let n = queue.popLast() {
+            for p in parents[n] where !hit[p] {
+                hit[p] = true
+                queue.append(p)
+            }
+        }
+        return roots.map { root in isTarget(root) || (root.containerID.flatMap { index[$0] }.map { hit[$0] } ?? false) }
     }
 
     /// A dictionary key as text (state dict keys are strings).

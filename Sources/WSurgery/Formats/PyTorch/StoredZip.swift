@@ -84,7 +84,14 @@ struct StoredZip {
             at = end
         }
         self.entries = entries
-        self.byName = Dictionary(entries.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        var byName: [String: Entry] = [:]
+        byName.reserveCapacity(entries.count)
+        for entry in entries {
+            // Readers disagree on which of two same-named entries counts (Python's zipfile takes the
+            // last, a streaming reader the first): a file that means two things is refused.
+            guard byName.updateValue(entry, forKey: entry.name) == nil else { throw fail("the entry '\(entry.name)' appears twice") }
+        }
+        self.byName = byName
     }
 
     /// The entry called `name`.

@@ -48,7 +48,11 @@ public enum TorchCheckpointReader {
         }
         machine.interpret = Self.interpret
         let root: PickleValue
+        var found: [(String, TensorRef)] = []
+        var notes: [String] = []
         var regions: [String: FileRegion] = [:]
+        // Globals met in the header pickles of the legacy format, which are not called either.
+        var headerGlobals: [PickleGlobal] = []
         do {
             if isLegacy(head) {
                 var input = PickleFileInput(file: file, offset: 0)
@@ -58,6 +62,7 @@ public enum TorchCheckpointReader {
                     throw PickleError("legacy format with an unknown protocol version")
                 }
                 let info = try header.load(&input)
+                headerGlobals += header.unknownGlobals
                 if case .dict(let dict) = info, let little = dict.entries.first(where: { $0.key.string == "little_endian" })?.value,
                     case .bool(false) = little
                 {
@@ -65,9 +70,12 @@ public enum TorchCheckpointReader {
                 }
                 root = try machine.load(&input)
                 var keysMachine = PickleMachine()
-                guard let keys = try keysMachine.load(&input).elements?.map(\.keyText) else {
+                let keyList = try keysMachine.load(&input)
+                headerGlobals += keysMachine.unknownGlobals
+                guard let keys = keyList.elements?.map(\.keyText) else {
                     throw PickleError("the storage key list is not a list")
                 }
+                try Limits.current.checkTensorCount(keys.count, path: path)
                 var at = input.position
                 for key in keys {
                     guard let storage = storages[key] else { throw PickleError("storage '\(key)' is stored but no tensor names it") }
@@ -100,17 +108,21 @@ public enum TorchCheckpointReader {
                     regions[key] = try zip.region(of: entry)
                 }
             }
+            (found, notes) = try stateDict(in: root, selecting: key, path: path)
         } catch let error as PickleError {
             throw WSurgeryError.invalidPyTorch(path: path, reason: error.description)
         }
-        defer { PickleValue.release([root]) }
-        let (found, notes) = try stateDict(in: root, selecting: key, path: path)
+        try Limits.current.checkTensorCount(found.count, path: path)
         var tensors: [Tensor] = []
+        var yielded: UInt64 = 0
         for (name, ref) in found {
             guard let region = regions[ref.storage.key] else {
                 throw WSurgeryError.invalidPyTorch(path: path, reason: "tensor '\(name)': storage '\(ref.storage.key)' is missing")
             }
             let source = try Self.source(of: ref, in: region, name: name, path: path)
+            // Views and shared storages can make a small file yield many bytes: the HDF5 expansion rule.
+            yielded = yielded.addingReportingOverflow(source.byteCount).partialValue
+            try Limits.current.checkExpansion(yielded: yielded, fileBytes: file.size, path: path)
             tensors.append(
                 Tensor(
                     name: name, dtype: ref.storage.dtype, shape: ref.shape, layout: StateDictGrouping.layout(name: name, shape: ref.shape),
@@ -118,9 +130,13 @@ public enum TorchCheckpointReader {
         }
         var graph = TensorGraph(layers: StateDictGrouping.layers(from: tensors), sourceFormat: .pytorch, sourcePath: path, sourceFiles: [file])
         graph.readerNotes = notes
-        if !machine.unknownGlobals.isEmpty {
+        var inert: [PickleGlobal] = []
+        var listed = Set<PickleGlobal>()
+        for global in headerGlobals + machine.unknownGlobals where listed.insert(global).inserted { inert.append(global) }
+        if !inert.isEmpty {
+            let shown = inert.prefix(50).map(\.description).joined(separator: ", ")
             graph.readerNotes.append(
-                "not called (kept as inert placeholders): " + machine.unknownGlobals.map(\.description).joined(separator: ", "))
+                "not called (kept as inert placeholders): " + shown + (inert.count > 50 ? " and \(inert.count - 50) more" : ""))
         }
         try HuggingFaceFolder.attachConfig(beside: path, to: &graph)
         return graph
@@ -204,12 +220,24 @@ public enum TorchCheckpointReader {
             }
             return tensor
         case ("torch._tensor", "_rebuild_from_type_v2"):
-            guard args.count >= 3, case .global(let function) = args[0], let inner = args[2].elements,
-                let value = try interpret(function, inner)
-            else { throw PickleError("\(global) with arguments that do not describe a tensor") }
+            // (function, type, args, state): `function(*args)` rebuilds the tensor, its type is a
+            // subclass. A rebuild of a rebuild is unwrapped in a loop, a few levels at most.
+            var (function, inner) = (PickleGlobal?.none, [PickleValue]())
+            var outer = args
+            for _ in 0..<8 {
+                guard outer.count >= 3, case .global(let next) = outer[0], let nextArgs = outer[2].elements else {
+                    throw PickleError("\(global) with arguments that do not describe a tensor")
+                }
+                (function, inner) = (next, nextArgs)
+                guard next == global else { break }
+                outer = nextArgs
+            }
+            guard let function, function != global, let value = try interpret(function, inner) else {
+                throw PickleError("\(global) with arguments that do not describe a tensor")
+            }
             return value
         case ("torch", "Size"):
-            return args.first ?? .tuple([])
+            return args.first ?? .tuple(of: [])
         case ("_codecs", "encode"):
             // Protocol 2 pickles bytes as _codecs.encode(text, 'latin1').
             guard let text = args.first?.string else { return .bytes([]) }
@@ -246,14 +274,11 @@ public enum TorchCheckpointReader {
             notes.append("the weights are the entry '\(key)' of the checkpoint")
         } else if chosen.isEmpty {
             // The top-level keys under which tensors are held, at any depth.
-            let holders = try top.filter { entry in
-                var holds = false
-                try entry.value.walk { _, value in
-                    if case .external(let e) = value, e is TensorRef { holds = true }
-                    return !holds
-                }
-                return holds
-            }.map(\.key)
+            let holds = try PickleValue.reach(from: top.map(\.value)) { value in
+                if case .external(let e) = value, e is TensorRef { return true }
+                return false
+            }
+            let holders = zip(top, holds).filter { $0.1 }.map(\.0.key)
             if let known = stateDictKeys.first(where: { holders.contains($0) && !tensors(of: value($0)!).isEmpty }) {
                 chosen = tensors(of: value(known)!)
                 let others = holders.filter { $0 != known }
@@ -262,7 +287,7 @@ public enum TorchCheckpointReader {
                         + (others.isEmpty ? "" : " (also holding tensors: \(others.joined(separator: ", ")); pick one with \(path)#KEY)"))
             } else if holders.isEmpty {
                 var modules: [String] = []
-                try root.walk { _, value in
+                try root.walk { value in
                     if case .object(let o) = value, o.global.module.hasPrefix("torch.nn") || o.global.name.hasSuffix("Module") {
                         modules.append(o.global.description)
                     }
@@ -321,8 +346,10 @@ public enum TorchCheckpointReader {
     }
 }
 
-/// A non-contiguous view of a storage (a transposed tensor saved as such): its elements gathered in C
-/// order from the part of the storage it spans.
+/// A non-contiguous view of a storage (a transposed tensor saved as such, a stride-0 broadcast): its
+/// elements gathered in C order from the part of the storage it spans, a chunk at a time. The span is
+/// read whole when it is at most 256 MiB, else in 4 MiB blocks as the walk reaches them, so memory
+/// stays bounded whatever the view's shape.
 struct StridedSource: TensorSource {
     let region: FileRegion
     let elementSize: Int
@@ -335,23 +362,44 @@ struct StridedSource: TensorSource {
     var fileRegion: FileRegion? { nil }
 
     func forEachChunk(maxChunk: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
-        let span = try region.file.read(count: (last - offset + 1) * elementSize, at: region.offset + UInt64(offset * elementSize))
-        var out: [UInt8] = []
-        out.reserveCapacity(Int(byteCount))
-        var index = [Int](repeating: 0, count: shape.count)
         let total = shape.reduce(1, *)
+        guard total > 0 else { return }
+        let spanBytes = (last - offset + 1) * elementSize
+        let blockBytes = spanBytes <= 256 << 20 ? spanBytes : 4 << 20
+        var block: [UInt8] = []
+        var blockStart = 0
+        let chunkBytes = max(1, maxChunk / elementSize) * elementSize
+        var out: [UInt8] = []
+        out.reserveCapacity(min(total * elementSize, chunkBytes))
+        var index = [Int](repeating: 0, count: shape.count)
+        var at = 0
         for _ in 0..<total {
-            var at = 0
-            for d in 0..<shape.count { at += index[d] * strides[d] }
-            out.append(contentsOf: span[(at * elementSize)..<((at + 1) * elementSize)])
+            let byte = at * elementSize
+            if block.isEmpty || byte < blockStart || byte + elementSize > blockStart + block.count {
+                blockStart = byte / blockBytes * blockBytes
+                let count = min(blockBytes, spanBytes - blockStart)
+                block = try region.file.read(count: count, at: region.offset + UInt64(offset * elementSize + blockStart))
+                guard block.count == count else {
+                    throw WSurgeryError.truncatedFile(
+                        path: region.file.path, expectedBytes: region.offset + UInt64(offset * elementSize + blockStart + count),
+                        actualBytes: region.file.size)
+                }
+            }
+            out.append(contentsOf: block[(byte - blockStart)..<(byte - blockStart + elementSize)])
+            if out.count >= chunkBytes {
+                try out.withUnsafeBytes(body)
+                out.removeAll(keepingCapacity: true)
+            }
             var d = shape.count - 1
             while d >= 0 {
                 index[d] += 1
+                at += strides[d]
                 if index[d] < shape[d] { break }
+                at -= strides[d] * shape[d]
                 index[d] = 0
                 d -= 1
             }
         }
-        try MemorySource(bytes: out).forEachChunk(maxChunk: maxChunk, body)
+        if !out.isEmpty { try out.withUnsafeBytes(body) }
     }
 }
