@@ -101,7 +101,7 @@ public struct Limits: Sendable, Equatable {
         if !overflow, yielded > allowed {
             throw exceeded(
                 "expansion", path: path,
-                what: "its tensors (views of its storages) hold more than \(yielded) bytes, from a file of \(fileBytes) bytes",
+                what: "its tensors (views of its storages) hold at least \(yielded) bytes from a file of \(fileBytes) (x\(yielded / max(fileBytes, 1)))",
                 value: yielded / max(fileBytes, 1))
         }
     }

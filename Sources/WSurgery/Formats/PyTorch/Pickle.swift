@@ -177,6 +177,12 @@ protocol PickleInput {
     var position: UInt64 { get }
     /// Bytes left to read (what the work budget of a pickle is measured against).
     var remaining: UInt64 { get }
+    /// The next byte, or nil at the end (the opcode fetch: no array per opcode).
+    mutating func next() throws -> UInt8?
+}
+
+extension PickleInput {
+    mutating func next() throws -> UInt8? { try read(1).first }
 }
 
 /// A pickle held in memory.
@@ -191,6 +197,11 @@ struct PickleBytes: PickleInput {
     }
     var position: UInt64 { UInt64(offset) }
     var remaining: UInt64 { UInt64(bytes.count - offset) }
+    mutating func next() throws -> UInt8? {
+        guard offset < bytes.count else { return nil }
+        defer { offset += 1 }
+        return bytes[offset]
+    }
 }
 
 /// A pickle read from a file from `offset` on, a buffer at a time (the legacy `torch.save` format is
@@ -216,6 +227,13 @@ struct PickleFileInput: PickleInput {
         return Array(buffer[start..<start + available])
     }
     var remaining: UInt64 { file.size > position ? file.size - position : 0 }
+    mutating func next() throws -> UInt8? {
+        if position >= bufferStart, position < bufferStart + UInt64(buffer.count) {
+            defer { position += 1 }
+            return buffer[Int(position - bufferStart)]
+        }
+        return try read(1).first
+    }
 }
 
 /// Why a pickle was refused.
@@ -301,7 +319,7 @@ struct PickleMachine {
         func line() throws -> String {
             var out: [UInt8] = []
             while true {
-                let b = try bytes(1)[0]
+                guard let b = try input.next() else { throw PickleError("the pickle ends inside an opcode") }
                 if b == 0x0A { break }
                 out.append(b)
                 guard out.count <= 1 << 16 else { throw PickleError("a text argument longer than 64 KiB") }
@@ -381,7 +399,7 @@ struct PickleMachine {
 
         while true {
             try charge(1)
-            let opcode = try bytes(1)[0]
+            guard let opcode = try input.next() else { throw PickleError("the pickle ends inside an opcode") }
             switch opcode {
             case 0x80: _ = try bytes(1)  // PROTO
             case 0x95: _ = try bytes(8)  // FRAME: framing only
