@@ -136,3 +136,10 @@ struct PickleBudgetTests {
         #expect(throws: PickleError.self) { _ = try TorchCheckpointReader.interpret(rebuild, args) }
     }
 }
+
+extension PickleBudgetTests {
+    @Test("a value takes at most 24 bytes on the stack and in the memo")
+    func valueSize() {
+        #expect(MemoryLayout<PickleValue>.stride <= 24)
+    }
+}

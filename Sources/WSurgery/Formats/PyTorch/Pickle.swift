@@ -69,14 +69,24 @@ enum PickleValue {
     }
 }
 
-/// A value a reader makes from a persistent id (`BINPERSID`).
-protocol PickleExternal {}
+/// A value a reader makes from a persistent id (`BINPERSID`). A class, like every payload of
+/// `PickleValue` past 16 bytes, so that a value takes 17 bytes on the stack and in the memo.
+protocol PickleExternal: AnyObject {}
 
-/// `module.name`, as a pickle names a class or function.
-struct PickleGlobal: Hashable, CustomStringConvertible {
+/// `module.name`, as a pickle names a class or function (compared by value).
+final class PickleGlobal: Hashable, CustomStringConvertible {
     let module: String
     let name: String
+    init(module: String, name: String) {
+        self.module = module
+        self.name = name
+    }
     var description: String { module + "." + name }
+    static func == (a: PickleGlobal, b: PickleGlobal) -> Bool { a.module == b.module && a.name == b.name }
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(module)
+        hasher.combine(name)
+    }
 }
 
 /// A tuple (immutable in Python; a class here so that freeing and walking it need no recursion).
@@ -134,20 +144,21 @@ extension PickleValue {
         var pending: [PickleValue] = []
         swap(&pending, &values)
         while var value = pending.popLast() {
-            switch value {
-            case .tuple(var tuple):
+            // The reference is taken out by an accessor and the value cleared, so no temporary of a
+            // `switch` holds it while its uniqueness is asked (a held one would free it nested).
+            if var tuple = value.tupleObject {
                 value = .none
                 if isKnownUniquelyReferenced(&tuple) {
                     pending += tuple.items
                     tuple.items = []
                 }
-            case .list(var list):
+            } else if var list = value.listObject {
                 value = .none
                 if isKnownUniquelyReferenced(&list) {
                     pending += list.items
                     list.items = []
                 }
-            case .dict(var dict):
+            } else if var dict = value.dictObject {
                 value = .none
                 if isKnownUniquelyReferenced(&dict) {
                     for entry in dict.entries { pending += [entry.key, entry.value] }
@@ -155,7 +166,7 @@ extension PickleValue {
                     if let state = dict.state { pending.append(state) }
                     dict.state = nil
                 }
-            case .object(var object):
+            } else if var object = value.objectObject {
                 value = .none
                 if isKnownUniquelyReferenced(&object) {
                     pending += object.arguments
@@ -163,9 +174,25 @@ extension PickleValue {
                     if let state = object.state { pending.append(state) }
                     object.state = nil
                 }
-            default: break
             }
         }
+    }
+
+    private var tupleObject: PickleTuple? {
+        if case .tuple(let tuple) = self { return tuple }
+        return nil
+    }
+    private var listObject: PickleList? {
+        if case .list(let list) = self { return list }
+        return nil
+    }
+    private var dictObject: PickleDict? {
+        if case .dict(let dict) = self { return dict }
+        return nil
+    }
+    private var objectObject: PickleObject? {
+        if case .object(let object) = self { return object }
+        return nil
     }
 }
 

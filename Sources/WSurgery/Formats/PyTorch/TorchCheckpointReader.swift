@@ -18,18 +18,29 @@ public enum TorchCheckpointReader {
     }
 
     /// A storage as a persistent id names it.
-    struct Storage: PickleExternal {
+    final class Storage: PickleExternal {
         let key: String
         let dtype: DType
         let elementCount: Int64
+        init(key: String, dtype: DType, elementCount: Int64) {
+            self.key = key
+            self.dtype = dtype
+            self.elementCount = elementCount
+        }
     }
 
     /// A tensor as a rebuild call describes it: a view of a storage.
-    struct TensorRef: PickleExternal {
+    final class TensorRef: PickleExternal {
         let storage: Storage
         let offset: Int64
         let shape: [Int]
         let strides: [Int]
+        init(storage: Storage, offset: Int64, shape: [Int], strides: [Int]) {
+            self.storage = storage
+            self.offset = offset
+            self.shape = shape
+            self.strides = strides
+        }
     }
 
     /// Reads `path`; `path#KEY` picks the entry `KEY` of a checkpoint that holds tensors in several places.
