@@ -99,10 +99,10 @@ public struct Limits: Sendable, Equatable {
         guard yielded > expansionFloor else { return }
         let (allowed, overflow) = max(fileBytes, 1).multipliedReportingOverflow(by: expansion)
         if !overflow, yielded > allowed {
+            let ratio = yielded / max(fileBytes, 1)
             throw exceeded(
-                "expansion", path: path,
-                what: "its tensors (views of its storages) hold at least \(yielded) bytes from a file of \(fileBytes) (x\(yielded / max(fileBytes, 1)))",
-                value: yielded / max(fileBytes, 1))
+                "expansion", path: path, what: "its tensors (views of its storages) hold at least \(yielded) bytes from a file of \(fileBytes) (x\(ratio))",
+                value: ratio)
         }
     }
 
