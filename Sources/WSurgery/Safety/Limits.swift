@@ -100,9 +100,8 @@ public struct Limits: Sendable, Equatable {
         let (allowed, overflow) = max(fileBytes, 1).multipliedReportingOverflow(by: expansion)
         if !overflow, yielded > allowed {
             let ratio = yielded / max(fileBytes, 1)
-            throw exceeded(
-                "expansion", path: path, what: "its tensors (views of its storages) hold at least \(yielded) bytes from a file of \(fileBytes) (x\(ratio))",
-                value: ratio)
+            let what = "its tensors (views of its storages) hold at least \(yielded) bytes from a file of \(fileBytes) (x\(ratio))"
+            throw exceeded("expansion", path: path, what: what, value: ratio)
         }
     }
 
