@@ -219,3 +219,41 @@ def test_sharded_pytorch_model_bin_folder(out):
     (folder / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": weight_map}))
     proc = wsurgery("convert", folder, out / "p.safetensors", expect=65)
     assert names[0] in proc.stderr and not (out / "p.safetensors").exists()
+
+
+def test_python2_era_legacy_file_reads_like_torch_load(out):
+    """Python 2 str keys and persistent ids (SHORT_BINSTRING), storages on cuda:0, as lpips' weights:
+    torch.load(weights_only=True) decodes them as UTF-8 text; so does wsurgery."""
+    rng = np.random.default_rng(3)
+    arrays = {
+        "lin0.model.1.weight": rng.standard_normal((1, 64, 1, 1)).astype(np.float32),
+        "lin1.model.1.weight": rng.standard_normal((1, 192, 1, 1)).astype(np.float32),
+        "scale": np.arange(3, dtype=np.int64),
+    }
+    src = out / "alex_py2.pth"
+    torchsave.save_python2_legacy(arrays, src)
+    wsurgery("convert", src, out / "alex.safetensors")
+    got = load_file(str(out / "alex.safetensors"))
+    assert list(got) == sorted(arrays) or set(got) == set(arrays)
+    for name, a in arrays.items():
+        assert got[name].dtype == a.dtype and np.array_equal(got[name], a), name
+
+
+def test_torchscript_archive_is_named_and_what_to_run_is_said(out):
+    """A torch.jit.save archive (data.pkl of scripted modules beside code/ and constants.pkl): refused
+    as TorchScript, saying how to get a state dict, not as 'holds no tensors'."""
+    src = out / "scripted.pt"
+    with zipfile.ZipFile(src, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("scripted/data.pkl", b"\x80\x02c__torch__\nNet\n)\x81}b.")
+        z.writestr("scripted/code/__torch__.py", "class Net(Module):\n  pass\n")
+        z.writestr("scripted/constants.pkl", b"\x80\x02).")
+        z.writestr("scripted/version", "3\n")
+    proc = wsurgery("inspect", src, expect=65)
+    assert "TorchScript" in proc.stderr and "torch.jit.load" in proc.stderr and str(src) in proc.stderr
+
+
+def test_npz_is_named_as_numpy(out):
+    src = out / "weights.npz"
+    np.savez(src, w=np.zeros(3, np.float32))
+    proc = wsurgery("inspect", src, expect=65)
+    assert "numpy .npz" in proc.stderr and str(src) in proc.stderr

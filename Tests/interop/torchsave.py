@@ -80,3 +80,45 @@ def save(arrays, path, top="archive"):
         for i, a in enumerate(arrays.values()):
             write(f"data/{i}", a.tobytes())
         write("version", b"3\n")
+
+
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+
+
+def _binstring(s):
+    b = s.encode()
+    return b"U" + bytes([len(b)]) + b if len(b) < 256 else b"T" + struct.pack("<i", len(b)) + b
+
+
+def save_python2_legacy(arrays, path, location="cuda:0"):
+    """Writes `arrays` as a Python 2 era torch.save file (the legacy format, before torch 1.6): every
+    text a Python 2 `str` (SHORT_BINSTRING), storages on `location`, as torch 0.4-1.5 wrote them from
+    Python 2 (lpips' weights are such files)."""
+    arrays = {k: np.asarray(v, order="C") for k, v in arrays.items()}
+    magic = b"\x80\x02\x8a\x0a" + LEGACY_MAGIC.to_bytes(10, "little") + b"."
+    version = b"\x80\x02M\xe9\x03."
+    info = b"\x80\x02}(" + _binstring("protocol_version") + b"M\xe9\x03" + _binstring("little_endian") + b"\x88u."
+    out = [b"\x80\x02ccollections\nOrderedDict\n)R("]
+    for i, (name, a) in enumerate(arrays.items()):
+        strides = [s // a.itemsize for s in a.strides] if a.size else [1] * a.ndim
+        out += [
+            _binstring(name),
+            b"ctorch._utils\n_rebuild_tensor_v2\n((",
+            _binstring("storage"),
+            f"ctorch\n{STORAGE[a.dtype]}\n".encode(),
+            _binstring(str(1933719376 + i)),
+            _binstring(location),
+            b"\x8a\x01" + bytes([a.size]) if a.size < 128 else _int(a.size),
+            b"NtQ",
+            _int(0),
+            _ints(a.shape),
+            _ints(strides),
+            b"\x89N",
+            b"tR",
+        ]
+    out.append(b"u.")
+    keys = b"\x80\x02](" + b"".join(_binstring(str(1933719376 + i)) for i in range(len(arrays))) + b"e."
+    with open(path, "wb") as f:
+        f.write(magic + version + info + b"".join(out) + keys)
+        for a in arrays.values():
+            f.write(struct.pack("<q", a.size) + a.tobytes())

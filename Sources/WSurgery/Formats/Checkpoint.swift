@@ -49,6 +49,12 @@ public enum Checkpoint {
             // A torch.save zip holds '<name>/data.pkl'; a .keras archive holds config.json.
             let zip = try? StoredZip(file: file)
             let isTorch = zip?.entries.contains { $0.name.hasSuffix("/data.pkl") && $0.name.split(separator: "/").count == 2 } ?? false
+            if let zip, !isTorch, !zip.entries.isEmpty, zip.entries.allSatisfy({ $0.name.hasSuffix(".npy") }) {
+                throw WSurgeryError.notACheckpoint(
+                    path: path,
+                    content: "a numpy .npz archive (numpy.savez), which wsurgery does not read; "
+                        + "safetensors.numpy.save_file(dict(numpy.load(FILE)), 'weights.safetensors') converts it")
+            }
             if let zip, !isTorch, !zip.entries.contains(where: { $0.name == "config.json" || $0.name == "model.weights.h5" }) {
                 throw WSurgeryError.notACheckpoint(path: path, content: "a zip archive holding neither a Keras config.json nor a torch.save data.pkl")
             }

@@ -353,6 +353,9 @@ struct PickleMachine {
             }
             return String(decoding: out, as: UTF8.self)
         }
+        func python2String(_ b: [UInt8]) -> PickleValue {
+            String(validating: b, as: UTF8.self).map { .string($0) } ?? .bytes(b)
+        }
         func utf8(_ b: [UInt8]) throws -> PickleValue {
             guard let s = String(validating: b, as: UTF8.self) else { throw PickleError("a string that is not UTF-8") }
             return .string(s)
@@ -465,10 +468,12 @@ struct PickleMachine {
                 let text = try line()
                 guard let v = Double(text) else { throw PickleError("FLOAT argument '\(text)' is not a number") }
                 try push(.float(v))
-            case UInt8(ascii: "T"):  // BINSTRING
+            // BINSTRING, SHORT_BINSTRING: a Python 2 `str`, which torch.load decodes as UTF-8 (its default
+            // encoding), so Python 2 era files name their keys and storages with text; not UTF-8: bytes.
+            case UInt8(ascii: "T"):
                 let n = Int32(bitPattern: UInt32(try uint(4)))
-                try push(.bytes(try bytes(Int(n))))
-            case UInt8(ascii: "U"): try push(.bytes(try bytes(Int(try uint(1)))))  // SHORT_BINSTRING
+                try push(python2String(try bytes(Int(n))))
+            case UInt8(ascii: "U"): try push(python2String(try bytes(Int(try uint(1)))))
             case UInt8(ascii: "X"): try push(try utf8(try bytes(Int(try uint(4)))))  // BINUNICODE
             case 0x8C: try push(try utf8(try bytes(Int(try uint(1)))))  // SHORT_BINUNICODE
             case 0x8D: try push(try utf8(try bytes(Int(clamping: try uint(8)))))  // BINUNICODE8

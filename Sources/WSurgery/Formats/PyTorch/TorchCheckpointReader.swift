@@ -105,6 +105,13 @@ public enum TorchCheckpointReader {
                     throw PickleError("no '<name>/data.pkl' entry: not a torch.save zip file")
                 }
                 let top = String(pickle.name.dropLast("data.pkl".count))
+                if zip.entry(top + "constants.pkl") != nil || zip.entries.contains(where: { $0.name.hasPrefix(top + "code/") }) {
+                    // TorchScript: the weights are attributes of scripted modules, whose code says which
+                    // tensors are parameters; what torch.jit.load would give is not read here.
+                    throw PickleError(
+                        "a TorchScript archive (torch.jit.save), not a torch.save state dict; save its state dict with "
+                            + "torch.save(torch.jit.load(FILE).state_dict(), 'state_dict.pth') and give wsurgery that file")
+                }
                 if let order = try zip.entry(top + "byteorder").map(zip.region), order.length < 16,
                     try file.read(count: Int(order.length), at: order.offset) == Array("big".utf8)
                 {
