@@ -284,6 +284,9 @@ public enum TorchCheckpointReader {
         if case .dict(let dict) = root { top = dict.entries.map { ($0.key.keyText, $0.value) } }
         func value(_ key: String) -> PickleValue? { top.first { $0.key == key }?.value }
         var notes: [String] = []
+        // The nesting limit holds for the whole value, not only where tensors are searched for: one walk,
+        // each container once.
+        try root.walk { _ in true }
         var chosen = tensors(of: root)
         if let key {
             guard let entry = value(key) else { throw WSurgeryError.invalidPyTorch(path: path, reason: "no top-level key '\(key)'") }
