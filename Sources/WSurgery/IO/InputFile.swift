@@ -20,10 +20,10 @@ public final class InputFile: Sendable {
     /// The device and inode, to recognise the same file under another name.
     public let identity: FileIdentity
 
-    /// Opens `path` read-only.
-    public init(path: String) throws {
+    /// Opens `path` read-only; `followingSymlinks: false` refuses a symlink as its last component.
+    public init(path: String, followingSymlinks: Bool = true) throws {
         // Non-blocking, so a FIFO is refused below instead of waiting for a writer forever.
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | (followingSymlinks ? 0 : O_NOFOLLOW))
         if fd < 0 { throw WSurgeryError.cannotOpen(path: path, reason: Errno.current.message) }
         var info = stat()
         if fstat(fd, &info) != 0 {

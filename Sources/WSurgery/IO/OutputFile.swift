@@ -154,11 +154,14 @@ public final class OutputFile {
         descriptor = -1
     }
 
-    /// Gives the temporary file the target's name, replacing what is there.
-    public func commit() throws {
+    /// Gives the temporary file the target's name. A file that appeared there since the command checked
+    /// (another writer of the same output) is replaced only when `replacing` (`--force`): else the name
+    /// is taken with an operation that fails if it exists (`linkat`, `link`), and this writer loses (73).
+    public func commit(replacing: Bool = true) throws {
         if isUnnamed {
             if wsg_link_unnamed(descriptor, path) != 0 {
                 guard errno == EEXIST else { throw WSurgeryError.cannotCreateOutput(path: path, reason: Errno.current.message) }
+                guard replacing else { throw WSurgeryError.outputExists(path: path) }
                 // Replacing (--force): link under a temporary name, then rename over the target.
                 let temporary = OutputFile.temporaryPrefix(for: path) + "\(getpid())-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
                 if wsg_link_unnamed(descriptor, temporary) != 0 {
@@ -178,7 +181,13 @@ public final class OutputFile {
             return
         }
         try closeForReopen()
-        if rename(temporaryPath, path) != 0 {
+        if !replacing {
+            if link(temporaryPath, path) != 0 {
+                if errno == EEXIST { throw WSurgeryError.outputExists(path: path) }
+                throw WSurgeryError.cannotCreateOutput(path: path, reason: Errno.current.message)
+            }
+            unlink(temporaryPath)
+        } else if rename(temporaryPath, path) != 0 {
             throw WSurgeryError.cannotCreateOutput(path: path, reason: Errno.current.message)
         }
         committed = true
@@ -292,9 +301,25 @@ public final class OutputSet {
         directorySlot = wsg_register(path, 1)
     }
 
-    /// Commits every file; the last one (by convention the index) appears last.
+    /// Commits every file; the last one (by convention the index) appears last. Without
+    /// `allowOverwrite` a file another writer created meanwhile is not replaced: the commit fails (73)
+    /// and the files of this set already given their names are removed again, so the loser of a race
+    /// leaves nothing (the winner's set is whole).
     public func commit() throws {
-        for file in files { try file.commit() }
+        // Test-only: wait here, so a test can make another writer's output appear in this window.
+        if let pause = ProcessInfo.processInfo.environment["WSURGERY_TEST_PAUSE_BEFORE_COMMIT"].flatMap(Double.init), pause > 0, pause < 60 {
+            usleep(UInt32(pause * 1_000_000))
+        }
+        var done: [String] = []
+        do {
+            for file in files {
+                try file.commit(replacing: allowOverwrite)
+                done.append(file.path)
+            }
+        } catch {
+            if !allowOverwrite { for path in done { unlink(path) } }
+            throw error
+        }
         committed = true
     }
 

@@ -21,6 +21,10 @@ public struct Limits: Sendable, Equatable {
     /// second per 64 MiB of the file, before the file is declared to hang the HDF5 library.
     public var probeSeconds: UInt64 = 5
 
+    /// `carried-bytes`: the largest file a model folder output carries from its input folder (a README,
+    /// a tokenizer); a larger one (a sparse 64 GiB `tokenizer.json`) is refused.
+    public var carriedBytes: UInt64 = 1 << 30
+
     /// The defaults.
     public init() {}
 
@@ -31,7 +35,7 @@ public struct Limits: Sendable, Equatable {
     static var keys: [(key: String, path: WritableKeyPath<Limits, UInt64>)] {
         [
             ("config-bytes", \.configBytes), ("expansion", \.expansion), ("expansion-floor", \.expansionFloor),
-            ("tensors", \.tensors), ("name-bytes", \.nameBytes), ("probe-seconds", \.probeSeconds),
+            ("tensors", \.tensors), ("name-bytes", \.nameBytes), ("probe-seconds", \.probeSeconds), ("carried-bytes", \.carriedBytes),
         ]
     }
 
@@ -86,6 +90,11 @@ public struct Limits: Sendable, Equatable {
     /// Refuses more than `tensors` tensors.
     func checkTensorCount(_ count: Int, path: String) throws {
         if UInt64(count) > tensors { throw exceeded("tensors", path: path, what: "\(count) tensors", value: UInt64(count)) }
+    }
+
+    /// Refuses a file of a model folder larger than `carried-bytes`.
+    func checkCarried(bytes: UInt64, path: String) throws {
+        if bytes > carriedBytes { throw exceeded("carried-bytes", path: path, what: "a folder file of \(bytes) bytes", value: bytes) }
     }
 
     /// Refuses a config text longer than `config-bytes`.

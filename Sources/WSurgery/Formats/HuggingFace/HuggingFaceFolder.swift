@@ -54,13 +54,22 @@ public enum HuggingFaceFolder {
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).sorted()
         var files: [String] = []
         var skipped: [String] = []
+        var links: [String] = []
         let read = Set(graph.sourceFiles.map { URL(fileURLWithPath: $0.path).lastPathComponent })
         for name in names where !name.hasPrefix(".") && name != configName && name != preprocessorName && !read.contains(name) {
-            var isDirectory: ObjCBool = false
-            _ = FileManager.default.fileExists(atPath: directory + "/" + name, isDirectory: &isDirectory)
-            if isDirectory.boolValue || isWeightsFile(name) { skipped.append(name) } else { files.append(name) }
+            var info = stat()
+            guard lstat(directory + "/" + name, &info) == 0 else { continue }
+            // A symlink is never carried: its target may lie anywhere (`README.md -> /etc/passwd`), and
+            // the output folder is what a user uploads.
+            if (info.st_mode & S_IFMT) == S_IFLNK {
+                links.append(name)
+            } else if (info.st_mode & S_IFMT) != S_IFREG || isWeightsFile(name) {
+                skipped.append(name)
+            } else {
+                files.append(name)
+            }
         }
-        graph.fileStates[HuggingFaceFolderState.self] = HuggingFaceFolderState(directory: directory, files: files, skipped: skipped)
+        graph.fileStates[HuggingFaceFolderState.self] = HuggingFaceFolderState(directory: directory, files: files, skipped: skipped, symlinks: links)
     }
 
     /// Writes `config.json` and `preprocessor_config.json` beside a weights output, and when the output is
@@ -81,11 +90,24 @@ public enum HuggingFaceFolder {
         if let preprocessor { try write(Array(preprocessor.text(style: .pretty).utf8), as: preprocessorName) }
         guard folderOutput, let folder = graph.fileStates[HuggingFaceFolderState.self] else { return }
         for name in folder.files {
-            let source = try InputFile(path: folder.directory + "/" + name)
-            try write(try source.read(count: Int(source.size), at: 0), as: name)
+            // Streamed (bounded memory), never through a symlink swapped in since the folder was read,
+            // with the permissions of a new file; at most `carried-bytes` (a sparse 64 GiB file is refused).
+            let sourcePath = folder.directory + "/" + name
+            let source: InputFile
+            do { source = try InputFile(path: sourcePath, followingSymlinks: false) } catch WSurgeryError.cannotOpen(_, let reason) {
+                throw WSurgeryError.cannotOpen(path: sourcePath, reason: reason + " (a symlink is never carried into an output folder)")
+            }
+            try Limits.current.checkCarried(bytes: source.size, path: sourcePath)
+            let target = directory + "/" + name
+            if FileManager.default.fileExists(atPath: target) && !outputs.allowOverwrite { throw WSurgeryError.outputExists(path: target) }
+            try outputs.create(target).write(from: FileRegionSource(region: FileRegion(file: source, offset: 0, length: source.size)))
+            notes.append("wrote \(target)")
         }
         if !folder.skipped.isEmpty {
             notes.append("not copied from \(folder.directory) (weights or folders): " + folder.skipped.joined(separator: ", "))
+        }
+        if !folder.symlinks.isEmpty {
+            notes.append("not copied from \(folder.directory) (symlinks are never carried): " + folder.symlinks.joined(separator: ", "))
         }
     }
 }
@@ -98,6 +120,8 @@ public struct HuggingFaceFolderState: FileState {
     public var files: [String]
     /// Weights of other formats and subfolders, which are not carried.
     public var skipped: [String]
+    /// Symlinks, which are never carried (nor followed).
+    public var symlinks: [String] = []
 
     /// `folder: files...`.
     public var summaryLines: [String] { files.isEmpty ? [] : ["folder files: " + files.joined(separator: ", ")] }
