@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #define SLOTS 256
@@ -149,4 +150,9 @@ int wsg_link_unnamed(int fd, const char *path) {
     char proc[64];
     snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
     return linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW);
+}
+
+void wsg_die_with_parent(int parent) {
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (parent > 0 && getppid() != parent) raise(SIGTERM);
 }

@@ -112,6 +112,9 @@ struct Run: ParsableCommand {
             }
 
             if worker {
+                // Stopped with its parent: a worker never finishes an output after `run` itself was stopped.
+                ProcessGuard.install()
+                ProcessGuard.dieWithParent(Int32(ProcessInfo.processInfo.environment["WSURGERY_WORKER_PARENT"] ?? "") ?? 0)
                 for job in plan { print(BatchRun.perform(job, passes: passes, options: options).json.serialized(.compact)) }
                 return
             }
@@ -205,6 +208,7 @@ enum WorkerProcess {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments + ["--", job.input]
+        process.environment = ProcessInfo.processInfo.environment.merging(["WSURGERY_WORKER_PARENT": String(getpid())]) { $1 }
         let stdout = Pipe()
         let stderr = Pipe()
         process.standardOutput = stdout

@@ -129,3 +129,21 @@ def test_a_sparse_64_gib_folder_file_is_refused_in_bounded_memory(tmp_path):
     proc = run("collapse-channels", src, f"{tmp_path}/gray/", env={"WSURGERY_LIMITS": "carried-bytes=4MiB"})
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "gray" / "tokenizer.json").read_bytes() == (src / "tokenizer.json").read_bytes()
+
+
+def test_run_workers_end_with_their_run_however_it_is_stopped(tmp_path):
+    """`run --jobs 2` stopped (SIGTERM, SIGKILL) while its workers are about to commit: the workers end
+    with it (parent-death signal), so no output appears afterwards and a re-run is not blocked."""
+    import signal
+
+    inputs = [fixture("keras_cnn.h5"), fixture("keras_cnn.keras"), fixture("keras_nested.h5")]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        out = tmp_path / f"out-{sig}"
+        proc = start("run", fixture("recipes", "gray5.yaml"), *inputs, "--out-dir", out, "--jobs", "2", env={PAUSE: "2"})
+        time.sleep(1.0)
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+        time.sleep(2.5)
+        assert [n for n in os.listdir(out) if not n.startswith(".")] == [], os.listdir(out)
+        rerun = run("run", fixture("recipes", "gray5.yaml"), *inputs, "--out-dir", out, "--jobs", "2")
+        assert rerun.returncode == 0, rerun.stderr

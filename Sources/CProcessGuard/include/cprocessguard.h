@@ -28,4 +28,8 @@ int wsg_open_unnamed(const char *directory, unsigned mode);
 /// Gives the unnamed file `fd` the name `path` (fails with EEXIST when it exists).
 int wsg_link_unnamed(int fd, const char *path);
 
+/// Makes this process receive SIGTERM when its parent dies (a `run --jobs` worker whose `run` was
+/// stopped); if the parent `parent` is already gone, raises it at once.
+void wsg_die_with_parent(int parent);
+
 #endif

@@ -7,6 +7,10 @@ public enum ProcessGuard {
     /// Installs the signal handlers (once; cheap to call again).
     public static func install() { wsg_install_handlers() }
 
+    /// Makes this process get SIGTERM when `parent` (its parent's pid) dies, at once if it already has:
+    /// a `run --jobs` worker ends with its `run`, however `run` was stopped (SIGKILL included).
+    public static func dieWithParent(_ parent: Int32) { wsg_die_with_parent(parent) }
+
     private static let lock = NSRecursiveLock()
     nonisolated(unsafe) private static var current: String?
 
