@@ -372,7 +372,9 @@ def wait_until_writing(pid, directory, deadline=20.0):
 def test_a_signal_during_a_write_leaves_nothing(box, sig, suffix):
     source = box.work / "big.safetensors"
     big_state_dict(source)
-    proc = subprocess.Popen([BIN, "resize-dense", source, box.outdir / f"o{suffix}", "--layer", "fc", "--units", "8192"],
+    # The signals sent are reset to their default first: under nohup (or as a background job) SIGHUP
+    # (SIGINT) is inherited as ignored, and wsurgery rightly keeps an ignored signal ignored.
+    proc = subprocess.Popen(["env", "--default-signal=HUP,INT,TERM", BIN, "resize-dense", source, box.outdir / f"o{suffix}", "--layer", "fc", "--units", "8192"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, TMPDIR=str(box.tmpdir)))
     assert wait_until_writing(proc.pid, box.outdir), "the write never started"
     os.kill(proc.pid, sig)
@@ -393,7 +395,7 @@ def test_a_signal_while_a_keras_archive_is_extracted_leaves_nothing(box, sig):
         out.writestr("metadata.json", z.read("metadata.json"))
         out.writestr("config.json", z.read("config.json"))
         out.write(weights, "model.weights.h5")
-    proc = subprocess.Popen([BIN, "inspect", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(["env", "--default-signal=HUP,INT,TERM", BIN, "inspect", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=dict(os.environ, TMPDIR=str(box.tmpdir)))
     assert wait_until_writing(proc.pid, box.tmpdir), "the extraction never started"
     os.kill(proc.pid, sig)
