@@ -89,10 +89,12 @@ def split_pickles(data, count):
     return pickles, data[at:]
 
 
-def legacy_parts(directory):
-    """A valid legacy file of one float32 tensor w = [VALUE], split: [magic, version, info, main, keys], rest."""
+def legacy_parts(directory, arrays=None):
+    """A valid legacy file of `arrays` (default one float32 tensor w = [VALUE]), split:
+    [magic, version, info, main, keys], rest."""
     scratch = os.path.join(directory, ".legacy-scratch.pth")
-    torchsave.save_python2_legacy({"w": np.array([VALUE], np.float32)}, scratch, location="cpu")
+    arrays = arrays if arrays is not None else {"w": np.array([VALUE], np.float32)}
+    torchsave.save_python2_legacy(arrays, scratch, location="cpu")
     with open(scratch, "rb") as f:
         data = f.read()
     os.remove(scratch)
@@ -212,10 +214,146 @@ def case_sharded_index(directory, injected="\u0000"):
     return index
 
 
-def case_legacy_os_system(directory, marker):
+def case_legacy_os_system(directory, marker, arrays=None):
     """13: a legacy file whose sys-info pickle calls os.system('touch MARKER') inside its dict."""
     assert "'" not in marker and "\n" not in marker
-    pickles, rest = legacy_parts(directory)
+    pickles, rest = legacy_parts(directory, arrays)
     pickles[2] = (PROTO2 + b"}(" + _binstring("protocol_version") + b"M\xe9\x03" + _binstring("little_endian") + b"\x88"
                   + _binstring("x") + b"cos\nsystem\n(S'touch " + marker.encode() + b"'\ntR" + b"u.")
     return write_legacy(os.path.join(directory, "legacy_os_system.pth"), pickles, rest)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The API test_hostile_torch_interop.py uses: each takes the file's path (or folder) and returns it.
+
+
+def _dir(path):
+    return os.path.dirname(str(path))
+
+
+def _moved(made, path):
+    os.replace(made, str(path))
+    return str(path)
+
+
+def deep_tuple_file(path, bad_opcode=False):
+    """Cases 1 and 2."""
+    return _moved(case_deep_tuple1(_dir(path), stop=b"\xff" if bad_opcode else b"."), path)
+
+
+def million_deep_list_file(path):
+    """Case 3."""
+    return _moved(case_million_deep_list(_dir(path)), path)
+
+
+def deep_legacy_keys_file(path):
+    """Case 4."""
+    return _moved(case_legacy_deep_keys(_dir(path)), path)
+
+
+def rebuild_from_type_file(path, depth=50_000):
+    """Case 5."""
+    return _moved(case_deep_rebuild_from_type(_dir(path), depth), path)
+
+
+def nest(kind, depth, inner):
+    """`inner` wrapped `depth` deep: list-memoize (EMPTY_LIST MEMOIZE ... APPEND), list-marks (MARK ...
+    LIST), dict (EMPTY_DICT key ... SETITEM) or tuple (TUPLE1)."""
+    if kind == "list-memoize":
+        return b"]\x94" * depth + inner + b"a" * depth
+    if kind == "list-marks":
+        return b"(" * depth + inner + b"l" * depth
+    if kind == "dict":
+        return (b"}" + _unicode("k")) * depth + inner + b"s" * depth
+    if kind == "tuple":
+        return inner + b"\x85" * depth
+    raise ValueError(kind)
+
+
+def deep_value_file(path, kind, depth, placement):
+    """Case 6 and its variants: a `kind` nesting `depth` deep as a state dict's second entry (`entry`),
+    beside the state dict of a training checkpoint (`checkpoint`), or around the state dict (`around`)."""
+    deep = nest(kind, depth, b"N")
+    if placement == "entry":
+        pkl = ordered_dict({"w": tensor(), "x": deep})
+    elif placement == "checkpoint":
+        pkl = b"}(" + _unicode("state_dict") + valid_state_dict() + _unicode("x") + deep + b"u"
+    elif placement == "around":
+        pkl = nest(kind, depth, valid_state_dict())
+    else:
+        raise ValueError(placement)
+    return one_tensor_zip(str(path), b"\x80\x04" + pkl + b".")
+
+
+def dag_file(path):
+    """Case 7a."""
+    return _moved(case_dag(_dir(path)), path)
+
+
+def _state_dict_fragment(arrays):
+    return torchsave.state_dict_pickle(arrays)[2:-1]  # without PROTO and STOP
+
+
+def _storages(arrays):
+    return {str(i): np.ascontiguousarray(a).tobytes() for i, a in enumerate(arrays.values())}
+
+
+def dag_checkpoint_file(path, arrays):
+    """Case 7b: {"state_dict": `arrays`, "history": the DAG}."""
+    pkl = PROTO2 + b"}(" + _unicode("state_dict") + _state_dict_fragment(arrays) + _unicode("history") + dag() + b"u."
+    return write_zip(str(path), pkl, _storages(arrays))
+
+
+def many_globals_file(path, arrays=None, count=100_000):
+    """Case 8: `count` distinct unknown globals, then the state dict of `arrays` (or an empty dict)."""
+    tail = _state_dict_fragment(arrays) if arrays else b"}"
+    return write_zip(str(path), PROTO2 + unknown_globals(count) + tail + b".", _storages(arrays or {}))
+
+
+def memoize_flood_file(path):
+    """Case 9a."""
+    return _moved(case_memoize_flood(_dir(path)), path)
+
+
+def mark_flood_file(path):
+    """Case 9b."""
+    return _moved(case_mark_flood(_dir(path)), path)
+
+
+def stride0_file(path, shape=(2**40,), stride=(0,), value=VALUE):
+    """Case 10: a view of `shape`/`stride` over a one-element float32 storage holding `value`."""
+    pkl = PROTO2 + ordered_dict({"w": tensor(numel=1, shape=shape, stride=stride)}) + b"."
+    return write_zip(str(path), pkl, {"0": np.array([value], np.float32).tobytes()})
+
+
+def shared_storage_file(path, views=64, elements=1 << 20, value=2.0):
+    """`views` stride-0 views t0... of `elements` float32 each over one stored float; returns (path,
+    decoded bytes)."""
+    pkl = PROTO2 + ordered_dict({f"t{i}": tensor(numel=1, shape=(elements,), stride=(0,)) for i in range(views)}) + b"."
+    write_zip(str(path), pkl, {"0": np.array([value], np.float32).tobytes()})
+    return str(path), views * elements * 4
+
+
+def duplicate_member_file(path, member="data/0"):
+    """Case 11: `member` (data.pkl or data/0) twice in the zip, with different bytes."""
+    if member == "data/0":
+        return _moved(case_duplicate_storage(_dir(path)), path)
+    pkl = PROTO2 + valid_state_dict() + b"."
+    write_zip(str(path), pkl, {"0": np.array([VALUE], np.float32).tobytes()})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with zipfile.ZipFile(str(path), "a", zipfile.ZIP_STORED) as z:
+            z.writestr("archive/data.pkl", PROTO2 + b"}.")
+    return str(path)
+
+
+def index_with_bad_shard_name(folder, bad):
+    """Case 12: a folder with a valid shard and an index naming it with `bad` appended; returns the index."""
+    os.makedirs(str(folder), exist_ok=True)
+    return case_sharded_index(str(folder), injected=bad)
+
+
+def legacy_with_inert_sys_info(path, marker):
+    """Case 13, with w = arange(4)."""
+    made = case_legacy_os_system(_dir(path), str(marker), arrays={"w": np.arange(4, dtype=np.float32)})
+    return _moved(made, path)

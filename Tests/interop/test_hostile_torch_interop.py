@@ -104,8 +104,8 @@ DEEP_CASES = ([(kind, 2_000, placement) for kind in ("list-memoize", "list-marks
 @pytest.mark.parametrize("kind,depth,placement", DEEP_CASES)
 def test_a_deep_value_inside_a_state_dict_is_refused_naming_the_file(box, kind, depth, placement):
     # Issue 24: a 2,000-deep list was exit 64 naming no file; it is bad data in this file: 65, named.
-    # `entry` (a non-tensor value of the state dict itself, beside its tensor) is the case to decide:
-    # refused like the other two placements (what issue 24 asks), not skipped as a non-tensor value.
+    # `entry` (a non-tensor value of the state dict itself, beside its tensor) is refused like the other
+    # two placements: the nesting limit holds for the whole checkpoint, not only where tensors are searched.
     path = ht.deep_value_file(box.work / f"deep-{kind}-{depth}-{placement}.pth", kind, depth, placement)
     box.both(path)
 
@@ -143,7 +143,8 @@ def test_a_hundred_thousand_unknown_globals_are_decided_in_seconds(box):
 
 def test_twenty_million_memoize_opcodes_are_refused_quickly(box):
     path = ht.memoize_flood_file(box.work / "memo.pth")
-    box.wsurgery("inspect", path, expect=65, budget=3)
+    # 0.2 s with the release build; the debug build the suite runs is about 15x slower per opcode.
+    box.wsurgery("inspect", path, expect=65, budget=8)
 
 
 def test_a_hundred_million_marks_are_refused_quickly(box):
@@ -228,7 +229,7 @@ def test_inert_globals_in_the_legacy_sys_info_are_reported_never_called(box):
 
 
 def test_a_time_boxed_pickle_ops_fuzzing_run_finds_nothing(tmp_path):
-    seconds = float(os.environ.get("WSURGERY_FUZZ_SECONDS", "25"))
+    seconds = float(os.environ.get("WSURGERY_FUZZ_SECONDS", "20"))
     seed = os.environ.get("WSURGERY_FUZZ_SEED", "20261202")
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "fuzz.py"), "--bin", BIN, "--readers", "pickle-ops",
                            "--seconds", str(seconds), "--seed", seed, "--jobs", "2", "--out", str(tmp_path / "found"),
@@ -238,3 +239,84 @@ def test_a_time_boxed_pickle_ops_fuzzing_run_finds_nothing(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.load(open(tmp_path / "summary.json"))
     assert summary["readers"]["pickle-ops"]["runs"] > 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# The brief's cases with their messages (issue 24's list, as stated there)
+
+
+@pytest.mark.parametrize("make,needle", [
+    (ht.case_deep_tuple1, "nested deeper than 1000"),
+    (ht.case_deep_tuple1_bad_opcode, "unknown or unsupported opcode"),
+    (ht.case_million_deep_list, "nested deeper than"),
+    (ht.case_legacy_deep_keys, None),
+    (ht.case_deep_rebuild_from_type, None),
+    (ht.case_checkpoint_with_deep_list, "nested"),
+    (ht.case_dag, "holds no tensors"),
+    (ht.case_many_unknown_globals, "holds no tensors"),
+    (ht.case_stride0, "expansion"),
+    (ht.case_stride0_2_26, "expansion"),
+    (ht.case_duplicate_storage, "appears twice"),
+], ids=lambda v: getattr(v, "__name__", str(v)))
+def test_a_stated_case_is_refused_with_its_message(box, make, needle):
+    path = make(str(box.work))
+    for proc in box.both(path, budget=1.0 if make is ht.case_dag else 5):
+        assert needle is None or needle in proc.stderr, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def floods(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("floods"))
+    return {"memo": ht.case_memoize_flood(d), "stack": ht.case_mark_flood(d)}
+
+
+@pytest.mark.parametrize("needle", ["memo", "stack"])
+def test_a_flood_is_refused_naming_its_limit(box, floods, needle):
+    for proc in box.both(floods[needle], budget=5):
+        assert needle in proc.stderr, proc.stderr
+
+
+def test_unknown_globals_before_a_state_dict_are_noted(box):
+    path = ht.case_unknown_globals_then_state_dict(str(box.work))
+    for proc in (box.wsurgery("inspect", path, expect=0, budget=5),
+                 box.wsurgery("convert", path, box.outdir / "x.safetensors", expect=0, budget=5, output_expected=True)):
+        # (`inspect` prints its note in its report on stdout; `convert` on stderr.)
+        note = [l for l in (proc.stderr + proc.stdout).splitlines() if l.startswith("note:")]
+        assert note and "mod.name0" in note[0] and "and 950 more" in note[0], proc.stderr[:2000]
+
+
+def test_a_dag_in_the_history_of_a_checkpoint_converts(box):
+    path = ht.case_checkpoint_with_dag(str(box.work))
+    box.wsurgery("inspect", path, expect=0, budget=5)
+    box.wsurgery("convert", path, box.outdir / "x.safetensors", expect=0, budget=5, output_expected=True)
+    np.testing.assert_array_equal(load_file(str(box.outdir / "x.safetensors"))["w"], np.array([ht.VALUE], np.float32))
+
+
+def test_a_2_26_stride_0_view_is_written_once_the_limit_is_raised(box):
+    path = ht.case_stride0_2_26(str(box.work))
+    assert os.path.getsize(path) < 1000
+    box.wsurgery("convert", path, box.outdir / "x.safetensors", expect=0, timeout=60, output_expected=True,
+                 env={"WSURGERY_LIMITS": "expansion=100000000"})
+    w = load_file(str(box.outdir / "x.safetensors"))["w"]
+    assert w.shape == (1 << 26,) and w.min() == w.max() == ht.VALUE
+    del w
+    os.remove(box.outdir / "x.safetensors")
+
+
+@pytest.mark.parametrize("bad", ["\u0000.evil", "\n.evil"])
+def test_a_stated_bad_shard_name_is_refused_naming_the_index(box, bad):
+    folder = box.work / "sharded"
+    folder.mkdir()
+    index = ht.case_sharded_index(str(folder), injected=bad)
+    box.wsurgery("inspect", index, expect=65, budget=5)
+    box.wsurgery("convert", index, box.outdir / "x.safetensors", expect=65, budget=5, names=index)
+
+
+def test_os_system_in_the_legacy_sys_info_is_noted_and_never_called(box):
+    marker = str(box.work / "MARKER")
+    path = ht.case_legacy_os_system(str(box.work), marker)
+    proc = box.wsurgery("convert", path, box.outdir / "x.safetensors", expect=0, budget=5, output_expected=True,
+                        )
+    assert any(l.startswith("note:") and "os.system" in l for l in proc.stderr.splitlines()), proc.stderr
+    np.testing.assert_array_equal(load_file(str(box.outdir / "x.safetensors"))["w"], np.array([ht.VALUE], np.float32))
+    assert not os.path.exists(marker)
