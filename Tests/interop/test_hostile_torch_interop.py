@@ -229,7 +229,7 @@ def test_inert_globals_in_the_legacy_sys_info_are_reported_never_called(box):
 
 
 def test_a_time_boxed_pickle_ops_fuzzing_run_finds_nothing(tmp_path):
-    seconds = float(os.environ.get("WSURGERY_FUZZ_SECONDS", "20"))
+    seconds = float(os.environ.get("WSURGERY_FUZZ_SECONDS", "15"))
     seed = os.environ.get("WSURGERY_FUZZ_SEED", "20261202")
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "fuzz.py"), "--bin", BIN, "--readers", "pickle-ops",
                            "--seconds", str(seconds), "--seed", seed, "--jobs", "2", "--out", str(tmp_path / "found"),
@@ -292,13 +292,14 @@ def test_a_dag_in_the_history_of_a_checkpoint_converts(box):
     np.testing.assert_array_equal(load_file(str(box.outdir / "x.safetensors"))["w"], np.array([ht.VALUE], np.float32))
 
 
-def test_a_2_26_stride_0_view_is_written_once_the_limit_is_raised(box):
-    path = ht.case_stride0_2_26(str(box.work))
+def test_a_stride_0_view_is_written_in_full_once_the_limit_is_raised(box):
+    # 2**22 elements (16 MiB) keep the debug build's gather short; the 72 MiB case above crosses the floor.
+    path = ht.case_stride0(str(box.work), shape=(2**22,), name="stride0_4m.pth")
     assert os.path.getsize(path) < 1000
     box.wsurgery("convert", path, box.outdir / "x.safetensors", expect=0, timeout=60, output_expected=True,
                  env={"WSURGERY_LIMITS": "expansion=100000000"})
     w = load_file(str(box.outdir / "x.safetensors"))["w"]
-    assert w.shape == (1 << 26,) and w.min() == w.max() == ht.VALUE
+    assert w.shape == (1 << 22,) and w.min() == w.max() == ht.VALUE
     del w
     os.remove(box.outdir / "x.safetensors")
 
