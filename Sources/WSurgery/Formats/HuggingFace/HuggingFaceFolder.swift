@@ -99,7 +99,12 @@ public enum HuggingFaceFolder {
             }
             try Limits.current.checkCarried(bytes: source.size, path: sourcePath)
             let target = directory + "/" + name
-            if FileManager.default.fileExists(atPath: target) && !outputs.allowOverwrite { throw WSurgeryError.outputExists(path: target) }
+            // An identical copy already there (a re-run into the same folder) is kept, as for config.json.
+            if let existing = try? InputFile(path: target), existing.size == source.size, existing.size <= Limits.current.configBytes,
+                try existing.read(count: Int(existing.size), at: 0) == source.read(count: Int(source.size), at: 0)
+            {
+                continue
+            }
             try outputs.create(target).write(from: FileRegionSource(region: FileRegion(file: source, offset: 0, length: source.size)))
             notes.append("wrote \(target)")
         }
