@@ -55,13 +55,12 @@ void wsg_set_parsing(const char *path) {
 }
 
 static void remove_registered(void) {
-    // Files first, then the directories they were in.
-    for (int pass = 0; pass < 2; pass++) {
-        for (int i = 0; i < SLOTS; i++) {
-            if (!used[i] || is_directory[i] != pass) continue;
-            if (pass == 0) unlink(paths[i]);
-            else rmdir(paths[i]);
-        }
+    // Files first, then the directories they were in, the latest registered (the deepest) first.
+    for (int i = 0; i < SLOTS; i++) {
+        if (used[i] && !is_directory[i]) unlink(paths[i]);
+    }
+    for (int i = SLOTS - 1; i >= 0; i--) {
+        if (used[i] && is_directory[i]) rmdir(paths[i]);
     }
 }
 
@@ -136,9 +135,9 @@ void wsg_install_handlers(void) {
     }
 }
 
-int wsg_open_unnamed(const char *directory, unsigned mode) {
+int wsg_open_unnamed_at(int directory, unsigned mode) {
 #if defined(__linux__) && defined(O_TMPFILE)
-    return open(directory, O_TMPFILE | O_RDWR | O_CLOEXEC, (mode_t)mode);
+    return openat(directory, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, (mode_t)mode);
 #else
     (void)directory; (void)mode;
     errno = EOPNOTSUPP;
@@ -146,10 +145,14 @@ int wsg_open_unnamed(const char *directory, unsigned mode) {
 #endif
 }
 
-int wsg_link_unnamed(int fd, const char *path) {
+int wsg_link_unnamed_at(int fd, int directory, const char *name) {
     char proc[64];
     snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
-    return linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW);
+    return linkat(AT_FDCWD, proc, directory, name, AT_SYMLINK_FOLLOW);
+}
+
+int wsg_open_directory_at(int directory, const char *name, int follow) {
+    return openat(directory, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW));
 }
 
 void wsg_die_with_parent(int parent) {

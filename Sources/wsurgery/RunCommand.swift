@@ -229,6 +229,7 @@ enum WorkerProcess {
         }
         // The worker died before reporting: say how, and remove what its atomic writes left behind.
         OutputFile.removeLeftovers(for: job.output)
+        OutputSet.recoverAbandoned(job.output)
         let how =
             process.terminationReason == .uncaughtSignal
             ? "was killed by signal \(process.terminationStatus)" : "exited with status \(process.terminationStatus) without a report"

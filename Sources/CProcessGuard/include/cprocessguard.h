@@ -20,13 +20,18 @@ void wsg_unregister(int slot);
 /// Names the file being parsed by a library that may crash on it (NULL: none).
 void wsg_set_parsing(const char *path);
 
-/// Creates an unnamed file in `directory` (O_TMPFILE): it vanishes with its last descriptor, however
-/// the process ends. Returns the descriptor, or -1 with errno set (EOPNOTSUPP and others when the
-/// filesystem cannot).
-int wsg_open_unnamed(const char *directory, unsigned mode);
+/// Creates an unnamed file in the directory open as `directory` (O_TMPFILE): it vanishes with its last
+/// descriptor, however the process ends. Returns the descriptor, or -1 with errno set (EOPNOTSUPP and
+/// others when the filesystem cannot).
+int wsg_open_unnamed_at(int directory, unsigned mode);
 
-/// Gives the unnamed file `fd` the name `path` (fails with EEXIST when it exists).
-int wsg_link_unnamed(int fd, const char *path);
+/// Gives the unnamed file `fd` the name `name` in the directory open as `directory` (fails with EEXIST
+/// when it exists).
+int wsg_link_unnamed_at(int fd, int directory, const char *name);
+
+/// Opens the directory `name` relative to the directory open as `directory` (AT_FDCWD: the working
+/// directory); unless `follow`, with O_NOFOLLOW (a symlink fails with ELOOP or ENOTDIR).
+int wsg_open_directory_at(int directory, const char *name, int follow);
 
 /// Makes this process receive SIGTERM when its parent dies (a `run --jobs` worker whose `run` was
 /// stopped); if the parent `parent` is already gone, raises it at once.

@@ -179,12 +179,13 @@ public enum BatchRun {
                 if job.output.hasPrefix(outDir + "/") {
                     try OutputPattern.checkContained(String(job.output.dropFirst(outDir.count + 1)), in: outDir, input: job.input)
                 }
-                let directory = OutputFile.directory(of: job.output)
-                try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             }
+            // The output's directories are made by the writer, walked from --out-dir with O_NOFOLLOW (a
+            // symlink swapped in meanwhile is refused, never followed) and removed again if the job fails.
+            let outDir = options.outDir.hasSuffix("/") && options.outDir.count > 1 ? String(options.outDir.dropLast()) : options.outDir
             let result = try Pipeline.run(
                 passes, input: job.input, output: options.dryRun ? nil : job.output,
-                options: .init(force: options.force, shardSize: options.shardSize, digest: options.digest))
+                options: .init(force: options.force, shardSize: options.shardSize, digest: options.digest, root: outDir))
             var outcome = BatchOutcome(input: job.input, output: job.output, status: options.dryRun ? .checked : .written)
             outcome.passes = result.reports.map { report in
                 report.pass + (report.options.isEmpty ? "" : " (" + report.options.map { "\($0.0)=\($0.1)" }.joined(separator: ", ") + ")")

@@ -11,12 +11,16 @@ public enum Checkpoint {
         public var shardSize: UInt64?
         /// How the provenance record fingerprints the input.
         public var digest: DigestAlgorithm
+        /// Outputs below this directory (`run --out-dir`) are written only through real directories,
+        /// walked from it with O_NOFOLLOW and created as needed.
+        public var root: String?
 
         /// Options for writing.
-        public init(force: Bool = false, shardSize: UInt64? = nil, digest: DigestAlgorithm = .xxh128) {
+        public init(force: Bool = false, shardSize: UInt64? = nil, digest: DigestAlgorithm = .xxh128, root: String? = nil) {
             self.force = force
             self.shardSize = shardSize
             self.digest = digest
+            self.root = root
         }
     }
 
@@ -153,7 +157,8 @@ public enum Checkpoint {
     }
 
     /// Refuses an output before any work is done: the output is an input, or exists without `force`.
-    public static func precheckOutput(_ path: String, inputs: [String], force: Bool) throws {
+    /// Below `root` (`run --out-dir`) missing directories are fine: they are created when written.
+    public static func precheckOutput(_ path: String, inputs: [String], force: Bool, root: String? = nil) throws {
         let target = FileIdentity.of(path: path)
         for input in inputs {
             if let target, target == FileIdentity.of(path: input) { throw WSurgeryError.outputIsInput(path: path) }
@@ -173,6 +178,7 @@ public enum Checkpoint {
         // A folder output (`OUT/`) may be new: it is created when written, so its parent must exist.
         let trimmed = path.hasSuffix("/") ? String(path.dropLast()) : path
         let directory = path.hasSuffix("/") && FileManager.default.fileExists(atPath: trimmed) ? trimmed : OutputFile.directory(of: trimmed)
+        if let root = root.map(OutputSet.trimmed), directory == root || directory.hasPrefix(root + "/") { return }
         if !FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) || !isDirectory.boolValue {
             throw WSurgeryError.cannotCreateOutput(path: path, reason: "directory \(directory) does not exist")
         }
@@ -184,7 +190,8 @@ public enum Checkpoint {
     public static func write(_ graph: TensorGraph, to path: String, options: WriteOptions = WriteOptions()) throws -> [String] {
         let format = try outputFormat(for: path, shardSize: options.shardSize)
         WriteProgress.begin(total: graph.byteCount + (graph.optimizer?.tensors.reduce(0) { $0 + $1.data.byteCount } ?? 0), task: "writing \(path)")
-        let outputs = OutputSet(allowOverwrite: options.force, protecting: graph.sourceFiles)
+        let outputs = OutputSet(allowOverwrite: options.force, protecting: graph.sourceFiles, root: options.root)
+        try outputs.claim(path)
         let notes: [String]
         switch format {
         case .safetensors:

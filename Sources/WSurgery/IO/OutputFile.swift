@@ -16,25 +16,39 @@ import Foundation
 /// descriptor driver (`CHDF5Descriptor`). Filesystems without `O_TMPFILE` get a named temporary file
 /// beside the target instead: removed by `deinit`, by the signal handlers of `ProcessGuard` on any
 /// catchable signal or crash, and, after a SIGKILL, by the next process that writes into that
-/// directory (the name records the writer's pid).
+/// directory (the name records the writer's pid). Everything is done relative to the target's
+/// directory held open (`OutputDirectory`), never through its path again.
 public final class OutputFile {
     /// The final path.
     public let path: String
+    /// The directory it is written into, and its name there.
+    public let parent: OutputDirectory
+    /// The file's name in `parent`.
+    public let name: String
     /// A path the temporary file can be opened by, for libraries that open files by name (libhdf5,
     /// ZIPFoundation, the HDF5 probe): `/proc/PID/fd/N` for an unnamed file.
     public let temporaryPath: String
     /// Whether the temporary file is unnamed (`O_TMPFILE`).
     public let isUnnamed: Bool
     private var descriptor: Int32
+    private var temporaryName = ""
     private var position: UInt64 = 0
     private var committed = false
     private var guardSlot: Int32 = -1
 
-    /// Creates the temporary file beside `path`: unnamed where the filesystem can.
-    public init(path: String) throws {
+    /// Creates the temporary file beside `path`, in its directory opened by path.
+    public convenience init(path: String) throws {
+        try self.init(path: path, in: OutputDirectory(path: OutputFile.directory(of: path)))
+    }
+
+    /// Creates the temporary file for `path` in `parent` (the open directory of `path`): unnamed where
+    /// the filesystem can.
+    public init(path: String, in parent: OutputDirectory) throws {
         self.path = path
+        self.parent = parent
+        self.name = path.split(separator: "/").last.map(String.init) ?? path
         ProcessGuard.install()
-        let unnamed = wsg_open_unnamed(OutputFile.directory(of: path), 0o666)
+        let unnamed = wsg_open_unnamed_at(parent.descriptor, 0o666)
         if unnamed >= 0 {
             descriptor = unnamed
             isUnnamed = true
@@ -42,37 +56,40 @@ public final class OutputFile {
             temporaryPath = "/proc/\(getpid())/fd/\(unnamed)"
             return
         }
-        OutputFile.removeOrphans(in: OutputFile.directory(of: path))
-        var template = Array((OutputFile.temporaryPrefix(for: path) + "\(getpid())-XXXXXX").utf8CString)
-        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        OutputFile.removeOrphans(in: parent)
+        var fd: Int32 = -1
+        for _ in 0..<100 {
+            temporaryName = OutputFile.temporaryPrefix(for: name) + "\(getpid())-" + OutputFile.randomSuffix()
+            // O_EXCL: a new file, with the permissions an ordinary new file gets (0666 less the umask).
+            fd = openat(parent.descriptor, temporaryName, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o666)
+            if fd >= 0 || errno != EEXIST { break }
+        }
         if fd < 0 { throw WSurgeryError.cannotCreateOutput(path: path, reason: Errno.current.message) }
         self.descriptor = fd
         self.isUnnamed = false
-        self.temporaryPath = String(cArray: template)
+        self.temporaryPath = parent.stablePath(temporaryName)
         guardSlot = wsg_register(temporaryPath, 0)
-        // mkstemp creates 0600; give the output the permissions an ordinary new file gets.
-        let mask = umask(0)
-        umask(mask)
-        fchmod(fd, 0o666 & ~mask)
     }
 
     deinit {
         if descriptor >= 0 { close(descriptor) }
-        if !committed && !isUnnamed { unlink(temporaryPath) }
+        if !committed && !isUnnamed { unlinkat(parent.descriptor, temporaryName, 0) }
         wsg_unregister(guardSlot)
     }
 
-    /// Named temporary files for `path` are this prefix, the writer's pid, `-` and random characters,
-    /// beside it: `.NAME.wsurgery-PID-XXXXXX`.
-    static func temporaryPrefix(for path: String) -> String {
-        let base = path.split(separator: "/").last.map(String.init) ?? path
-        return "\(directory(of: path))/.\(base).wsurgery-"
+    /// Named temporary files for a file `name` are this prefix, the writer's pid, `-` and random
+    /// characters, beside it: `.NAME.wsurgery-PID-XXXXXX`.
+    static func temporaryPrefix(for name: String) -> String { ".\(name).wsurgery-" }
+
+    static func randomSuffix() -> String {
+        let letters = Array("abcdefghijklmnopqrstuvwxyz0123456789")
+        return String((0..<8).map { _ in letters.randomElement()! })
     }
 
     /// Removes temporary files a process that died while writing `path` left beside it.
     public static func removeLeftovers(for path: String) {
         let directory = directory(of: path)
-        let prefix = String(temporaryPrefix(for: path).dropFirst(directory.count + 1))
+        let prefix = temporaryPrefix(for: path.split(separator: "/").last.map(String.init) ?? path)
         for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix(prefix) {
             try? FileManager.default.removeItem(atPath: directory + "/" + name)
         }
@@ -83,13 +100,13 @@ public final class OutputFile {
 
     /// Removes the named temporary files (`.NAME.wsurgery-PID-XXXXXX`) of processes that no longer run,
     /// left when one was killed with SIGKILL; each directory is looked at once per process.
-    static func removeOrphans(in directory: String) {
-        guard orphanLock.withLock({ scanned.insert(directory).inserted }) else { return }
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix(".") {
+    static func removeOrphans(in directory: OutputDirectory) {
+        guard orphanLock.withLock({ scanned.insert(directory.path).inserted }) else { return }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory.stablePath())) ?? [] where name.hasPrefix(".") {
             guard let marker = name.range(of: ".wsurgery-", options: .backwards) else { continue }
             let rest = name[marker.upperBound...].split(separator: "-")
             guard rest.count == 2, let pid = Int32(rest[0]), pid > 0, pid != getpid() else { continue }
-            if kill(pid, 0) != 0 && errno == ESRCH { unlink(directory + "/" + name) }
+            if kill(pid, 0) != 0 && errno == ESRCH { unlinkat(directory.descriptor, name, 0) }
         }
     }
 
@@ -105,6 +122,17 @@ public final class OutputFile {
 
     /// The number of bytes written so far.
     public var bytesWritten: UInt64 { position }
+
+    /// The identity the file will have once committed (linking and renaming keep the inode).
+    func pendingIdentity() -> FileIdentity? {
+        var info = stat()
+        if descriptor >= 0 {
+            guard fstat(descriptor, &info) == 0 else { return nil }
+        } else {
+            guard fstatat(parent.descriptor, temporaryName, &info, AT_SYMLINK_NOFOLLOW) == 0 else { return nil }
+        }
+        return FileIdentity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
+    }
 
     /// Appends `bytes`.
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
@@ -156,22 +184,23 @@ public final class OutputFile {
 
     /// Gives the temporary file the target's name. A file that appeared there since the command checked
     /// (another writer of the same output) is replaced only when `replacing` (`--force`): else the name
-    /// is taken with an operation that fails if it exists (`linkat`, `link`), and this writer loses (73).
+    /// is taken with an operation that fails if it exists (`linkat`), and this writer loses (73).
     public func commit(replacing: Bool = true) throws {
+        let directory = parent.descriptor
         if isUnnamed {
-            if wsg_link_unnamed(descriptor, path) != 0 {
+            if wsg_link_unnamed_at(descriptor, directory, name) != 0 {
                 guard errno == EEXIST else { throw WSurgeryError.cannotCreateOutput(path: path, reason: Errno.current.message) }
                 guard replacing else { throw WSurgeryError.outputExists(path: path) }
                 // Replacing (--force): link under a temporary name, then rename over the target.
-                let temporary = OutputFile.temporaryPrefix(for: path) + "\(getpid())-" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
-                if wsg_link_unnamed(descriptor, temporary) != 0 {
+                let temporary = OutputFile.temporaryPrefix(for: name) + "\(getpid())-" + OutputFile.randomSuffix()
+                if wsg_link_unnamed_at(descriptor, directory, temporary) != 0 {
                     throw WSurgeryError.cannotCreateOutput(path: path, reason: Errno.current.message)
                 }
-                let slot = wsg_register(temporary, 0)
+                let slot = wsg_register(parent.stablePath(temporary), 0)
                 defer { wsg_unregister(slot) }
-                if rename(temporary, path) != 0 {
+                if renameat(directory, temporary, directory, name) != 0 {
                     let reason = Errno.current.message
-                    unlink(temporary)
+                    unlinkat(directory, temporary, 0)
                     throw WSurgeryError.cannotCreateOutput(path: path, reason: reason)
                 }
             }
@@ -182,12 +211,12 @@ public final class OutputFile {
         }
         try closeForReopen()
         if !replacing {
-            if link(temporaryPath, path) != 0 {
+            if linkat(directory, temporaryName, directory, name, 0) != 0 {
                 if errno == EEXIST { throw WSurgeryError.outputExists(path: path) }
                 throw WSurgeryError.cannotCreateOutput(path: path, reason: Errno.current.message)
             }
-            unlink(temporaryPath)
-        } else if rename(temporaryPath, path) != 0 {
+            unlinkat(directory, temporaryName, 0)
+        } else if renameat(directory, temporaryName, directory, name) != 0 {
             throw WSurgeryError.cannotCreateOutput(path: path, reason: Errno.current.message)
         }
         committed = true
@@ -242,91 +271,5 @@ enum PositionedIO {
             remaining -= UInt64(n)
         }
         return true
-    }
-}
-
-/// Several output files that appear together or not at all (a sharded checkpoint and its index, a
-/// weights file and its config.json).
-public final class OutputSet {
-    /// The files created so far.
-    public private(set) var files: [OutputFile] = []
-    /// Whether existing files may be replaced.
-    public let allowOverwrite: Bool
-    /// Files that must never be written over (the inputs).
-    private let protected: Set<FileIdentity>
-    /// A directory this set created for its files (an output model folder), removed unless committed.
-    private var createdDirectory: String?
-    private var directorySlot: Int32 = -1
-    private var committed = false
-
-    /// A set that refuses to replace existing files unless `allowOverwrite`, and never replaces `inputs`.
-    public init(allowOverwrite: Bool = false, protecting inputs: [InputFile] = []) {
-        self.allowOverwrite = allowOverwrite
-        self.protected = Set(inputs.map(\.identity))
-    }
-
-    /// Refuses a target that is one of the inputs, or that exists when overwriting is not allowed.
-    public func checkTarget(_ path: String) throws {
-        guard let identity = FileIdentity.of(path: path) else {
-            // A dangling symlink is still a file that would be replaced.
-            var info = stat()
-            if lstat(path, &info) == 0, !allowOverwrite { throw WSurgeryError.outputExists(path: path) }
-            return
-        }
-        if protected.contains(identity) { throw WSurgeryError.outputIsInput(path: path) }
-        if !allowOverwrite { throw WSurgeryError.outputExists(path: path) }
-    }
-
-    /// Starts a new file of the set.
-    public func create(_ path: String) throws -> OutputFile {
-        try checkTarget(path)
-        if files.contains(where: { $0.path == path }) {
-            throw WSurgeryError.cannotCreateOutput(path: path, reason: "written twice by one command")
-        }
-        let file = try OutputFile(path: path)
-        files.append(file)
-        return file
-    }
-
-    /// Creates the output folder `path` when it does not exist (its parent must); it is removed again if
-    /// the set is never committed.
-    public func makeDirectory(_ path: String) throws {
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
-            if isDirectory.boolValue { return }
-            throw WSurgeryError.cannotCreateOutput(path: path, reason: "a file of that name exists")
-        }
-        if mkdir(path, 0o777) != 0 { throw WSurgeryError.cannotCreateOutput(path: path, reason: Errno.current.message) }
-        createdDirectory = path
-        directorySlot = wsg_register(path, 1)
-    }
-
-    /// Commits every file; the last one (by convention the index) appears last. Without
-    /// `allowOverwrite` a file another writer created meanwhile is not replaced: the commit fails (73)
-    /// and the files of this set already given their names are removed again, so the loser of a race
-    /// leaves nothing (the winner's set is whole).
-    public func commit() throws {
-        // Test-only: wait here, so a test can make another writer's output appear in this window.
-        if let pause = ProcessInfo.processInfo.environment["WSURGERY_TEST_PAUSE_BEFORE_COMMIT"].flatMap(Double.init), pause > 0, pause < 60 {
-            usleep(UInt32(pause * 1_000_000))
-        }
-        var done: [String] = []
-        do {
-            for file in files {
-                try file.commit(replacing: allowOverwrite)
-                done.append(file.path)
-            }
-        } catch {
-            if !allowOverwrite { for path in done { unlink(path) } }
-            throw error
-        }
-        committed = true
-    }
-
-    deinit {
-        wsg_unregister(directorySlot)
-        guard !committed, let createdDirectory else { return }
-        files.removeAll()  // their temporary files go first
-        rmdir(createdDirectory)
     }
 }

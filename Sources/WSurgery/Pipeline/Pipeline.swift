@@ -27,7 +27,7 @@ public enum Pipeline {
         for pass in passes { try pass.validate() }
         if let output {
             _ = try Checkpoint.outputFormat(for: output, shardSize: options.shardSize)
-            try Checkpoint.precheckOutput(output, inputs: [input], force: options.force)
+            try Checkpoint.precheckOutput(output, inputs: [input], force: options.force, root: options.root)
         }
         var graph = try Checkpoint.read(input)
         // The input's digest for the provenance record, hashed while the passes run and the output is written.

@@ -79,8 +79,8 @@ public enum HuggingFaceFolder {
         let directory = OutputFile.directory(of: path)
         func write(_ bytes: [UInt8], as name: String) throws {
             let target = directory + "/" + name
-            if let existing = try? InputFile(path: target) {
-                if try existing.read(count: Int(existing.size), at: 0) == bytes { return }
+            if outputs.exists(target) {
+                if outputs.existingBytes(target, limit: bytes.count) == bytes { return }
                 if !outputs.allowOverwrite { throw WSurgeryError.outputExists(path: target) }
             }
             try outputs.create(target).write(bytes)
@@ -100,8 +100,8 @@ public enum HuggingFaceFolder {
             try Limits.current.checkCarried(bytes: source.size, path: sourcePath)
             let target = directory + "/" + name
             // An identical copy already there (a re-run into the same folder) is kept, as for config.json.
-            if let existing = try? InputFile(path: target), existing.size == source.size, existing.size <= Limits.current.configBytes,
-                try existing.read(count: Int(existing.size), at: 0) == source.read(count: Int(source.size), at: 0)
+            if source.size <= Limits.current.configBytes, let existing = outputs.existingBytes(target, limit: Int(source.size)),
+                try existing == source.read(count: Int(source.size), at: 0)
             {
                 continue
             }

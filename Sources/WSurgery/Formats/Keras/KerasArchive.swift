@@ -104,7 +104,7 @@ public enum KerasArchive {
             )
         }
         // The weights go to a temporary HDF5 file beside the output, then into the archive.
-        let weightsOutput = try OutputFile(path: output.path + ".weights.h5")
+        let weightsOutput = try OutputFile(path: output.path + ".weights.h5", in: output.parent)
         var notes: [String]
         do {
             let h5 = try HDF5File.create(weightsOutput)
