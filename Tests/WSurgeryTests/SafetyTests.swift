@@ -74,6 +74,10 @@ struct SafetyTests {
         try FileManager.default.createSymbolicLink(atPath: outDir + "/escape", withDestinationPath: root)
         #expect(throws: WSurgeryError.self) { try OutputPattern.checkContained("escape/m.h5", in: outDir, input: "m.h5") }
         #expect(throws: WSurgeryError.self) { try OutputPattern.checkContained("escape/new/m.h5", in: outDir, input: "m.h5") }
+        // Even a symlink that leads back inside: the writer never follows one below --out-dir.
+        try FileManager.default.createSymbolicLink(atPath: outDir + "/inside", withDestinationPath: outDir + "/sub")
+        #expect(throws: WSurgeryError.self) { try OutputPattern.checkContained("inside/m.h5", in: outDir, input: "m.h5") }
+        try OutputPattern.checkContained("inside", in: outDir, input: "m.h5")  // the output itself is checked when written
         let plan = try BatchRun.plan(
             inputs: ["../m.h5"], pattern: try OutputPattern("{name}"), options: .init(outDir: outDir))
         #expect(plan.map(\.output) == [outDir + "/m.h5"])
@@ -126,9 +130,70 @@ struct SafetyTests {
         FileManager.default.createFile(atPath: dir + "/.m.h5.wsurgery-99999999-abc123", contents: Data([1]))
         FileManager.default.createFile(atPath: dir + "/.m.h5.wsurgery-\(getpid())-def456", contents: Data([1]))
         FileManager.default.createFile(atPath: dir + "/.hidden-but-not-ours", contents: Data([1]))
-        OutputFile.removeOrphans(in: dir)
+        OutputFile.removeOrphans(in: try OutputDirectory(path: dir))
         #expect(
             try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == [".hidden-but-not-ours", ".m.h5.wsurgery-\(getpid())-def456"])
+    }
+
+    @Test("below its root a set writes only through real directories, and a dropped set removes the ones it made")
+    func confinedSets() throws {
+        let dir = TestSupport.temporaryDirectory()
+        let root = dir + "/out"
+        try FileManager.default.createDirectory(atPath: root + "/kept", withIntermediateDirectories: true)
+        do {
+            let set = OutputSet(root: root)
+            try set.create(root + "/a/b/x.bin").write([1])
+            try set.create(root + "/kept/y.bin").write([2])
+            #expect(FileManager.default.fileExists(atPath: root + "/a/b"))
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: root) == ["kept"])
+        try FileManager.default.createDirectory(atPath: dir + "/elsewhere", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: root + "/s", withDestinationPath: dir + "/elsewhere")
+        #expect {
+            try OutputSet(root: root).create(root + "/s/x.bin")
+        } throws: { error in
+            guard case WSurgeryError.cannotCreateOutput(let path, let reason) = error else { return false }
+            return path == root + "/s" && reason.contains("symlink")
+        }
+        // Outside the root, paths are the user's: a symlink named there is followed.
+        let outside = OutputSet()
+        try outside.create(root + "/s/z.bin").write([3])
+        try outside.commit()
+        #expect(FileManager.default.contents(atPath: dir + "/elsewhere/z.bin") == Data([3]))
+        let set = OutputSet(root: root)
+        try set.create(root + "/a/b/x.bin").write([1])
+        try set.commit()
+        #expect(FileManager.default.contents(atPath: root + "/a/b/x.bin") == Data([1]))
+    }
+
+    @Test("a dead writer's journal: its own files are removed, others kept; a live writer's journal makes the claim fail")
+    func journals() throws {
+        let dir = TestSupport.temporaryDirectory()
+        try FileManager.default.createDirectory(atPath: dir + "/m", withIntermediateDirectories: true)
+        for name in ["a", "b", "c"] { FileManager.default.createFile(atPath: dir + "/m/" + name, contents: Data([1])) }
+        func entry(_ name: String, inode: UInt64? = nil) -> JSONValue {
+            let identity = FileIdentity.of(path: dir + "/m/" + name)!
+            return .object([
+                ("path", .string("m/" + name)), ("device", .string(String(identity.device))), ("inode", .string(String(inode ?? identity.inode))),
+            ])
+        }
+        func journal(pid: Int32, started: String) -> String {
+            JSONValue.object([
+                ("pid", .number(String(pid))), ("started", .string(started)),
+                ("files", .array([entry("a"), entry("b", inode: 1), entry("index-never-written", inode: 2)])), ("directories", .array([])),
+            ]).serialized(.compact)
+        }
+        FileManager.default.createFile(atPath: dir + "/m/index-never-written", contents: Data([9]))
+        // The parent process runs: its set is being committed now.
+        let parent = getppid()
+        FileManager.default.createFile(atPath: dir + "/.m.wsurgery-set", contents: Data(journal(pid: parent, started: OutputSet.startTime(of: parent)!).utf8))
+        #expect(throws: WSurgeryError.self) { try OutputSet().claim(dir + "/m/") }
+        #expect(FileManager.default.fileExists(atPath: dir + "/m/a"))
+        // A pid that cannot run (above pid_max): a dead writer. Only the file that is still its own goes.
+        FileManager.default.createFile(atPath: dir + "/.m.wsurgery-set", contents: Data(journal(pid: 99_999_999, started: "1").utf8))
+        try OutputSet().claim(dir + "/m/")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir + "/m").sorted() == ["b", "c", "index-never-written"])
+        #expect(!FileManager.default.fileExists(atPath: dir + "/.m.wsurgery-set"))
     }
 
     @Test("a name over the HDF5 attribute limit is refused at once, not split forever")

@@ -147,3 +147,160 @@ def test_run_workers_end_with_their_run_however_it_is_stopped(tmp_path):
         assert [n for n in os.listdir(out) if not n.startswith(".")] == [], os.listdir(out)
         rerun = run("run", fixture("recipes", "gray5.yaml"), *inputs, "--out-dir", out, "--jobs", "2")
         assert rerun.returncode == 0, rerun.stderr
+
+
+# ---------------------------------------------------------------------------------------------------
+# A set of several files is committed under a journal: a kill between two of its files leaves nothing
+# that blocks a re-run, and the re-run (or a resumed run) completes it.
+
+BETWEEN = "WSURGERY_TEST_PAUSE_BETWEEN_COMMITS"
+
+
+def killed_between_commits(tmp_path, sig, *args):
+    """Starts a sharded write, kills it with `sig` after its first file got its name; returns the folder."""
+    out = tmp_path / "shards"
+    proc = start("convert", fixture("torch_resnet_tiny.safetensors"), f"{out}/", "--shard-size", "1KB", *args, env={BETWEEN: "30"})
+    wait_for_journal(tmp_path / ".shards.wsurgery-set", proc)
+    proc.send_signal(sig)
+    proc.wait(timeout=30)
+    return out
+
+
+def wait_for_journal(journal, proc):
+    """Waits until `proc` has written its set's journal and committed the first file (it then pauses)."""
+    deadline = time.time() + 60
+    while time.time() < deadline and not journal.exists():
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+    assert journal.exists()
+    time.sleep(0.5)
+
+
+def shard_names(out):
+    return sorted(n for n in os.listdir(out) if n.endswith(".safetensors"))
+
+
+def test_a_sharded_write_killed_between_its_files_is_completed_by_a_re_run(tmp_path):
+    import signal
+    out = killed_between_commits(tmp_path, signal.SIGKILL)
+    # What SIGKILL leaves: one shard, no index, and the journal beside the folder naming the dead writer.
+    assert len(shard_names(out)) == 1 and not (out / "model.safetensors.index.json").exists()
+    assert (tmp_path / ".shards.wsurgery-set").exists()
+    proc = run("convert", fixture("torch_resnet_tiny.safetensors"), f"{out}/", "--shard-size", "1KB")
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / ".shards.wsurgery-set").exists()
+    index = __import__("json").loads((out / "model.safetensors.index.json").read_text())
+    assert sorted(set(index["weight_map"].values())) == shard_names(out) and len(shard_names(out)) > 2
+    from safetensors.numpy import load_file
+    original = load_file(fixture("torch_resnet_tiny.safetensors"))
+    written = {}
+    for name in shard_names(out):
+        written.update(load_file(out / name))
+    assert written.keys() == original.keys()
+    assert all((written[k] == original[k]).all() for k in original)
+
+
+def test_a_sharded_write_stopped_with_sigterm_between_its_files_leaves_nothing(tmp_path):
+    import signal
+    out = killed_between_commits(tmp_path, signal.SIGTERM)
+    assert not out.exists(), os.listdir(out)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_forced_rewrite_killed_midway_never_leaves_the_old_index_over_new_shards(tmp_path):
+    import signal
+    first = run("convert", fixture("torch_resnet_tiny.safetensors"), f"{tmp_path / 'shards'}/", "--shard-size", "1KB")
+    assert first.returncode == 0, first.stderr
+    out = killed_between_commits(tmp_path, signal.SIGKILL, "--force")
+    # The old index went first: what is left cannot pass for a whole set.
+    assert not (out / "model.safetensors.index.json").exists()
+    proc = run("convert", fixture("torch_resnet_tiny.safetensors"), f"{out}/", "--shard-size", "1KB", "--force")
+    assert proc.returncode == 0, proc.stderr and (out / "model.safetensors.index.json").exists()
+
+
+def test_a_writer_committing_now_makes_another_writer_of_that_output_fail_73(tmp_path):
+    out = tmp_path / "shards"
+    a = start("convert", fixture("torch_resnet_tiny.safetensors"), f"{out}/", "--shard-size", "1KB", env={BETWEEN: "3"})
+    wait_for_journal(tmp_path / ".shards.wsurgery-set", a)
+    b = run("convert", fixture("torch_resnet_tiny.safetensors"), f"{out}/", "--shard-size", "1KB")
+    assert b.returncode == 73 and "is committing it now" in b.stderr, b.stderr
+    _, err = a.communicate(timeout=60)
+    assert a.returncode == 0, err
+    assert (out / "model.safetensors.index.json").exists() and not (tmp_path / ".shards.wsurgery-set").exists()
+
+
+def test_a_run_worker_killed_between_shards_is_resumed_with_skip_existing(tmp_path):
+    import signal
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(fixture("torch_resnet_tiny.safetensors"), inputs / "a.safetensors")
+    outdir = tmp_path / "out"
+    recipe = tmp_path / "shards.yaml"
+    recipe.write_text('passes:\n  - convert: {}\noutput: "{stem}/"\nshard-size: 1KB\n')
+    args = ["run", str(recipe), str(inputs / "a.safetensors"), "--out-dir", str(outdir), "--skip-existing"]
+    proc = start(*args, env={BETWEEN: "30"})
+    wait_for_journal(outdir / ".a.wsurgery-set", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    resumed = run(*args)
+    assert resumed.returncode == 0, resumed.stderr
+    index = __import__("json").loads((outdir / "a" / "model.safetensors.index.json").read_text())
+    assert sorted(set(index["weight_map"].values())) == shard_names(outdir / "a")
+    assert sorted(os.listdir(outdir)) == ["a"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# run writes through directories opened from --out-dir down with O_NOFOLLOW.
+
+
+def test_a_directory_swapped_for_a_symlink_during_run_cannot_redirect_a_write(tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a", "b"):
+        shutil.copy(fixture("keras_cnn.h5"), inputs / f"{name}.h5")
+    outdir, outside = tmp_path / "out", tmp_path / "outside"
+    (outdir / "sub").mkdir(parents=True)
+    outside.mkdir()
+    proc = start("run", "--pass", "convert", inputs / "a.h5", inputs / "b.h5", "--out-dir", outdir, "--output", "sub/{stem}.safetensors",
+                 env={PAUSE: "2"})
+    # While job a waits to commit, sub/ is moved away and replaced by a symlink that leads outside.
+    time.sleep(1.0)
+    os.rename(outdir / "sub", outdir / "moved")
+    os.symlink(outside, outdir / "sub")
+    out, err = proc.communicate(timeout=120)
+    assert os.listdir(outside) == [], os.listdir(outside)
+    # Job a lands in the directory it opened (moved, still inside); job b refuses the symlink.
+    assert sorted(os.listdir(outdir / "moved")) == ["a.safetensors"]
+    assert proc.returncode == 64, (out, err)
+    assert "symlink" in out + err and "b.h5" in out + err
+
+
+def test_run_refuses_a_symlinked_directory_below_out_dir_even_one_leading_inside(tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(fixture("keras_cnn.h5"), inputs / "a.h5")
+    outdir = tmp_path / "out"
+    (outdir / "real").mkdir(parents=True)
+    os.symlink(outdir / "real", outdir / "sub")
+    proc = run("run", "--pass", "convert", inputs / "a.h5", "--out-dir", outdir, "--output", "sub/{stem}.safetensors")
+    assert proc.returncode == 64 and "symlink" in proc.stderr, proc.stderr
+    assert os.listdir(outdir / "real") == []
+
+
+def test_a_failed_run_output_leaves_no_directories_behind(tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "broken.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    shutil.copy(fixture("keras_cnn.h5"), inputs / "good.h5")
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    proc = run("run", "--pass", "convert", inputs / "broken.h5", inputs / "good.h5", "--out-dir", outdir,
+               "--output", "{stem}/deeper/model.safetensors")
+    assert proc.returncode != 0
+    assert sorted(os.listdir(outdir)) == ["good"] and os.listdir(outdir / "good" / "deeper") == ["model.safetensors"]
+    # A job that fails while writing (a full disk) removes the directories it made, too.
+    proc = subprocess.run(["bash", "-c", f'trap "" XFSZ; ulimit -f 8; exec "$@"', "_", BIN, "run", "--pass", "convert",
+                           str(inputs / "good.h5"), "--out-dir", str(outdir), "--output", "x/y/{stem}.safetensors"],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert proc.returncode == 74, proc.stderr
+    assert sorted(os.listdir(outdir)) == ["good"]

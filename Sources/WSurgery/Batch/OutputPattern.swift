@@ -75,8 +75,8 @@ public struct OutputPattern: Sendable, Equatable {
     }
 
     /// Refuses an output that would leave `outDir`: a `..` or an absolute path brought in by an input's
-    /// name, or a directory inside `outDir` that is a symlink to elsewhere (checked on the deepest part
-    /// of the path that exists, after resolving symlinks).
+    /// name, or a directory below `outDir` that is a symlink (wherever it leads: the writer walks from
+    /// `outDir` with O_NOFOLLOW and would refuse it too, so the plan refuses it before any work).
     public static func checkContained(_ relative: String, in outDir: String, input: String) throws {
         func refuse(_ why: String) -> WSurgeryError {
             .invalidOption(option: "output", reason: "the output \(relative) for \(input) \(why); it must stay inside \(option("out-dir"))")
@@ -84,17 +84,15 @@ public struct OutputPattern: Sendable, Equatable {
         if relative.hasPrefix("/") || relative.split(separator: "/").contains(where: { $0 == ".." }) {
             throw refuse("climbs out through '..' or an absolute path")
         }
-        guard let root = realPath(outDir) else { return }  // not created yet: nothing inside can be a symlink
-        var candidate = outDir + "/" + relative
-        while true {
-            candidate = OutputFile.directory(of: candidate)
-            if let resolved = realPath(candidate) {
-                if resolved != root && !resolved.hasPrefix(root == "/" ? "/" : root + "/") {
-                    throw refuse("lies in \(resolved) through a symlink")
-                }
-                return
+        var walked = outDir
+        for component in relative.split(separator: "/").dropLast() where component != "." {
+            walked += "/" + component
+            var info = stat()
+            guard lstat(walked, &info) == 0 else { return }  // not created yet: nothing below can be a symlink
+            if (info.st_mode & S_IFMT) == S_IFLNK {
+                let target = realPath(walked).map { " (to \($0))" } ?? ""
+                throw refuse("lies under the symlink \(walked)\(target): outputs are written only through real directories")
             }
-            if candidate == "." || candidate == "/" || candidate.count <= outDir.count { return }
         }
     }
 

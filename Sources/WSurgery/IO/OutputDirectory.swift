@@ -75,10 +75,11 @@ public final class OutputDirectory: @unchecked Sendable {
         if fd < 0 {
             let error = Errno.current
             if let info = status(of: name, following: false), (info.st_mode & S_IFMT) == S_IFLNK {
-                throw WSurgeryError.cannotCreateOutput(
-                    path: display, reason: "it is a symlink: outputs below \(option("out-dir")) are written only through real directories, never through a symlink")
+                let reason = "it is a symlink: outputs below \(option("out-dir")) are written only through real directories, never through a symlink"
+                throw WSurgeryError.cannotCreateOutput(path: display, reason: reason)
             }
-            throw WSurgeryError.cannotCreateOutput(path: display, reason: error.code == ENOENT ? "directory \(display) does not exist" : error.message)
+            let reason = error.code == ENOENT ? "directory \(display) does not exist" : error.message
+            throw WSurgeryError.cannotCreateOutput(path: display, reason: reason)
         }
         return OutputDirectory(path: display, descriptor: fd)
     }
