@@ -186,7 +186,8 @@ struct SafetyTests {
         FileManager.default.createFile(atPath: dir + "/m/index-never-written", contents: Data([9]))
         // The parent process runs: its set is being committed now.
         let parent = getppid()
-        FileManager.default.createFile(atPath: dir + "/.m.wsurgery-set", contents: Data(journal(pid: parent, started: OutputSet.startTime(of: parent)!).utf8))
+        let live = journal(pid: parent, started: OutputSet.startTime(of: parent)!)
+        FileManager.default.createFile(atPath: dir + "/.m.wsurgery-set", contents: Data(live.utf8))
         #expect(throws: WSurgeryError.self) { try OutputSet().claim(dir + "/m/") }
         #expect(FileManager.default.fileExists(atPath: dir + "/m/a"))
         // A pid that cannot run (above pid_max): a dead writer. Only the file that is still its own goes.
