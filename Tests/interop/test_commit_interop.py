@@ -304,3 +304,20 @@ def test_a_failed_run_output_leaves_no_directories_behind(tmp_path):
                           capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
     assert proc.returncode == 74, proc.stderr
     assert sorted(os.listdir(outdir)) == ["good"]
+
+
+def test_a_weights_file_with_its_config_appears_last_so_skip_existing_never_takes_half_a_set(tmp_path):
+    import signal
+    inputs = tmp_path / "in"
+    shutil.copytree(fixture("hf", "resnet"), inputs / "resnet")
+    outdir = tmp_path / "out"
+    args = ["run", "--pass", "convert", str(inputs / "resnet"), "--out-dir", str(outdir), "--output", "{parent}.safetensors", "--skip-existing"]
+    proc = start(*args, env={BETWEEN: "30"})
+    wait_for_journal(outdir / ".resnet.safetensors.wsurgery-set", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    # The config went first; the weights, which --skip-existing looks at, are not there yet.
+    assert "config.json" in os.listdir(outdir) and not (outdir / "resnet.safetensors").exists()
+    resumed = run(*args)
+    assert resumed.returncode == 0 and "written" in resumed.stdout, resumed.stdout + resumed.stderr
+    assert sorted(n for n in os.listdir(outdir)) == sorted(["resnet.safetensors", "config.json", "preprocessor_config.json"])

@@ -230,7 +230,7 @@ public final class OutputSet {
     }
 
     /// Writes the journal of a claimed set of several files; returns its directory, name and guard slot.
-    private func writeJournal() throws -> (OutputDirectory, String, Int32)? {
+    private func writeJournal(_ files: [OutputFile]) throws -> (OutputDirectory, String, Int32)? {
         guard claimed != nil, files.count > 1 else { return nil }
         let (parent, name) = try journalLocation()
         var entries: [JSONValue] = []
@@ -252,7 +252,9 @@ public final class OutputSet {
         return (parent, name, wsg_register(parent.stablePath(name), 0))
     }
 
-    /// Commits every file; the last one (by convention the index) appears last. Without
+    /// Commits every file; the claimed output itself (a weights file with a `config.json` beside it) or
+    /// else the last one created (by convention the index) appears last, so that the file a re-run looks
+    /// at to tell a finished output exists only once the whole set does. Without
     /// `allowOverwrite` a file another writer created meanwhile is not replaced: the commit fails (73)
     /// and the files of this set already given their names are removed again, so the loser of a race
     /// leaves nothing (the winner's set is whole). With `allowOverwrite` an existing last file (the old
@@ -260,7 +262,8 @@ public final class OutputSet {
     public func commit() throws {
         // Test-only: wait here, so a test can make another writer's output appear in this window.
         OutputSet.testPause("WSURGERY_TEST_PAUSE_BEFORE_COMMIT")
-        let journal = try writeJournal()
+        let files = self.files.filter { $0.path != claimed } + self.files.filter { $0.path == claimed }
+        let journal = try writeJournal(files)
         if allowOverwrite, files.count > 1, let last = files.last {
             last.parent.unlink(last.name, ifStill: last.parent.identity(of: last.name))
         }
