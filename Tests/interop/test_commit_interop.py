@@ -62,12 +62,12 @@ def test_a_folder_set_that_loses_the_race_leaves_nothing_of_its_own(tmp_path):
     proc = start("collapse-channels", src, f"{dst}/", env={PAUSE: "1.5"})
     time.sleep(0.7)
     # Another writer made the folder and its weights meanwhile.
-    (dst / "model.safetensors.index.json").write_bytes(b"theirs")
+    (dst / "model.safetensors").write_bytes(b"theirs")
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 73, err
-    # Its shard, config and README were linked before the index failed, and removed again.
-    assert sorted(os.listdir(dst)) == ["model.safetensors.index.json"], os.listdir(dst)
-    assert (dst / "model.safetensors.index.json").read_bytes() == b"theirs"
+    # Its config and README were linked before the weights (committed last) failed, and removed again.
+    assert sorted(os.listdir(dst)) == ["model.safetensors"], os.listdir(dst)
+    assert (dst / "model.safetensors").read_bytes() == b"theirs"
 
 
 def folder_with(tmp_path, **extra):

@@ -4,6 +4,7 @@ edited configs (so from_pretrained loads them strictly), config and processor fi
 math in numpy. test_pytorch_with_torch.py runs the outputs in transformers where torch is installed."""
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -17,6 +18,11 @@ MANIFESTS = RECORDS["manifests"]
 
 
 def folder_tensors(path):
+    """The tensors of an output folder: one model.safetensors (no index) when they fit in one shard, as
+    save_pretrained writes them, else shards and their index."""
+    if os.path.exists(os.path.join(path, "model.safetensors")):
+        assert not os.path.exists(os.path.join(path, "model.safetensors.index.json"))
+        return load_file(os.path.join(path, "model.safetensors"))
     index = json.load(open(os.path.join(path, "model.safetensors.index.json")))
     tensors = {}
     for shard in sorted(set(index["weight_map"].values())):
@@ -66,6 +72,27 @@ def test_collapse_folder(name, out):
     have = stem(got, (pixels - processor["image_mean"][0]) / processor["image_std"][0])
     np.testing.assert_allclose(have[:, 2:-2, 2:-2], want[:, 2:-2, 2:-2], rtol=1e-4, atol=1e-4)
     assert not np.allclose(have, want, rtol=1e-4, atol=1e-4), "the border should show the zero padding"
+
+
+def test_a_name_without_extension_is_a_folder_with_one_model_safetensors(out):
+    # As save_pretrained("resnet-gray") names and fills it: a folder, its weights one model.safetensors.
+    wsurgery("collapse-channels", fixture("hf", "resnet"), out / "resnet-gray")
+    dst = out / "resnet-gray"
+    assert sorted(os.listdir(dst)) == ["README.md", "config.json", "model.safetensors", "preprocessor_config.json"]
+    assert manifest(load_file(dst / "model.safetensors")) == MANIFESTS["resnet_gray"]
+    # Weights past the shard size are shards and an index; the single file of the earlier output is
+    # refused without --force and removed with it, so the folder holds one model.
+    proc = wsurgery("convert", dst, dst, "--shard-size", "2KB", expect=64)
+    assert "input" in proc.stderr
+    other = out / "other"
+    shutil.copytree(dst, other)
+    proc = wsurgery("convert", dst, other, "--shard-size", "2KB", expect=73)
+    assert "model.safetensors" in proc.stderr and sorted(os.listdir(other)) == sorted(os.listdir(dst))
+    wsurgery("convert", dst, other, "--shard-size", "2KB", "--force")
+    assert not (other / "model.safetensors").exists()
+    assert folder_tensors(other).keys() == load_file(dst / "model.safetensors").keys()
+    wsurgery("convert", dst, other, "--force")
+    assert sorted(os.listdir(other)) == sorted(os.listdir(dst))
 
 
 def test_replace_head_folder_labels(out):

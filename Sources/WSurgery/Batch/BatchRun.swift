@@ -199,10 +199,11 @@ public enum BatchRun {
         }
     }
 
-    /// Whether an output is complete: the file, or for sharded safetensors the index (written last).
+    /// Whether an output is complete: the file, or for sharded safetensors the index (written last), or
+    /// a folder's single `model.safetensors`.
     static func outputExists(_ output: String, shardSize: UInt64?) -> Bool {
         if (try? Checkpoint.outputFormat(for: output, shardSize: shardSize)) == .shardedSafetensors {
-            return FileManager.default.fileExists(atPath: ShardedSafetensors.outputNames(for: output).index)
+            return FileManager.default.fileExists(atPath: ShardedSafetensors.completionMarker(for: output))
         }
         return FileManager.default.fileExists(atPath: output)
     }

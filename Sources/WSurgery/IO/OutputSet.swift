@@ -33,6 +33,10 @@ public final class OutputSet {
     private var created: [(parent: OutputDirectory, name: String, slot: Int32)] = []
     /// The output the set was claimed for (`claim`), which names its journal.
     private var claimed: String?
+    /// The file committed last (default: the claimed output, else the last created).
+    private var lastPath: String?
+    /// Files of an earlier output that this one replaces (with `allowOverwrite`), removed at commit.
+    private var stale: [String] = []
     private var committed = false
 
     /// A set that refuses to replace existing files unless `allowOverwrite`, and never replaces `inputs`.
@@ -165,6 +169,16 @@ public final class OutputSet {
         unlinkat(parent.descriptor, name, 0)
     }
 
+    /// Commits `path` after every other file of the set: the file a re-run looks at to tell whether the
+    /// output is complete (a folder's single `model.safetensors`).
+    public func commitLast(_ path: String) { lastPath = path }
+
+    /// Removes `path`, a file of the earlier output this one replaces, when the set is committed (only
+    /// with `allowOverwrite`).
+    public func removeOnCommit(_ path: String) {
+        if allowOverwrite { stale.append(path) }
+    }
+
     /// Removes the leftovers of a dead writer of `output` (a `run` worker that was killed), if any.
     public static func recoverAbandoned(_ output: String) {
         let set = OutputSet()
@@ -262,8 +276,15 @@ public final class OutputSet {
     public func commit() throws {
         // Test-only: wait here, so a test can make another writer's output appear in this window.
         OutputSet.testPause("WSURGERY_TEST_PAUSE_BEFORE_COMMIT")
-        let files = self.files.filter { $0.path != claimed } + self.files.filter { $0.path == claimed }
+        let last = lastPath ?? claimed
+        let files = self.files.filter { $0.path != last } + self.files.filter { $0.path == last }
         let journal = try writeJournal(files)
+        for path in stale where !self.files.contains(where: { $0.path == path }) {
+            if let parent = try? directory(OutputFile.directory(of: path)) {
+                let name = OutputSet.baseName(path)
+                parent.unlink(name, ifStill: parent.identity(of: name))
+            }
+        }
         if allowOverwrite, files.count > 1, let last = files.last {
             last.parent.unlink(last.name, ifStill: last.parent.identity(of: last.name))
         }

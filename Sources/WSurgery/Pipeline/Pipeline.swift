@@ -56,7 +56,7 @@ public enum Pipeline {
     public static func isUpToDate(_ passes: [any GraphPass], input: String, output: String, shardSize: UInt64?) -> Bool {
         let written =
             (try? Checkpoint.outputFormat(for: output, shardSize: shardSize)) == .shardedSafetensors
-            ? ShardedSafetensors.outputNames(for: output).index : output
+            ? ShardedSafetensors.completionMarker(for: output) : output
         guard FileManager.default.fileExists(atPath: written), let entry = (try? Checkpoint.read(written))?.provenance?.entries.last else {
             return false
         }

@@ -203,7 +203,29 @@ public enum SafetensorsWriter {
             current += t.data.byteCount
         }
         let names = ShardedSafetensors.outputNames(for: path)
-        if ShardedSafetensors.isDirectoryOutput(path) { try outputs.makeDirectory(names.directory) }
+        let folder = ShardedSafetensors.isDirectoryOutput(path)
+        if folder {
+            try outputs.makeDirectory(names.directory)
+            // A folder holds one model: the other form of it (an index and its shards, or one
+            // model.safetensors) is refused without --force and removed with it.
+            let single = names.directory + "/" + ShardedSafetensors.singleFileName
+            let other = shards.count == 1 ? names.index : single
+            if outputs.exists(other) {
+                guard outputs.allowOverwrite else { throw WSurgeryError.outputExists(path: other) }
+                outputs.removeOnCommit(other)
+                if other == names.index, let listed = (try? ShardIndex(path: other))?.shards {
+                    for shard in listed where !shard.contains("/") { outputs.removeOnCommit(names.directory + "/" + shard) }
+                }
+            }
+            // Weights that fit in one shard are one model.safetensors, as save_pretrained writes them.
+            if shards.count == 1 {
+                try writeFile(tensors, metadata: meta, digest: graph.pendingDigest, to: try outputs.create(single))
+                try HuggingFaceFolder.writeFiles(graph, besideOutput: single, folderOutput: true, outputs: outputs, notes: &notes)
+                outputs.commitLast(single)
+                notes.append("one file \(single) (the weights fit in one shard)")
+                return notes
+            }
+        }
         var weightMap: [(String, JSONValue)] = []
         for (i, shard) in shards.enumerated() {
             let name = ShardedSafetensors.shardName(stem: names.stem, index: i + 1, count: shards.count)
@@ -217,7 +239,7 @@ public enum SafetensorsWriter {
             ("weight_map", .object(weightMap)),
         ])
         try HuggingFaceFolder.writeFiles(
-            graph, besideOutput: names.index, folderOutput: ShardedSafetensors.isDirectoryOutput(path), outputs: outputs, notes: &notes)
+            graph, besideOutput: names.index, folderOutput: folder, outputs: outputs, notes: &notes)
         try outputs.create(names.index).write(Array((index.serialized(.pretty) + "\n").utf8))
         notes.append("\(shards.count) shard(s) and index \(names.index)")
         return notes

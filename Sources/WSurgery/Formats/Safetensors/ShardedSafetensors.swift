@@ -26,11 +26,29 @@ public enum ShardedSafetensors {
         return path + "/" + indexes[0]
     }
 
-    /// Whether an output path names a directory (a model folder).
+    /// Whether an output path names a directory (a model folder): it ends in `/`, is an existing
+    /// directory, or has no extension at all (`resnet-gray`, as `save_pretrained("resnet-gray")` names
+    /// a folder) and is not an existing file.
     public static func isDirectoryOutput(_ path: String) -> Bool {
+        if path.hasSuffix("/") { return true }
         var isDirectory: ObjCBool = false
-        return path.hasSuffix("/")
-            || (!namesAFile(path) && FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue)
+        let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
+        if exists { return isDirectory.boolValue && !namesAFile(path) }
+        let base = path.split(separator: "/").last.map(String.init) ?? path
+        return !base.isEmpty && base != "." && base != ".." && !base.dropFirst().contains(".")
+    }
+
+    /// The single weights file of a model folder whose weights fit in one shard (`save_pretrained`'s name).
+    public static let singleFileName = "model.safetensors"
+
+    /// The file whose presence says an output is complete (written last of its set): the index, or for a
+    /// folder holding one `model.safetensors` and no index, that file.
+    public static func completionMarker(for output: String) -> String {
+        let names = outputNames(for: output)
+        if isDirectoryOutput(output), !FileManager.default.fileExists(atPath: names.index) {
+            return names.directory + "/" + singleFileName
+        }
+        return names.index
     }
 
     /// Whether the name ends like a checkpoint file (`.h5`, `.keras`, `.safetensors`, ...): a directory of
@@ -43,7 +61,8 @@ public enum ShardedSafetensors {
     /// `x.safetensors` and `x.safetensors.index.json` give stem `x`.
     public static func outputNames(for path: String) -> (index: String, directory: String, stem: String) {
         if isDirectoryOutput(path) {
-            let dir = path.hasSuffix("/") ? String(path.dropLast()) : path
+            var dir = path
+            while dir.count > 1 && dir.hasSuffix("/") { dir.removeLast() }
             return (dir + "/model" + indexSuffix, dir, "model")
         }
         let directory = OutputFile.directory(of: path)
