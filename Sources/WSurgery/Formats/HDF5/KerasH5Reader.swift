@@ -161,7 +161,46 @@ public enum KerasH5Reader {
             }
             graph.optimizer = OptimizerState(layout: KerasOptimizerLayout.legacyH5, tensors: tensors)
         }
+        try accountForEveryDataset(h5, in: &graph, optimizerGroups: [KerasH5Key.optimizerWeights])
         return graph
+    }
+
+    /// Every dataset of the file must be a tensor the graph read (a weight, the optimizer's state): one
+    /// that is not, a variable Keras would load that this reader did not find, is an error naming it, so
+    /// an input with weights never becomes an output without them. Datasets under the optimizer's group
+    /// that were not read are noted (they are training state, not weights).
+    static func accountForEveryDataset(_ h5: HDF5File, in graph: inout TensorGraph, optimizerGroups: [String]) throws {
+        var read = Set<String>()
+        for tensor in graph.tensors + (graph.optimizer?.tensors ?? []) {
+            if let path = (tensor.origin as? HDF5TensorOrigin)?.dataset?.path { read.insert(path) }
+        }
+        var unread: [String] = []
+        var visited = Set<UInt64>()
+        var pending: [(path: String, depth: Int)] = [("/", 0)]
+        while let (group, depth) = pending.popLast() {
+            guard depth < 64, visited.insert(h5.objectAddress(group)).inserted else { continue }
+            for name in try h5.children(of: group) {
+                let child = group == "/" ? name : group + "/" + name
+                switch try h5.objectType(child) {
+                case .group: pending.append((child, depth + 1))
+                case .dataset: if !read.contains(child) { unread.append(child) }
+                case .other: continue
+                }
+            }
+        }
+        unread.sort { naturalKey($0).lexicographicallyPrecedes(naturalKey($1)) }
+        let training = unread.filter { path in optimizerGroups.contains { path.hasPrefix($0 + "/") } }
+        if let first = unread.first(where: { path in !optimizerGroups.contains { path.hasPrefix($0 + "/") } }) {
+            let more = unread.count - training.count - 1
+            throw WSurgeryError.unknownHDF5Layout(
+                path: h5.path,
+                reason:
+                    "dataset '\(first)'\(more > 0 ? " (and \(more) more)" : "") is not a weight this reader places in a layer; refusing rather than dropping it"
+            )
+        }
+        if !training.isEmpty {
+            graph.readerNotes.append("\(training.count) optimizer dataset(s) not read (\(training.prefix(3).joined(separator: ", "))\(training.count > 3 ? ", ..." : "")): training state, not weights")
+        }
     }
 
     // MARK: Keras 3
@@ -196,7 +235,15 @@ public enum KerasH5Reader {
                 try walk(childPath, depth: depth + 1)
             }
         }
-        if try h5.exists("layers") { try walk("layers", depth: 0) }
+        // Functional and Sequential models keep their layers under `layers`; a subclassed model keeps each
+        // sublayer under the attribute that holds it (`conv/vars`, `block1/layers_/conv2d/vars`), at any
+        // depth: every group of the file holding `vars` is a saveable, the optimizer's aside.
+        for name in try h5.children(of: "/") where name != "vars" && name != "optimizer" {
+            guard try h5.objectType(name) == .group else { continue }
+            guard visited.insert(h5.objectAddress(name)).inserted else { continue }
+            if try h5.exists(name + "/vars") { saveables.append(name) }
+            try walk(name, depth: 1)
+        }
 
         let configLayers = config.map { KerasConfig.flattened(KerasConfig.layers(of: $0.json)) } ?? []
         let expectedPaths = config.map { keras3Paths(for: KerasConfig.layers(of: $0.json)) } ?? [:]
@@ -221,7 +268,11 @@ public enum KerasH5Reader {
         for entry in entries {
             let vars = entry.path + "/vars"
             let indices = try h5.children(of: vars).compactMap { Int($0) }.sorted()
-            let className = entry.config?.className ?? KerasConfig.className(forAutoName: String(entry.path.split(separator: "/").last!))
+            // Without a config the class is read off an automatic name: the group's (`layers/conv2d`), else
+            // the layer's own (a subclassed model's `head/vars` is named `dense_1`).
+            let className =
+                entry.config?.className ?? KerasConfig.className(forAutoName: String(entry.path.split(separator: "/").last!))
+                ?? KerasConfig.className(forAutoName: entry.name)
             let names = entry.config?.variableNames ?? className.flatMap { KerasConfig.variableNames(className: $0, config: .object([])) }
             let useNames = names?.count == indices.count
             let bf16 = entry.config?.dtypePolicy == "bfloat16"
@@ -254,6 +305,7 @@ public enum KerasH5Reader {
             graph.optimizer = OptimizerState(
                 layout: KerasOptimizerLayout.keras3(name: try h5.stringAttribute("optimizer/vars", "name")), tensors: tensors)
         }
+        try accountForEveryDataset(h5, in: &graph, optimizerGroups: ["optimizer"])
         return graph
     }
 
