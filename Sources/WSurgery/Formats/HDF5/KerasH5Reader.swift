@@ -199,7 +199,8 @@ public enum KerasH5Reader {
             )
         }
         if !training.isEmpty {
-            graph.readerNotes.append("\(training.count) optimizer dataset(s) not read (\(training.prefix(3).joined(separator: ", "))\(training.count > 3 ? ", ..." : "")): training state, not weights")
+            let listed = training.prefix(3).joined(separator: ", ") + (training.count > 3 ? ", ..." : "")
+            graph.readerNotes.append("\(training.count) optimizer dataset(s) not read (\(listed)): training state, not weights")
         }
     }
 
