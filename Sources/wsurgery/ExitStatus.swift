@@ -19,6 +19,7 @@ enum ExitStatus {
         case .failure(.cannotOpenInput): return 66  // EX_NOINPUT
         case .failure(.cannotCreateOutput): return 73  // EX_CANTCREAT
         case .failure(.io): return 74  // EX_IOERR
+        case .failure(.software): return 70  // EX_SOFTWARE
         }
     }
 

@@ -206,3 +206,47 @@ struct SafetyTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir).isEmpty)
     }
 }
+
+@Suite("outputs are read back before their commit")
+struct OutputCheckTests {
+    @Test("a safetensors output that does not hold the graph's tensors is a bug report (exit 70), and nothing is written")
+    func safetensorsMismatch() throws {
+        let dir = TestSupport.temporaryDirectory()
+        let graph = try Checkpoint.read(TestSupport.fixture("torch_resnet_tiny.safetensors"))
+        var fewer = graph
+        let first = try #require(fewer.layers.firstIndex { $0.tensors.count > 1 })
+        fewer.layers[first].tensors.removeLast()
+        let outputs = OutputSet()
+        _ = try SafetensorsWriter.write(fewer, to: dir + "/o.safetensors", outputs: outputs)
+        #expect {
+            try OutputCheck.verify(graph, format: .safetensors, outputs: outputs, path: dir + "/o.safetensors")
+        } throws: { error in
+            guard let error = error as? WSurgeryError, case .outputCheckFailed(_, let reason) = error else { return false }
+            return error.category == .software && reason.contains("meant")
+        }
+        try OutputCheck.verify(fewer, format: .safetensors, outputs: outputs, path: dir + "/o.safetensors")
+        // A tensor of another shape.
+        var reshaped = graph
+        let conv = try #require(reshaped.layers.firstIndex { $0.tensors.first.map { $0.shape.count == 4 } ?? false })
+        reshaped.layers[conv].tensors[0].shape = [reshaped.layers[conv].tensors[0].shape.reduce(1, *) / 2, 2]
+        let other = OutputSet()
+        _ = try SafetensorsWriter.writeSharded(reshaped, to: dir + "/shards/", maxShardBytes: 1024, outputs: other)
+        #expect(throws: WSurgeryError.self) { try OutputCheck.verify(graph, format: .shardedSafetensors, outputs: other, path: dir + "/shards/") }
+        try OutputCheck.verify(reshaped, format: .shardedSafetensors, outputs: other, path: dir + "/shards/")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == ["shards"])
+    }
+
+    @Test("a Keras HDF5 output is read back: its tensor count, dtypes and shapes")
+    func kerasMismatch() throws {
+        let dir = TestSupport.temporaryDirectory()
+        let graph = try Checkpoint.read(TestSupport.fixture("keras_cnn.h5"))
+        let outputs = OutputSet()
+        let file = try outputs.create(dir + "/o.h5")
+        _ = try KerasH5Writer.writeLegacy(graph, to: file)
+        try OutputCheck.verify(graph, format: .kerasLegacyH5, outputs: outputs, path: dir + "/o.h5")
+        var more = graph
+        let withWeights = try #require(more.layers.lastIndex { !$0.tensors.isEmpty })
+        more.layers[withWeights].tensors.append(more.layers[withWeights].tensors[0])
+        #expect(throws: WSurgeryError.self) { try OutputCheck.verify(more, format: .kerasLegacyH5, outputs: outputs, path: dir + "/o.h5") }
+    }
+}

@@ -12,6 +12,8 @@ public enum FailureCategory: String, Sendable {
     case cannotCreateOutput
     /// Reading or writing failed part way.
     case io
+    /// A bug of this tool: an output read back before its commit did not hold what was meant.
+    case software
 }
 
 /// Every failure the library reports. Each case names the file and, where it applies, the layer and
@@ -128,6 +130,8 @@ public enum WSurgeryError: Error, Sendable, Equatable {
     case malformedHDF5(path: String, reason: String)
     /// A file asks for more than a limit allows (see `Limits`).
     case limitExceeded(path: String, what: String, value: UInt64, limit: UInt64, key: String)
+    /// An output read back before its commit does not hold what the pipeline meant to write (a bug).
+    case outputCheckFailed(path: String, reason: String)
 
     /// Which kind of failure this is, for exit codes.
     public var category: FailureCategory {
@@ -135,6 +139,7 @@ public enum WSurgeryError: Error, Sendable, Equatable {
         case .cannotOpen: return .cannotOpenInput
         case .outputExists, .cannotCreateOutput: return .cannotCreateOutput
         case .io, .hdf5, .workerFailed: return .io
+        case .outputCheckFailed: return .software
         case .outputIsInput, .unknownFormat, .invalidOption, .unknownLayer, .inputTooSmall, .invalidRecipe, .invalidArguments,
             .ambiguousStateDict:
             return .usage
@@ -257,6 +262,9 @@ extension WSurgeryError: CustomStringConvertible {
             return "\(path): malformed HDF5 file: \(reason); nothing was written"
         case let .limitExceeded(path, what, _, limit, key):
             return "\(path): \(what) exceeds the limit \(key)=\(limit); if the file is genuine, raise it with \(Limits.environmentKey)=\(key)=N"
+        case let .outputCheckFailed(path, reason):
+            return "\(path): the output, read back before it was given its name, does not hold what was meant to be written: \(reason); "
+                + "nothing was written. This is a bug in wsurgery: please report it with the command and the input"
         case let .cannotComputeDType(path, tensor, dtype):
             return "\(path): tensor '\(tensor)': cannot compute with dtype \(dtype) (float16, bfloat16, float32 and float64 can be edited)"
         }

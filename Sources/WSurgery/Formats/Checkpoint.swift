@@ -207,6 +207,8 @@ public enum Checkpoint {
         case .pytorch:
             throw WSurgeryError.unknownFormat(path: path, reason: "PyTorch checkpoints are read only")
         }
+        // Read back before anything gets its name: an exit 0 means the output holds what was meant.
+        try OutputCheck.verify(graph, format: format, outputs: outputs, path: path)
         try outputs.commit()
         return notes
     }

@@ -137,11 +137,12 @@ final class HDF5File: @unchecked Sendable {
         return false
     }
 
-    /// Opens `file` read-only, named `name` in errors, after the probe read it whole in a child process.
-    static func open(_ file: InputFile, name: String? = nil) throws -> HDF5File {
+    /// Opens `file` read-only, named `name` in errors, after the probe read it whole in a child process;
+    /// `probing: false` only for a file this process has just written (an output read back).
+    static func open(_ file: InputFile, name: String? = nil, probing: Bool = true) throws -> HDF5File {
         let name = name ?? file.path
         guard hasSignature(file) else { throw WSurgeryError.notHDF5(path: name) }
-        try HDF5Probe.check(path: file.path, name: name)
+        if probing { try HDF5Probe.check(path: file.path, name: name) }
         return try HDF5Lock.run {
             let fapl = try accessList(file.descriptor, name)
             let id = H5Fopen(name, wsh5_F_ACC_RDONLY(), fapl.id)

@@ -9,9 +9,15 @@ public enum KerasH5Reader {
         try ProcessGuard.parsing(path) { try readWithoutGuard(path: path) }
     }
 
-    private static func readWithoutGuard(path: String) throws -> TensorGraph {
+    /// Reads back an output this process has just written (`temporaryPath`, named `name` in errors),
+    /// without the probe: the file came from libhdf5 here.
+    static func readOwnOutput(path: String, name: String) throws -> TensorGraph {
+        try readWithoutGuard(path: path, name: name, probing: false)
+    }
+
+    private static func readWithoutGuard(path: String, name: String? = nil, probing: Bool = true) throws -> TensorGraph {
         let raw = try InputFile(path: path)
-        let h5 = try HDF5File.open(raw)
+        let h5 = try HDF5File.open(raw, name: name, probing: probing)
         if try h5.hasAttribute("/", KerasH5Key.layerNames) {
             return try readLegacy(h5, raw: raw, group: "/", flavor: .legacyWeightsOnly)
         }

@@ -110,6 +110,7 @@ public enum KerasArchive {
             let h5 = try HDF5File.create(weightsOutput)
             notes = try KerasH5Writer.writeKeras3Weights(graph, into: h5)
         }
+        try OutputCheck.verifyKerasH5(graph, at: weightsOutput.temporaryPath, name: output.path)
         let metadata =
             graph.fileStates[KerasArchiveState.self]?.metadata.text(style: .python)
             ?? JSONValue.object([("keras_version", .string(graph.fileStates[KerasSavedBy.self]?.version ?? "3.0.0"))]).serialized(.python)
