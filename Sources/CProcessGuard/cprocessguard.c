@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define SLOTS 256
@@ -15,12 +16,15 @@
 static char paths[SLOTS][PATH_BYTES];
 static volatile sig_atomic_t used[SLOTS];
 static volatile sig_atomic_t is_directory[SLOTS];
+static volatile sig_atomic_t has_identity[SLOTS];
+static dev_t identity_device[SLOTS];
+static ino_t identity_inode[SLOTS];
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static char parsing[PATH_BYTES];
 static volatile sig_atomic_t parsing_set;
 static char alternate_stack[1 << 16];
 
-int wsg_register(const char *path, int directory) {
+static int register_slot(const char *path, int directory, int identity, unsigned long long device, unsigned long long inode) {
     size_t length = strlen(path);
     if (length >= PATH_BYTES) return -1;
     pthread_mutex_lock(&table_lock);
@@ -28,6 +32,9 @@ int wsg_register(const char *path, int directory) {
         if (!used[i]) {
             memcpy(paths[i], path, length + 1);
             is_directory[i] = directory != 0;
+            has_identity[i] = identity;
+            identity_device[i] = (dev_t)device;
+            identity_inode[i] = (ino_t)inode;
             used[i] = 1;
             pthread_mutex_unlock(&table_lock);
             return i;
@@ -35,6 +42,12 @@ int wsg_register(const char *path, int directory) {
     }
     pthread_mutex_unlock(&table_lock);
     return -1;
+}
+
+int wsg_register(const char *path, int directory) { return register_slot(path, directory, 0, 0, 0); }
+
+int wsg_register_identity(const char *path, unsigned long long device, unsigned long long inode) {
+    return register_slot(path, 0, 1, device, inode);
 }
 
 void wsg_unregister(int slot) {
@@ -57,7 +70,13 @@ void wsg_set_parsing(const char *path) {
 static void remove_registered(void) {
     // Files first, then the directories they were in, the latest registered (the deepest) first.
     for (int i = 0; i < SLOTS; i++) {
-        if (used[i] && !is_directory[i]) unlink(paths[i]);
+        if (!used[i] || is_directory[i]) continue;
+        if (has_identity[i]) {
+            // Only while it is still the file registered (never one another writer put there).
+            struct stat info;
+            if (lstat(paths[i], &info) != 0 || info.st_dev != identity_device[i] || info.st_ino != identity_inode[i]) continue;
+        }
+        unlink(paths[i]);
     }
     for (int i = SLOTS - 1; i >= 0; i--) {
         if (used[i] && is_directory[i]) rmdir(paths[i]);

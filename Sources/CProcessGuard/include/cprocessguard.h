@@ -14,6 +14,10 @@ void wsg_install_handlers(void);
 /// path too long. `directory` is non-zero for a directory (removed with rmdir when empty).
 int wsg_register(const char *path, int directory);
 
+/// Registers a file to remove if the process dies, only while `path` is still the file `device`,
+/// `inode` (registered before it is given that name, so no signal falls between the two).
+int wsg_register_identity(const char *path, unsigned long long device, unsigned long long inode);
+
 /// Forgets a slot (the file was committed or removed normally).
 void wsg_unregister(int slot);
 

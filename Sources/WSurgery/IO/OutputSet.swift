@@ -260,10 +260,16 @@ public final class OutputSet {
         ])
         let file = try OutputFile(path: parent.path + "/" + name, in: parent)
         try file.write(Array((journal.serialized(.compact) + "\n").utf8))
-        do { try file.commit(replacing: false) } catch WSurgeryError.outputExists {
-            throw WSurgeryError.cannotCreateOutput(path: claimed!, reason: "another wsurgery process is committing it now")
+        let identity = file.pendingIdentity()
+        let slot = identity.map { wsg_register_identity(parent.stablePath(name), $0.device, $0.inode) } ?? -1
+        do { try file.commit(replacing: false) } catch {
+            wsg_unregister(slot)
+            if case WSurgeryError.outputExists = error {
+                throw WSurgeryError.cannotCreateOutput(path: claimed!, reason: "another wsurgery process is committing it now")
+            }
+            throw error
         }
-        return (parent, name, wsg_register(parent.stablePath(name), 0))
+        return (parent, name, slot)
     }
 
     /// Commits every file; the claimed output itself (a weights file with a `config.json` beside it) or
@@ -299,9 +305,17 @@ public final class OutputSet {
         do {
             for (i, file) in files.enumerated() {
                 let identity = file.pendingIdentity()
-                try file.commit(replacing: allowOverwrite)
-                // Until the set is whole, a terminating signal removes what was committed.
-                done.append((file, identity, journal == nil ? -1 : wsg_register(file.parent.stablePath(file.name), 0)))
+                // Until the set is whole, a terminating signal removes what was committed: registered
+                // before the name is taken, with the file's identity (so never another writer's file).
+                var slot: Int32 = -1
+                if journal != nil, let identity {
+                    slot = wsg_register_identity(file.parent.stablePath(file.name), identity.device, identity.inode)
+                }
+                do { try file.commit(replacing: allowOverwrite) } catch {
+                    wsg_unregister(slot)
+                    throw error
+                }
+                done.append((file, identity, slot))
                 // Test-only: wait between two files, so a test can kill the writer there.
                 if i == 0, files.count > 1 { OutputSet.testPause("WSURGERY_TEST_PAUSE_BETWEEN_COMMITS") }
             }
