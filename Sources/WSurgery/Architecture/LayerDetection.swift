@@ -56,18 +56,29 @@ public enum LayerDetection {
             }
             return first.name
         }
+        // A state dict: the input of the first convolution is an image of 1 to 4 channels (or as many as
+        // the config's `num_channels`). A stem name on a convolution that reads more (an audio model's
+        // `conv1` after its `stft_conv`) is not the one reading the input.
+        func channels(_ layer: Layer) -> Int? {
+            WeightRoles(layer).map { layer.tensors[$0.kernel].shape[$0.inputAxis] }
+        }
+        let configured = graph.architectureChannels
+        let reads = { (layer: Layer) in channels(layer).map { (1...4).contains($0) || $0 == configured } ?? false }
         for name in firstConvNames {
             let matches = convs.filter { layer in wrapperPrefixes.contains { layer.name == $0 + name } }
-            if matches.count == 1 { return matches[0].name }
+            if matches.count == 1, reads(matches[0]) { return matches[0].name }
         }
-        let rgb = convs.filter { layer in
-            guard let roles = WeightRoles(layer) else { return false }
-            return layer.tensors[roles.kernel].shape[roles.inputAxis] == 3
-        }
+        let rgb = convs.filter { channels($0) == 3 }
         if rgb.count == 1 { return rgb[0].name }
+        let images = convs.filter(reads)
+        if rgb.isEmpty, images.count == 1 { return images[0].name }
         throw fail(
-            rgb.isEmpty ? "no convolution has a known stem name or 3 input channels" : "several convolutions have 3 input channels",
-            rgb.isEmpty ? convs : rgb)
+            rgb.count > 1
+                ? "several convolutions have 3 input channels"
+                : images.isEmpty
+                    ? "no convolution reads an image (1 to 4 input channels\(configured.map { " or \($0), the config's num_channels" } ?? ""))"
+                    : "several convolutions read 1 to 4 channels and none has 3 or a known stem name",
+            rgb.count > 1 ? rgb : images.isEmpty ? convs : images)
     }
 
     /// The layer(s) producing the logits: a Dense/Linear, or a convolution followed by global pooling.
@@ -319,5 +330,14 @@ public enum LayerDetection {
             if let layer = fits(graph.layer(named: (parts + [candidate]).joined(separator: "."))) { return layer }
         }
         return nil
+    }
+}
+
+extension TensorGraph {
+    /// The image channels a Hugging Face or timm config says the model takes (`num_channels`,
+    /// `in_chans`), nil when none does.
+    var architectureChannels: Int? {
+        guard case .huggingFace(let config, _)? = architecture else { return nil }
+        return config.json["num_channels"]?.intValue ?? config.json["in_chans"]?.intValue
     }
 }

@@ -319,7 +319,9 @@ public struct ChannelAdaptation: GraphPass {
                     path: path, layer: layer, reason: "has \(source) input channels; \(option("mode")) luma needs 3 (RGB)")
             }
             if source < 2 {
-                throw WSurgeryError.unsupportedLayer(path: path, layer: layer, reason: "has \(source) input channel; collapse-channels needs 3 (RGB)")
+                throw WSurgeryError.unsupportedLayer(
+                    path: path, layer: layer,
+                    reason: "reads the model input and has \(source) input channel: the model already takes 1 channel, there is nothing to collapse")
             }
         case let .adapt(channels, extra, _):
             if case .copy(let k)? = extra, k >= source {
