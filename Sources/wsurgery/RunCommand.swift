@@ -122,7 +122,9 @@ struct Run: ParsableCommand {
             let perform: @Sendable (BatchJob) -> BatchOutcome
             if jobs > 1 {
                 let command = workerArguments()
-                perform = { job in WorkerProcess.run(job, arguments: command) }
+                perform = { job in
+                    job.refusal != nil ? BatchRun.perform(job, passes: passes, options: options) : WorkerProcess.run(job, arguments: command)
+                }
             } else {
                 perform = { job in BatchRun.perform(job, passes: passes, options: options) }
             }

@@ -7,6 +7,19 @@ import Testing
 struct BatchTests {
     // MARK: SHA-256
 
+    @Test("an input whose output name no writer takes fails alone; a torch.save input under {name} becomes .safetensors")
+    func impossibleOutputsFailAlone() throws {
+        let plan = try BatchRun.plan(inputs: ["in/a.h5", "in/b.pth"], pattern: try OutputPattern("{stem}{ext}"), options: .init(outDir: "out"))
+        #expect(plan.map(\.output) == ["out/a.h5", "out/b.pth"])
+        #expect(plan[0].refusal == nil)
+        let refusal = try #require(plan[1].refusal)
+        #expect(refusal.category == .usage && refusal.description.contains("never pickles"))
+        let outcome = BatchRun.perform(plan[1], passes: [], options: .init(outDir: "out"))
+        #expect(outcome.status == .failed && outcome.errorCategory == .usage)
+        let defaults = try BatchRun.plan(inputs: ["in/a.h5", "in/b.pth"], pattern: try OutputPattern("{name}"), options: .init(outDir: "out"))
+        #expect(defaults.map(\.output) == ["out/a.h5", "out/b.safetensors"] && defaults.allSatisfy { $0.refusal == nil })
+    }
+
     @Test func sha256MatchesTheStandardVectors() {
         func digest(_ text: String) -> String {
             var h = SHA256()

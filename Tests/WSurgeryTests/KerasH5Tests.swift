@@ -95,6 +95,8 @@ struct KerasH5Tests {
         #expect(try h5.hasAttribute("/", "layer_names") == false)
         #expect(try h5.hasAttribute("/", "layer_names0") && h5.hasAttribute("/", "layer_names1"))
         #expect(try h5.stringsAttribute("/", "layer_names") == names)
+        // And the reader takes the split list as Keras does (the read-back before the commit found it did not).
+        #expect(try Checkpoint.read(dir + "/many.h5").layers.map(\.name) == names)
     }
 }
 

@@ -256,3 +256,23 @@ def test_progress_only_on_a_terminal(inputs, tmp_path):
     save_file(weights, tmp_path / "big.safetensors")
     code, text = run_on_a_terminal(["convert", tmp_path / "big.safetensors", tmp_path / "big2.safetensors"])
     assert code == 0 and "writing " in text and "of 21.0 MB" in text
+
+
+def test_a_folder_of_torch_save_files_runs_and_an_impossible_output_fails_alone(tmp_path):
+    import subprocess
+    from conftest import BIN
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(fixture("keras_cnn.h5"), src / "a.h5")
+    shutil.copy(fixture("pytorch", "tiny_resnet.pth"), src / "b.pth")
+    # The default {name}: the .pth becomes b.safetensors.
+    proc = subprocess.run([BIN, "run", "--pass", "convert", str(src), "--out-dir", str(tmp_path / "out")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sorted(os.listdir(tmp_path / "out")) == ["a.h5", "b.safetensors"]
+    assert load_file(tmp_path / "out" / "b.safetensors")
+    # {stem}{ext} asks for a pickle: that input fails alone (64), the other is written.
+    proc = subprocess.run([BIN, "run", "--pass", "convert", str(src), "--out-dir", str(tmp_path / "o2"), "--output", "{stem}{ext}"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 64, proc.stdout + proc.stderr
+    assert "never pickles" in proc.stdout and "1 written, 1 failed" in proc.stdout
+    assert sorted(os.listdir(tmp_path / "o2")) == ["a.h5"]

@@ -6,11 +6,15 @@ public struct BatchJob: Sendable, Equatable {
     public var input: String
     /// Its output.
     public var output: String
+    /// Why this input cannot be written as `output` (its name asks for a format that cannot be
+    /// written, such as a pickle): the input fails alone, the others run.
+    public var refusal: WSurgeryError?
 
     /// A job.
-    public init(input: String, output: String) {
+    public init(input: String, output: String, refusal: WSurgeryError? = nil) {
         self.input = input
         self.output = output
+        self.refusal = refusal
     }
 }
 
@@ -145,8 +149,13 @@ public enum BatchRun {
             let relative = pattern.relativeOutput(for: input)
             try OutputPattern.checkContained(relative, in: outDir, input: input)
             let output = outDir + "/" + relative
+            // An output name no writer takes: when its extension comes from the input (`{stem}{ext}` of a
+            // `.pth`: a pickle), that input fails alone; when from the pattern (`{stem}.txt`), the plan.
             do { _ = try Checkpoint.outputFormat(for: output, shardSize: options.shardSize) } catch let error as WSurgeryError {
-                throw WSurgeryError.invalidOption(option: "output", reason: "'\(pattern.text)' gives \(output) for \(input): \(error.description)")
+                let refusal = WSurgeryError.invalidOption(option: "output", reason: "'\(pattern.text)' gives \(output) for \(input): \(error.description)")
+                guard pattern.text.contains("{name}") || pattern.text.contains("{ext}") else { throw refusal }
+                jobs.append(BatchJob(input: input, output: output, refusal: refusal))
+                continue
             }
             let key = URL(fileURLWithPath: output).standardizedFileURL.path
             if let other = owners[key] {
@@ -163,6 +172,7 @@ public enum BatchRun {
 
     /// Runs the passes on one input in this process; any failure becomes the outcome's error.
     public static func perform(_ job: BatchJob, passes: [any GraphPass], options: Options) -> BatchOutcome {
+        if let refusal = job.refusal { return .failure(job, refusal) }
         let start = Date()
         if !options.dryRun, outputExists(job.output, shardSize: options.shardSize) {
             if options.skipExisting { return BatchOutcome(input: job.input, output: job.output, status: .skipped) }

@@ -60,8 +60,11 @@ public struct OutputPattern: Sendable, Equatable {
 
     /// The output's path relative to the output directory. Each placeholder is expanded once, left to
     /// right: text an input name brings in (`{parent}.h5`) is never expanded again.
+    /// A `torch.save` input under the default pattern `{name}` becomes `{stem}.safetensors`: outputs are
+    /// never pickles, and safetensors is what torch loads without one.
     public func relativeOutput(for input: String) -> String {
         let parts = OutputPattern.split(input)
+        if text == "{name}", TorchCheckpointReader.suffixes.contains(where: { parts.ext == $0 }) { return parts.stem + ".safetensors" }
         let values = ["name": parts.name, "stem": parts.stem, "ext": parts.ext, "parent": parts.parent]
         var result = ""
         var rest = Substring(text)

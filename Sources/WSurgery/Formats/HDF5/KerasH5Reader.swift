@@ -18,7 +18,8 @@ public enum KerasH5Reader {
     private static func readWithoutGuard(path: String, name: String? = nil, probing: Bool = true) throws -> TensorGraph {
         let raw = try InputFile(path: path)
         let h5 = try HDF5File.open(raw, name: name, probing: probing)
-        if try h5.hasAttribute("/", KerasH5Key.layerNames) {
+        // `layer_names`, or split as Keras splits a long list (`layer_names0`, `layer_names1`, ...).
+        if try h5.hasAttribute("/", KerasH5Key.layerNames) || h5.hasAttribute("/", KerasH5Key.layerNames + "0") {
             return try readLegacy(h5, raw: raw, group: "/", flavor: .legacyWeightsOnly)
         }
         if try h5.exists(KerasH5Key.modelWeights) {
