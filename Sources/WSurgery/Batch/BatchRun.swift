@@ -152,7 +152,8 @@ public enum BatchRun {
             // An output name no writer takes: when its extension comes from the input (`{stem}{ext}` of a
             // `.pth`: a pickle), that input fails alone; when from the pattern (`{stem}.txt`), the plan.
             do { _ = try Checkpoint.outputFormat(for: output, shardSize: options.shardSize) } catch let error as WSurgeryError {
-                let refusal = WSurgeryError.invalidOption(option: "output", reason: "'\(pattern.text)' gives \(output) for \(input): \(error.description)")
+                let reason = "'\(pattern.text)' gives \(output) for \(input): \(error.description)"
+                let refusal = WSurgeryError.invalidOption(option: "output", reason: reason)
                 guard pattern.text.contains("{name}") || pattern.text.contains("{ext}") else { throw refusal }
                 jobs.append(BatchJob(input: input, output: output, refusal: refusal))
                 continue
