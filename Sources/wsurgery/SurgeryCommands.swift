@@ -344,6 +344,7 @@ enum ExitCodeHelp {
     static let text = """
         Exit codes: 0 success; 64 usage (a bad option, an unknown layer or output extension, OUT is IN); \
         65 bad input data (not a checkpoint, corrupt, or surgery cannot apply to this model); \
-        66 an input cannot be opened; 73 the output cannot be created (exists: use --force); 74 I/O error.
+        66 an input cannot be opened; 70 a bug (the output read back did not hold what was meant; nothing written); \
+        73 the output cannot be created (exists: use --force); 74 I/O error.
         """
 }

@@ -170,7 +170,7 @@ struct SafetyTests {
     func journals() throws {
         let dir = TestSupport.temporaryDirectory()
         try FileManager.default.createDirectory(atPath: dir + "/m", withIntermediateDirectories: true)
-        for name in ["a", "b", "c"] { FileManager.default.createFile(atPath: dir + "/m/" + name, contents: Data([1])) }
+        for name in ["a", "b", "c"] { _ = FileManager.default.createFile(atPath: dir + "/m/" + name, contents: Data([1])) }
         func entry(_ name: String, inode: UInt64? = nil) -> JSONValue {
             let identity = FileIdentity.of(path: dir + "/m/" + name)!
             return .object([
@@ -183,15 +183,15 @@ struct SafetyTests {
                 ("files", .array([entry("a"), entry("b", inode: 1), entry("index-never-written", inode: 2)])), ("directories", .array([])),
             ]).serialized(.compact)
         }
-        FileManager.default.createFile(atPath: dir + "/m/index-never-written", contents: Data([9]))
+        _ = FileManager.default.createFile(atPath: dir + "/m/index-never-written", contents: Data([9]))
         // The parent process runs: its set is being committed now.
         let parent = getppid()
         let live = journal(pid: parent, started: OutputSet.startTime(of: parent)!)
-        FileManager.default.createFile(atPath: dir + "/.m.wsurgery-set", contents: Data(live.utf8))
+        _ = FileManager.default.createFile(atPath: dir + "/.m.wsurgery-set", contents: Data(live.utf8))
         #expect(throws: WSurgeryError.self) { try OutputSet().claim(dir + "/m/") }
         #expect(FileManager.default.fileExists(atPath: dir + "/m/a"))
         // A pid that cannot run (above pid_max): a dead writer. Only the file that is still its own goes.
-        FileManager.default.createFile(atPath: dir + "/.m.wsurgery-set", contents: Data(journal(pid: 99_999_999, started: "1").utf8))
+        _ = FileManager.default.createFile(atPath: dir + "/.m.wsurgery-set", contents: Data(journal(pid: 99_999_999, started: "1").utf8))
         try OutputSet().claim(dir + "/m/")
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir + "/m").sorted() == ["b", "c", "index-never-written"])
         #expect(!FileManager.default.fileExists(atPath: dir + "/.m.wsurgery-set"))

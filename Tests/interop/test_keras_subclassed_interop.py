@@ -119,3 +119,36 @@ def test_a_dataset_no_layer_holds_is_refused_not_dropped(saved, tmp_path):
     proc = wsurgery("convert", damaged, tmp_path / "o.safetensors", expect=65)
     assert "block1/notes/table" in proc.stderr and "refusing rather than dropping it" in proc.stderr
     assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_layer_kinds_of_recurrent_attention_prelu_and_embedding_layers(tmp_path):
+    # Keras: with the config (.keras) and without it (.weights.h5, kinds read off Keras's automatic names);
+    # sublayers Keras builds inside (lstm/cell, the attention's query/key/value) take their owner's kind.
+    inp = keras.Input((10,), dtype="int32")
+    x = keras.layers.Embedding(50, 8)(inp)
+    x = keras.layers.LSTM(8, return_sequences=True)(x)
+    x = keras.layers.GRU(8, return_sequences=True)(x)
+    x = keras.layers.MultiHeadAttention(2, 4)(x, x)
+    x = keras.layers.PReLU()(x)
+    out = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling1D()(x))
+    model = keras.Model(inp, out)
+    model.save_weights(tmp_path / "k.weights.h5")
+    model.save(tmp_path / "k.keras")
+    import json
+    for name in ["k.weights.h5", "k.keras"]:
+        layers = json.loads(wsurgery("inspect", tmp_path / name, "--json").stdout)["layers"]
+        kinds = {layer["name"]: layer["kind"] for layer in layers}
+        assert kinds["lstm"] == kinds["lstm_cell"] == kinds["gru"] == "recurrent", kinds
+        assert kinds["multi_head_attention"] == kinds["query"] == "attention", kinds
+        assert kinds["p_re_lu"] == "activation" and kinds["embedding"] == "embedding", kinds
+        assert "unknown" not in [kinds[k] for k in ["lstm", "gru", "multi_head_attention", "p_re_lu"]]
+    # PyTorch names: nn.LSTM, nn.MultiheadAttention, nn.PReLU, a GPT-2 token table.
+    from safetensors.numpy import save_file
+    z = lambda *s: np.zeros(s, np.float32)
+    save_file({"lstm.weight_ih_l0": z(32, 8), "lstm.weight_hh_l0": z(32, 8), "lstm.bias_ih_l0": z(32), "lstm.bias_hh_l0": z(32),
+               "attn.in_proj_weight": z(24, 8), "attn.in_proj_bias": z(24), "attn.out_proj.weight": z(8, 8),
+               "prelu1.weight": z(8), "transformer.wte.weight": z(50, 8), "fc.weight": z(3, 8)}, str(tmp_path / "k.safetensors"))
+    layers = json.loads(wsurgery("inspect", tmp_path / "k.safetensors", "--json").stdout)["layers"]
+    kinds = {layer["name"]: layer["kind"] for layer in layers}
+    assert kinds == {"lstm": "recurrent", "attn": "attention", "attn.out_proj": "dense", "prelu1": "activation",
+                     "transformer.wte": "embedding", "fc": "dense"}, kinds

@@ -22,6 +22,10 @@ public enum LayerKind: String, Sendable, Codable, CaseIterable {
     case layerNorm = "layer_norm"
     case groupNorm = "group_norm"
     case embedding
+    /// A recurrent layer (LSTM, GRU, a simple RNN, a bidirectional wrapper).
+    case recurrent
+    /// Attention with its own projections (Keras `MultiHeadAttention`, PyTorch `nn.MultiheadAttention`).
+    case attention
     case pooling
     case flatten
     /// An activation (`ReLU`, `Activation`, `Softmax`, ...).
@@ -46,6 +50,10 @@ public enum LayerKind: String, Sendable, Codable, CaseIterable {
         case "LayerNormalization": self = .layerNorm
         case "GroupNormalization": self = .groupNorm
         case "Embedding": self = .embedding
+        case "LSTM", "GRU", "SimpleRNN", "Bidirectional", "RNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D", "CuDNNLSTM", "CuDNNGRU", "LSTMCell",
+            "GRUCell", "SimpleRNNCell":
+            self = .recurrent
+        case "MultiHeadAttention", "GroupedQueryAttention", "Attention", "AdditiveAttention": self = .attention
         case "Flatten": self = .flatten
         case "Functional", "Sequential", "Model": self = .model
         case "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "ThresholdedReLU": self = .activation

@@ -56,16 +56,22 @@ public enum StateDictGrouping {
             return locals["pointwise_kernel"] != nil ? .separableConv2d : .depthwiseConv2d
         }
         if let embeddings = locals["embeddings"], embeddings.count == 2 { return .embedding }
+        // nn.LSTM / nn.GRU / nn.RNN (`weight_ih_l0`, `weight_hh_l0`), nn.MultiheadAttention (`in_proj_weight`).
+        if locals.keys.contains(where: { $0.hasPrefix("weight_ih_l") || $0.hasPrefix("weight_hh_l") }) { return .recurrent }
+        if locals["in_proj_weight"] != nil { return .attention }
         if let kernel = locals["kernel"] ?? locals["weight"] {
             switch kernel.count {
             case 3: return .conv1d
             case 4: return .conv2d
             case 5: return .conv3d
             case 2:
-                if lowered.contains("embed") && locals["bias"] == nil { return .embedding }
+                let last = lowered.split(separator: ".").last.map(String.init) ?? lowered
+                if (lowered.contains("embed") || ["wte", "wpe"].contains(last)) && locals["bias"] == nil { return .embedding }
                 return .dense
             case 1:
                 if lowered.contains("norm") || lowered.hasPrefix("ln") || lowered.contains(".ln") { return .layerNorm }
+                // nn.PReLU: one slope per channel (or one for all).
+                if lowered.contains("prelu") && locals.count == 1 { return .activation }
                 return .unknown
             default: return .unknown
             }

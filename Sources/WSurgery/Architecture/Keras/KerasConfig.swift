@@ -134,7 +134,13 @@ public enum KerasConfig {
             "Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D", "Dense",
             "BatchNormalization", "LayerNormalization", "Embedding", "InputLayer", "Flatten", "Functional", "Sequential",
         ]
-        return known.first { snakeCase($0) == base }
+        // Keras's snake case of acronyms (`to_snake_case`): LSTM -> lstm, PReLU -> p_re_lu.
+        let spelled = [
+            "lstm": "LSTM", "gru": "GRU", "simple_rnn": "SimpleRNN", "lstm_cell": "LSTMCell", "gru_cell": "GRUCell",
+            "simple_rnn_cell": "SimpleRNNCell", "bidirectional": "Bidirectional", "multi_head_attention": "MultiHeadAttention",
+            "p_re_lu": "PReLU",
+        ]
+        return spelled[base] ?? known.first { snakeCase($0) == base }
     }
 }
 

@@ -294,6 +294,18 @@ public enum KerasH5Reader {
                     name: entry.name, kind: kind, className: className, tensors: tensors,
                     inbound: entry.config?.inbound ?? [], origin: KerasWeightPlacement(saveablePath: entry.path)))
         }
+        // A sublayer Keras builds inside a recurrent or attention layer (`lstm/cell`, the query, key and
+        // value projections of `multi_head_attention`) is of its owner's kind.
+        let owners = graph.layers.compactMap { layer -> (String, LayerKind)? in
+            guard [.recurrent, .attention].contains(layer.kind), let path = (layer.origin as? KerasWeightPlacement)?.saveablePath else { return nil }
+            return (path + "/", layer.kind)
+        }
+        for i in graph.layers.indices where graph.layers[i].kind == .unknown {
+            guard let path = (graph.layers[i].origin as? KerasWeightPlacement)?.saveablePath,
+                let owner = owners.filter({ path.hasPrefix($0.0) }).max(by: { $0.0.count < $1.0.count })
+            else { continue }
+            graph.layers[i].kind = owner.1
+        }
         // Root-level variables of the model itself, if any.
         if try h5.exists("vars") {
             let indices = try h5.children(of: "vars").compactMap { Int($0) }.sorted()
