@@ -230,8 +230,8 @@ enum WorkerProcess {
             return outcome
         }
         // The worker died before reporting: say how, and remove what its atomic writes left behind.
-        OutputFile.removeLeftovers(for: job.output)
         OutputSet.recoverAbandoned(job.output)
+        OutputFile.removeLeftovers(for: job.output)
         let how =
             process.terminationReason == .uncaughtSignal
             ? "was killed by signal \(process.terminationStatus)" : "exited with status \(process.terminationStatus) without a report"

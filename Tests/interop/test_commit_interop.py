@@ -321,3 +321,35 @@ def test_a_weights_file_with_its_config_appears_last_so_skip_existing_never_take
     resumed = run(*args)
     assert resumed.returncode == 0 and "written" in resumed.stdout, resumed.stdout + resumed.stderr
     assert sorted(n for n in os.listdir(outdir)) == sorted(["resnet.safetensors", "config.json", "preprocessor_config.json"])
+
+
+def test_a_run_worker_killed_between_shards_is_undone_by_its_run(tmp_path):
+    import signal
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a", "b"):
+        shutil.copy(fixture("torch_resnet_tiny.safetensors"), inputs / f"{name}.safetensors")
+    outdir = tmp_path / "out"
+    recipe = tmp_path / "shards.yaml"
+    recipe.write_text('passes:\n  - convert: {}\noutput: "{stem}.safetensors"\nshard-size: 1KB\n')
+    args = ["run", str(recipe), str(inputs), "--out-dir", str(outdir), "--jobs", "2"]
+    proc = start(*args, env={BETWEEN: "5"})
+    wait_for_journal(outdir / ".a.safetensors.wsurgery-set", proc)
+    # SIGKILL the worker writing a (not run itself): run reports it and undoes its half-committed set.
+    workers = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if b"--worker" in cmdline and str(inputs / "a.safetensors").encode() in cmdline:
+            workers.append(int(pid))
+    assert len(workers) == 1, workers
+    os.kill(workers[0], signal.SIGKILL)
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode != 0 and "killed by signal 9" in out + err, out + err
+    left = sorted(os.listdir(outdir))
+    assert not any(n.startswith("a-") or n.startswith(".a.") for n in left), left
+    resumed = run(*args)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert (outdir / "a.safetensors.index.json").exists() and (outdir / "b.safetensors.index.json").exists()

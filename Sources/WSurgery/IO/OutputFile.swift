@@ -90,7 +90,8 @@ public final class OutputFile {
     public static func removeLeftovers(for path: String) {
         let directory = directory(of: path)
         let prefix = temporaryPrefix(for: path.split(separator: "/").last.map(String.init) ?? path)
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix(prefix) {
+        // Not a set's journal (`.NAME.wsurgery-set`): the next writer of the output needs it to undo the set.
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix(prefix) && !name.hasSuffix("-set") {
             try? FileManager.default.removeItem(atPath: directory + "/" + name)
         }
     }
