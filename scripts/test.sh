@@ -10,6 +10,8 @@ scripts/install-test-deps.sh
 swift format lint --strict -r Sources Tests
 swift build
 swift test --disable-xctest
+# The interop tests run the release build: several hundred commands, each as fast as users get it.
+swift build -c release
 venv=.venv
 stamp="$venv/.requirements"
 if ! cmp -s fixtures/requirements.txt "$stamp" 2>/dev/null; then
@@ -18,5 +20,5 @@ if ! cmp -s fixtures/requirements.txt "$stamp" 2>/dev/null; then
   "$venv/bin/pip" install -q --disable-pip-version-check -r fixtures/requirements.txt
   cp fixtures/requirements.txt "$stamp"
 fi
-export KERAS_BACKEND=jax WSURGERY_BIN="$PWD/.build/debug/wsurgery"
+export KERAS_BACKEND=jax WSURGERY_BIN="$PWD/.build/release/wsurgery"
 "$venv/bin/python" -m pytest Tests/interop -q

@@ -42,3 +42,13 @@ def test_an_rgb_state_dict_still_collapses_its_stem(tmp_path):
     original, out = load_file(str(src)), load_file(str(tmp_path / "o.safetensors"))
     np.testing.assert_allclose(out["conv1.weight"], original["conv1.weight"].sum(axis=1, keepdims=True), rtol=1e-6)
     assert (out["layer1.conv.weight"] == original["layer1.conv.weight"]).all()
+
+
+def test_inspect_says_which_layer_order_it_shows(tmp_path):
+    import json
+    from conftest import fixture
+    src = state_dict(tmp_path / "sd.safetensors", {"conv1.weight": (8, 3, 3, 3), "fc.weight": (2, 8)})
+    assert "layer order: the file's (safetensors stores tensors sorted by dtype and name" in wsurgery("inspect", src).stdout
+    assert json.loads(wsurgery("inspect", src, "--json").stdout)["layer_order"]["kind"] == "file"
+    assert json.loads(wsurgery("inspect", fixture("keras_cnn.h5"), "--json").stdout)["layer_order"]["kind"] == "model"
+    assert "the state dict's" in wsurgery("inspect", fixture("pytorch", "tiny_resnet.pth")).stdout

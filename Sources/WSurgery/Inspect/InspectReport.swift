@@ -53,6 +53,23 @@ public struct InspectReport: Sendable {
         return .object(pairs)
     }
 
+    /// Which order the layers are listed (and searched for "first" and "last") in, and why: the model's
+    /// where the file or its config records it, else the file's own, said to be so.
+    var layerOrder: (kind: String, why: String) {
+        if graph.hasEdges { return ("model", "the model's, from its config") }
+        if graph.layersInModelOrder { return ("model", "the model's, as the file records it") }
+        switch graph.sourceFormat {
+        case .safetensors, .shardedSafetensors:
+            return ("file", "the file's (safetensors stores tensors sorted by dtype and name; the model's order is not recorded)")
+        case .pytorch:
+            return ("state-dict", "the state dict's, as torch.save keeps it (the order the model registered its modules)")
+        case .kerasWeightsH5, .kerasArchive:
+            return ("natural", "natural order of the saveable names (a Keras 3 weights file without its config does not record the model's order)")
+        case .kerasLegacyH5:
+            return ("file", "the file's")
+        }
+    }
+
     /// The report as one JSON object.
     public var json: JSONValue {
         let metadata = graph.fileStates.all.flatMap(\.summaryJSON)
@@ -93,6 +110,7 @@ public struct InspectReport: Sendable {
             ("file", .string(graph.sourcePath)),
             ("format", .string(graph.sourceFormat.rawValue)),
             ("architecture", architecture),
+            ("layer_order", .object([("kind", .string(layerOrder.kind)), ("why", .string(layerOrder.why))])),
             ("metadata", .object(metadata)),
             ("layers", .array(layers)),
             (
@@ -150,6 +168,7 @@ public struct InspectReport: Sendable {
         case .huggingFace(let c, _)?: lines.append("architecture: Hugging Face config.json (model_type \(c.json["model_type"]?.stringValue ?? "?"))")
         case nil: lines.append("architecture: none recorded")
         }
+        lines.append("layer order: " + layerOrder.why)
         lines += graph.fileStates.all.flatMap(\.summaryLines)
         lines.append("")
         lines += TextTable.render(rows, rightAligned: [5])

@@ -20,13 +20,13 @@ public enum KerasH5Reader {
         let h5 = try HDF5File.open(raw, name: name, probing: probing)
         // `layer_names`, or split as Keras splits a long list (`layer_names0`, `layer_names1`, ...).
         if try h5.hasAttribute("/", KerasH5Key.layerNames) || h5.hasAttribute("/", KerasH5Key.layerNames + "0") {
-            return try readLegacy(h5, raw: raw, group: "/", flavor: .legacyWeightsOnly)
+            return try readLegacy(h5, raw: raw, group: "/", flavor: .legacyWeightsOnly, accounting: probing)
         }
         if try h5.exists(KerasH5Key.modelWeights) {
-            return try readLegacy(h5, raw: raw, group: KerasH5Key.modelWeights, flavor: .legacyFullModel)
+            return try readLegacy(h5, raw: raw, group: KerasH5Key.modelWeights, flavor: .legacyFullModel, accounting: probing)
         }
         if try h5.exists("layers") || h5.exists("vars") {
-            return try readKeras3(h5, raw: raw, config: nil, sourceFormat: .kerasWeightsH5, sourcePath: path)
+            return try readKeras3(h5, raw: raw, config: nil, sourceFormat: .kerasWeightsH5, sourcePath: path, accounting: probing)
         }
         let top = try h5.children(of: "/").prefix(5).joined(separator: ", ")
         throw WSurgeryError.unknownHDF5Layout(
@@ -78,7 +78,7 @@ public enum KerasH5Reader {
 
     // MARK: Legacy
 
-    static func readLegacy(_ h5: HDF5File, raw: InputFile, group: String, flavor: KerasFlavor) throws -> TensorGraph {
+    static func readLegacy(_ h5: HDF5File, raw: InputFile, group: String, flavor: KerasFlavor, accounting: Bool = true) throws -> TensorGraph {
         let path = h5.path
         func child(_ name: String) -> String { group == "/" ? name : group + "/" + name }
         var graph = TensorGraph(layers: [], layersInModelOrder: true, sourceFormat: .kerasLegacyH5, sourcePath: path, sourceFiles: [raw])
@@ -168,7 +168,8 @@ public enum KerasH5Reader {
             }
             graph.optimizer = OptimizerState(layout: KerasOptimizerLayout.legacyH5, tensors: tensors)
         }
-        try accountForEveryDataset(h5, in: &graph, optimizerGroups: [KerasH5Key.optimizerWeights])
+        // An output read back (`accounting` false) holds only what this process wrote from the graph.
+        if accounting { try accountForEveryDataset(h5, in: &graph, optimizerGroups: [KerasH5Key.optimizerWeights]) }
         return graph
     }
 
@@ -215,7 +216,9 @@ public enum KerasH5Reader {
 
     /// Reads a Keras 3 `.weights.h5`; `config` (from a `.keras` archive) supplies order, classes and
     /// variable names when present.
-    static func readKeras3(_ h5: HDF5File, raw: InputFile, config: ConfigDocument?, sourceFormat: CheckpointFormat, sourcePath: String) throws
+    static func readKeras3(
+        _ h5: HDF5File, raw: InputFile, config: ConfigDocument?, sourceFormat: CheckpointFormat, sourcePath: String, accounting: Bool = true
+    ) throws
         -> TensorGraph
     {
         var graph = TensorGraph(layers: [], layersInModelOrder: config != nil, sourceFormat: sourceFormat, sourcePath: sourcePath, sourceFiles: [raw])
@@ -325,7 +328,7 @@ public enum KerasH5Reader {
             graph.optimizer = OptimizerState(
                 layout: KerasOptimizerLayout.keras3(name: try h5.stringAttribute("optimizer/vars", "name")), tensors: tensors)
         }
-        try accountForEveryDataset(h5, in: &graph, optimizerGroups: ["optimizer"])
+        if accounting { try accountForEveryDataset(h5, in: &graph, optimizerGroups: ["optimizer"]) }
         return graph
     }
 
