@@ -4,6 +4,7 @@ import subprocess
 import os
 
 import h5py
+import ml_dtypes  # noqa: F401  registers bfloat16 with numpy (the fixtures hold BF16): the file passes run alone too
 import numpy as np
 import pytest
 from safetensors import safe_open

@@ -65,14 +65,13 @@ enum OutputCheck {
             }
         }
         guard let index = outputs.files.first(where: { $0.path.hasSuffix(ShardedSafetensors.indexSuffix) }) else { return }
-        guard let bytes = try? InputFile(path: index.temporaryPath), let text = try? bytes.read(count: Int(bytes.size), at: 0),
-            let json = try? JSONParser.parse(String(decoding: text, as: UTF8.self)), let map = json["weight_map"]?.objectValue
-        else { throw failure(index.path, "the index does not read as JSON with a weight_map") }
+        // Read by the reader's own index parser.
+        let read: ShardIndex
+        do { read = try ShardIndex(path: index.temporaryPath) } catch { throw failure(index.path, "the index does not read back (\(error))") }
+        let map = read.shardOf
         if map.count != found.count { throw failure(index.path, "the index maps \(map.count) tensors, the shards hold \(found.count)") }
-        for (tensor, shard) in map {
-            guard let shard = shard.stringValue, shardNames.contains(shard), found[tensor]?.file == shard else {
-                throw failure(index.path, "the index places '\(tensor)' in a shard that does not hold it")
-            }
+        for (tensor, shard) in map where !shardNames.contains(shard) || found[tensor]?.file != shard {
+            throw failure(index.path, "the index places '\(tensor)' in a shard that does not hold it")
         }
     }
 
