@@ -184,16 +184,13 @@ public enum BatchRun {
             }
         }
         do {
-            if !options.dryRun {
-                // Checked again just before writing: a symlink may have appeared since the plan.
-                let outDir = options.outDir.hasSuffix("/") && options.outDir.count > 1 ? String(options.outDir.dropLast()) : options.outDir
-                if job.output.hasPrefix(outDir + "/") {
-                    try OutputPattern.checkContained(String(job.output.dropFirst(outDir.count + 1)), in: outDir, input: job.input)
-                }
+            let outDir = options.outDir.hasSuffix("/") && options.outDir.count > 1 ? String(options.outDir.dropLast()) : options.outDir
+            // Checked again just before writing: a symlink may have appeared since the plan.
+            if !options.dryRun, job.output.hasPrefix(outDir + "/") {
+                try OutputPattern.checkContained(String(job.output.dropFirst(outDir.count + 1)), in: outDir, input: job.input)
             }
             // The output's directories are made by the writer, walked from --out-dir with O_NOFOLLOW (a
             // symlink swapped in meanwhile is refused, never followed) and removed again if the job fails.
-            let outDir = options.outDir.hasSuffix("/") && options.outDir.count > 1 ? String(options.outDir.dropLast()) : options.outDir
             let result = try Pipeline.run(
                 passes, input: job.input, output: options.dryRun ? nil : job.output,
                 options: .init(force: options.force, shardSize: options.shardSize, digest: options.digest, root: outDir))
