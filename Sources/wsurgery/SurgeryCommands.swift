@@ -241,6 +241,9 @@ struct SetInputShapeOptions: PassOptions {
     @Option(help: ArgumentHelp(spec.help("dense-policy")))
     var densePolicy: InputShapeChange.DensePolicy?
 
+    @Option(help: ArgumentHelp(spec.help("flattened-map")))
+    var flattenedMap: [String] = []
+
     @OptionGroup var initOptions: InitOptions
 
     var arguments: PassArguments {
@@ -248,6 +251,7 @@ struct SetInputShapeOptions: PassOptions {
         a.set("size", size)
         a.set("channels", channels.map(String.init))
         a.set("dense-policy", densePolicy?.rawValue)
+        a.set("flattened-map", flattenedMap)
         initOptions.fill(&a)
         return a
     }

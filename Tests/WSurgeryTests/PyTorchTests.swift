@@ -214,6 +214,33 @@ struct NameRecordTests {
         }
         #expect(wrong.isEmpty, Comment(rawValue: "\(wrong.count) of \(records.count * 2) detections differ:\n" + wrong.joined(separator: "\n")))
     }
+
+    /// No torchvision or timm classifier has a Linear that set-input-shape would refuse as reading a
+    /// flattened map: in the state dict's order (a .pth) and in a safetensors file's sorted order alike,
+    /// the only ones found are the torchvision families known to pool adaptively (VGG, AlexNet,
+    /// GoogLeNet's auxiliary heads).
+    @Test func noLibraryClassifierReadsAnUnknownFlattenedMap() throws {
+        let records = try Self.records()
+        var refused: [String] = []
+        var adaptive: Set<String> = []
+        for (model, record) in records.sorted(by: { $0.key < $1.key }) {
+            let tensors = record.tensors.map { entry in
+                Tensor(
+                    name: entry.name, dtype: .f32, shape: entry.shape, layout: StateDictGrouping.layout(name: entry.name, shape: entry.shape),
+                    data: ShapeOnlySource(byteCount: UInt64(entry.shape.reduce(1, *) * 4)))
+            }
+            for format in [CheckpointFormat.pytorch, .safetensors] {
+                let ordered = format == .pytorch ? tensors : tensors.sorted { $0.name < $1.name }
+                let graph = TensorGraph(layers: StateDictGrouping.layers(from: ordered), sourceFormat: format, sourcePath: model, sourceFiles: [])
+                for map in FlattenedMaps.find(in: graph) {
+                    if map.fixedBecause == nil { refused.append("\(model) (\(format)): \(map.layer) reads \(map.mapText) of \(map.convolution)") }
+                    else { adaptive.insert(model) }
+                }
+            }
+        }
+        #expect(refused.isEmpty, Comment(rawValue: refused.joined(separator: "\n")))
+        #expect(adaptive.isSuperset(of: ["torchvision/vgg16", "torchvision/alexnet", "torchvision/googlenet"]), Comment(rawValue: "\(adaptive.sorted())"))
+    }
 }
 
 @Suite("hostile pickle nesting")

@@ -194,6 +194,9 @@ public struct WeightMisfit: Sendable {
         self.input = input
     }
 
+    /// The kernel's fan-in axis: PyTorch (out, in) -> 1, Keras (in, out) -> 0.
+    public var fanInAxis: Int { tensor.layout == .torch ? 1 : 0 }
+
     /// `'fc/kernel' is (1568, 10) but its input (None, 2048) needs (2048, 10)`.
     public var description: String {
         "'\(tensor.name)' is \(ShapeText.python(tensor.shape)) but its input \(ShapeText.python(input)) needs \(ShapeText.python(expected))"
@@ -258,6 +261,9 @@ public struct InputSizeEdit: Sendable {
     public var fanInChanges: [FanInChange] = []
     /// Position embeddings to resample.
     public var positionEmbeddings: [PositionEmbeddingChange] = []
+    /// Linear layers of an edgeless checkpoint that read a flattened map whose size at the new input
+    /// the file does not record (`set-input-shape` asks for it with `flattened-map`).
+    public var flattenedMaps: [FlattenedMap] = []
     /// Every layer's output shape before and after, when the architecture records the layers.
     public var layerShapes: [LayerOutputShapes] = []
     /// The global pooling layers, for the note on a fully convolutional model.

@@ -26,16 +26,21 @@ public struct InputShapeChange: GraphPass {
     public var initializer: Initializer?
     /// Seed of new weights.
     public var seed: UInt64
+    /// What the flattened maps that Linear layers of a state dict read become at the new size.
+    public var flattenedMaps: [FlattenedMapChoice]
 
     /// The pass.
-    public init(height: Int, width: Int, channels: Int? = nil, densePolicy: DensePolicy = .reinit, initializer: Initializer? = nil, seed: UInt64 = 0)
-    {
+    public init(
+        height: Int, width: Int, channels: Int? = nil, densePolicy: DensePolicy = .reinit, initializer: Initializer? = nil, seed: UInt64 = 0,
+        flattenedMaps: [FlattenedMapChoice] = []
+    ) {
         self.height = height
         self.width = width
         self.channels = channels
         self.densePolicy = densePolicy
         self.initializer = initializer
         self.seed = seed
+        self.flattenedMaps = flattenedMaps
     }
 
     /// `set-input-shape`.
@@ -48,6 +53,7 @@ public struct InputShapeChange: GraphPass {
         result.append(("dense-policy", densePolicy.rawValue))
         result.append(("init", initializer?.description ?? Initializer.automaticWeights))
         result.append(("seed", String(seed)))
+        if !flattenedMaps.isEmpty { result.append(("flattened-map", flattenedMaps.map(\.description).joined(separator: ","))) }
         return result
     }
 
@@ -66,7 +72,7 @@ public struct InputShapeChange: GraphPass {
         if let channels { try adaptChannels(channels, &graph, &report) }
         let path = graph.sourcePath
         let plan = try graph.editor.settingInputSize(height: height, width: width, in: graph)
-        let fanIns = plan.fanInChanges
+        let fanIns = plan.fanInChanges + (try flattenedChanges(plan.flattenedMaps, in: graph, report: &report))
         if !fanIns.isEmpty, densePolicy == .error {
             throw WSurgeryError.weightsDoNotFit(
                 path: path,
@@ -89,7 +95,7 @@ public struct InputShapeChange: GraphPass {
             } else {
                 try Refit.reinitialise(
                     m, in: &graph, initializer: initializer, seed: seed,
-                    reason: " for fan-in \(m.tensor.shape[0]) -> \(m.expected[0].map(String.init) ?? "?")", report: &report)
+                    reason: " for fan-in \(m.tensor.shape[m.fanInAxis]) -> \(m.expected[m.fanInAxis].map(String.init) ?? "?")", report: &report)
             }
         }
         for embedding in plan.positionEmbeddings { try resample(embedding, in: &graph, report: &report) }
@@ -122,21 +128,85 @@ public struct InputShapeChange: GraphPass {
         report.notes += channelReport.notes
     }
 
-    /// A Dense kernel fed by Flatten of an (H, W, C) map, resized bilinearly to (H', W', C) and scaled by
-    /// HW / H'W', so a feature map constant over space keeps its expected activation.
+    /// The Linear layers reading a flattened map (state dicts), as the user's `flattened-map` choices
+    /// say: kernels whose fan-in changes, notes for those that keep theirs. A layer nothing decides is
+    /// refused, naming the map it reads.
+    func flattenedChanges(_ maps: [FlattenedMap], in graph: TensorGraph, report: inout PassReport) throws -> [FanInChange] {
+        let path = graph.sourcePath
+        for choice in flattenedMaps {
+            guard let layer = choice.layer, !maps.contains(where: { $0.layer == layer }) else { continue }
+            throw WSurgeryError.invalidOption(
+                option: "flattened-map",
+                reason: "'\(layer)' is not a Dense/Linear layer reading a flattened map"
+                    + (maps.isEmpty ? " (none does in this checkpoint)" : " (those that do: \(maps.map { "'\($0.layer)'" }.joined(separator: ", ")))")
+            )
+        }
+        var changes: [FanInChange] = []
+        for map in maps {
+            let reads = "'\(map.layer)' reads the flattened \(map.mapText) map of '\(map.convolution)'"
+            guard let choice = flattenedMaps.last(where: { $0.layer == map.layer }) ?? flattenedMaps.last(where: { $0.layer == nil }) else {
+                if let why = map.fixedBecause {
+                    report.notes.append("\(reads): \(why); its weights transfer unchanged")
+                    continue
+                }
+                let how = map.byOrder ? "" : " (found from the shapes: the file does not record the layer order)"
+                let keras =
+                    map.layout == .keras
+                    ? "; Keras weights without their model config: give the .keras or full-model .h5 to have the shapes inferred" : ""
+                throw WSurgeryError.unsupportedLayer(
+                    path: path, layer: map.layer,
+                    reason:
+                        "its fan-in \(map.channels * map.positions) is the flattened \(map.mapText) map of '\(map.convolution)'\(how), not pooled features, so it changes with the input size and the file does not record how; give \(option("flattened-map")) \(map.layer)=HxW with the map it reads at \(height)x\(width) (its fan-in becomes \(map.layout == .keras ? "H x W x \(map.channels)" : "\(map.channels) x H x W"), new weights by \(option("dense-policy"))), or \(map.layer)=fixed when the model pools to a fixed size before it\(keras)"
+                )
+            }
+            guard let size = choice.size else {
+                report.notes.append("\(reads): its size is fixed (\(option("flattened-map")) \(choice.description)); its weights transfer unchanged")
+                continue
+            }
+            let layer = graph.layer(named: map.layer)!
+            let tensor = layer.tensors[map.index]
+            let axis = WeightRoles(layer)!.inputAxis
+            let channels = choice.channels ?? map.channels
+            let fanIn = channels * size.height * size.width
+            guard fanIn != tensor.shape[axis] else {
+                report.notes.append("\(reads): \(choice.description) keeps its fan-in \(fanIn); its weights transfer unchanged")
+                continue
+            }
+            var expected = tensor.shape.map(Optional.some)
+            expected[axis] = fanIn
+            let misfit = WeightMisfit(layer: map.layer, index: map.index, tensor: tensor, expected: expected, input: [nil, fanIn])
+            let grid: Result<FlattenedGrid, ArchitectureProblem>
+            if let side = map.side, channels == map.channels {
+                grid = .success(FlattenedGrid(old: (side, side, channels), new: size))
+            } else {
+                grid = .failure(
+                    ArchitectureProblem(
+                        reason: map.side == nil
+                            ? "the map it read (\(map.mapText)) is not square, so its grid is unknown" : "the map's channels change"))
+            }
+            changes.append(FanInChange(misfit: misfit, grid: grid))
+        }
+        return changes
+    }
+
+    /// A Dense kernel fed by Flatten of an (H, W, C) map (Keras; PyTorch flattens (C, H, W)), resized
+    /// bilinearly to H' x W' positions and scaled by HW / H'W', so a feature map constant over space keeps
+    /// its expected activation.
     func resampled(_ tensor: Tensor, grid: FlattenedGrid, path: String) throws -> (shape: [Int], values: any ValueStream, action: String) {
         guard TensorValues.canCompute(tensor.dtype) else {
             throw WSurgeryError.cannotComputeDType(path: path, tensor: tensor.name, dtype: tensor.dtype.numpyName)
         }
         let (h, w, c) = grid.old
         let (h2, w2) = grid.new
-        let units = tensor.shape[1]
+        let torch = tensor.layout == .torch
+        // Keras: (H, W, C x units) rows; PyTorch: (units x C, H, W) with one value per position.
+        let units = tensor.shape[torch ? 0 : 1]
         let values = ResampledValues(
-            old: try RandomAccess.of(tensor.data), dtype: tensor.dtype, outer: 1, inner: c * units,
+            old: try RandomAccess.of(tensor.data), dtype: tensor.dtype, outer: torch ? units * c : 1, inner: torch ? 1 : c * units,
             rows: Resampling.matrix(from: h, to: h2, filter: .linear, antialias: false),
             columns: Resampling.matrix(from: w, to: w2, filter: .linear, antialias: false), scale: Double(h * w) / Double(h2 * w2))
         return (
-            [h2 * w2 * c, units], values,
+            torch ? [units, c * h2 * w2] : [h2 * w2 * c, units], values,
             "resampled bilinearly (\(h)x\(w) -> \(h2)x\(w2) positions of \(c) channels) and scaled by \(h * w)/\(h2 * w2)"
         )
     }

@@ -303,11 +303,16 @@ public enum PassCatalog {
         command: "set-input-shape",
         abstract: "Move a model to a new input size; fix the Dense layers that no longer fit.",
         discussion:
-            "For a Keras model every layer's shapes are inferred at the new size and the report says, per layer, whether its weights transfer unchanged (convolutions always do; a Dense after global pooling does). A Dense fed by Flatten gets a new fan-in: \(option("dense-policy")) reinit (default) draws a new kernel with \(option("init")) (default glorot-uniform), resample resizes the kernel viewed as (H, W, C, units) bilinearly and scales it by HW/H'W', error stops and lists the layers. For a state dict, ViT position embeddings (pos_embed, embeddings.position_embeddings) are resampled like timm (bicubic, antialiased), prefix tokens kept. \(option("channels")) chains adapt-channels.",
+            "For a Keras model every layer's shapes are inferred at the new size and the report says, per layer, whether its weights transfer unchanged (convolutions always do; a Dense after global pooling does). A Dense fed by Flatten gets a new fan-in: \(option("dense-policy")) reinit (default) draws a new kernel with \(option("init")) (default glorot-uniform), resample resizes the kernel viewed as (H, W, C, units) bilinearly and scales it by HW/H'W', error stops and lists the layers. For a state dict, ViT position embeddings (pos_embed, embeddings.position_embeddings) are resampled like timm (bicubic, antialiased), prefix tokens kept; a Linear whose fan-in is a flattened map (C x k of the convolution before it, not pooled features) is refused unless \(option("flattened-map")) says what that map is at the new size. \(option("channels")) chains adapt-channels.",
         options: [
             OptionSpec("size", .text(format: "HxW"), required: true, help: "The new input size, HxW (e.g. 256x256)."),
             OptionSpec("channels", .integer, help: "Also adapt the first convolution to this many input channels."),
             OptionSpec("dense-policy", .choice(InputShapeChange.DensePolicy.allCases.map(\.rawValue)), help: "reinit (default), resample or error."),
+            OptionSpec(
+                "flattened-map", .text(format: "[LAYER=]HxW|CxHxW|fixed"), repeating: true,
+                help:
+                    "For a state dict: the map a Linear reading a flattened map reads at the new size (dense4=5x5), or fixed when it pools to a fixed size first."
+            ),
             initOption,
             seedOption,
         ],
@@ -321,7 +326,8 @@ public enum PassCatalog {
                 InputShapeChange(
                     height: size.height, width: size.width, channels: try arguments.integer("channels"),
                     densePolicy: try arguments.choice("dense-policy", InputShapeChange.DensePolicy.self) ?? .reinit,
-                    initializer: try initializer(arguments), seed: try arguments.unsigned("seed") ?? 0)
+                    initializer: try initializer(arguments), seed: try arguments.unsigned("seed") ?? 0,
+                    flattenedMaps: try arguments.list("flattened-map").map(FlattenedMapChoice.init(parsing:)))
             ]
         })
 

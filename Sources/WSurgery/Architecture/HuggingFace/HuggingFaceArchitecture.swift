@@ -61,10 +61,8 @@ struct HuggingFaceArchitecture: EdgelessArchitectureEditor {
                 notes.append("\(HuggingFaceFolder.preprocessorName): " + processorFields.joined(separator: ", ") + " set for \(height)x\(width)")
             }
         }
-        let (embeddings, sizeNotes) = try SizeDependence.changes(
-            in: graph, height: height, width: width, config: document, type: HuggingFaceModelType.of(document))
-        var result = InputSizeEdit(edit: ArchitectureEdit(architecture: .huggingFace(edited, preprocessor: processor), notes: notes + sizeNotes))
-        result.positionEmbeddings = embeddings
+        var result = try SizeDependence.changes(in: graph, height: height, width: width, config: document, type: HuggingFaceModelType.of(document))
+        result.edit = ArchitectureEdit(architecture: .huggingFace(edited, preprocessor: processor), notes: notes + result.edit.notes)
         return result
     }
 }

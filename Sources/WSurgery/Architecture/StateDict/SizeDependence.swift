@@ -16,9 +16,20 @@ enum SizeDependence {
         }
     }
 
-    /// The position embeddings to resample at `height` x `width` and the notes saying on what the rest
-    /// transfers. `type` is the transformers model type when config.json names a known one.
-    static func changes(in graph: TensorGraph, height: Int, width: Int, config: ConfigDocument?, type: HuggingFaceModelType?) throws -> (
+    /// The position embeddings to resample at `height` x `width`, the Linear layers reading flattened
+    /// maps, and the notes saying on what the rest transfers. `type` is the transformers model type when
+    /// config.json names a known one.
+    static func changes(in graph: TensorGraph, height: Int, width: Int, config: ConfigDocument?, type: HuggingFaceModelType?) throws -> InputSizeEdit
+    {
+        var edit = InputSizeEdit(edit: ArchitectureEdit(architecture: graph.architecture))
+        let (embeddings, notes) = try transfers(in: graph, height: height, width: width, config: config, type: type)
+        edit.positionEmbeddings = embeddings
+        edit.edit.notes = notes
+        if type == nil, embeddings.isEmpty { edit.flattenedMaps = FlattenedMaps.find(in: graph) }
+        return edit
+    }
+
+    static func transfers(in graph: TensorGraph, height: Int, width: Int, config: ConfigDocument?, type: HuggingFaceModelType?) throws -> (
         [PositionEmbeddingChange], [String]
     ) {
         if let bound = sizeBound(in: graph).first {
@@ -46,14 +57,14 @@ enum SizeDependence {
             return (
                 [],
                 [
-                    "\(what) (Keras weights without their model config): every weight transferred unchanged; a Keras model built at the new size takes them only if no Dense reads a Flatten of a fixed-size map (global pooling is fine). Give the .keras or full-model .h5 to have that checked"
+                    "\(what) (Keras weights without their model config): every convolution and every Dense that reads pooled features transferred unchanged; a Keras model built at the new size takes them only if no Dense reads a Flatten of a fixed-size map (global pooling is fine). Give the .keras or full-model .h5 to have that checked"
                 ]
             )
         }
         return (
             [],
             [
-                "\(what): every weight transferred, assuming global or adaptive pooling before the head (as in every torchvision and timm classifier); a model that flattens a fixed-size map into its classifier will not load"
+                "\(what): every convolution and every Linear that reads pooled features transferred, assuming global or adaptive pooling before the head (as in every torchvision and timm classifier)"
             ]
         )
     }

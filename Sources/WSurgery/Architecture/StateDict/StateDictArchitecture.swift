@@ -14,9 +14,6 @@ struct StateDictArchitecture: EdgelessArchitectureEditor {
     /// Only absolute position embeddings depend on the input size of a state dict this tool can read;
     /// tables it cannot resample are refused by name; anything else transfers on the stated assumption.
     func settingInputSize(height: Int, width: Int, in graph: TensorGraph) throws -> InputSizeEdit {
-        let (embeddings, notes) = try SizeDependence.changes(in: graph, height: height, width: width, config: nil, type: nil)
-        var result = InputSizeEdit(edit: ArchitectureEdit(architecture: nil, notes: notes))
-        result.positionEmbeddings = embeddings
-        return result
+        try SizeDependence.changes(in: graph, height: height, width: width, config: nil, type: nil)
     }
 }
