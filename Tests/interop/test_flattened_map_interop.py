@@ -140,3 +140,32 @@ def test_keras_weights_without_config_are_refused_with_the_way_out(out):
     proc = wsurgery("set-input-shape", fixture("keras_cnn.weights.h5"), out / "x.weights.h5", "--size", "24x24", expect=65)
     assert "Keras weights without their model config" in proc.stderr and "'predictions'" in proc.stderr, proc.stderr
     assert not (out / "x.weights.h5").exists()
+
+
+def flat_cnn(sd, x):
+    """fixtures/pytorch/make_flat_cnn.py's FlatCNN in numpy: 1x1 conv, ReLU, 2x2 max pool, torch.flatten (C, H, W), fc."""
+    y = np.maximum(np.einsum("oc,nchw->nohw", sd["conv.weight"][:, :, 0, 0], x) + sd["conv.bias"][None, :, None, None], 0)
+    n, c, h, w = y.shape
+    y = y.reshape(n, c, h // 2, 2, w // 2, 2).max((3, 5))
+    return y.reshape(n, -1) @ sd["fc.weight"].T + sd["fc.bias"]
+
+
+def test_resampled_fc_matches_torch_interpolate_and_runs_at_the_new_size(out):
+    from conftest import fixture
+    rec = json.load(open(fixture("pytorch", "flat_cnn_records.json")))
+    src = fixture("pytorch", "flat_cnn.pth")
+    wsurgery("convert", src, out / "flat.safetensors")
+    original = load_file(str(out / "flat.safetensors"))
+    # The numpy forward agrees with torch on the original, so the flatten order is torch's (C, H, W).
+    np.testing.assert_allclose(flat_cnn(original, np.array(rec["image"])[None]), [rec["logits_image"]], rtol=1e-5, atol=1e-5)
+    proc = wsurgery("set-input-shape", src, out / "never.safetensors", "--size", "16x16", expect=65)
+    assert "layer 'fc'" in proc.stderr and "4 x 4 x 4 map of 'conv'" in proc.stderr, proc.stderr
+    wsurgery("set-input-shape", src, out / "big.safetensors", "--size", "16x16", "--flattened-map", "fc=8x8", "--dense-policy", "resample")
+    big = load_file(str(out / "big.safetensors"))
+    # The new fc is what torch's F.interpolate(bilinear, align_corners=False) x 16/64 gives, and the model
+    # at 16x16 (a strict load in torch, made by the fixture script) answers a constant image as before.
+    np.testing.assert_allclose(big["fc.weight"], rec["fc_weight_16_resampled"], rtol=1e-5, atol=1e-7)
+    colors = np.array(rec["colors"])[:, :, None, None]
+    np.testing.assert_allclose(flat_cnn(big, np.broadcast_to(colors, (2, 3, 16, 16))), rec["logits_16_resampled"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(rec["logits_16_resampled"], rec["logits_8"], rtol=1e-5, atol=1e-5)
+    assert all(big[k].tobytes() == original[k].tobytes() for k in original if k != "fc.weight")
