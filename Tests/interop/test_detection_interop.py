@@ -52,3 +52,48 @@ def test_inspect_says_which_layer_order_it_shows(tmp_path):
     assert json.loads(wsurgery("inspect", src, "--json").stdout)["layer_order"]["kind"] == "file"
     assert json.loads(wsurgery("inspect", fixture("keras_cnn.h5"), "--json").stdout)["layer_order"]["kind"] == "model"
     assert "the state dict's" in wsurgery("inspect", fixture("pytorch", "tiny_resnet.pth")).stdout
+
+
+def torch_state_dict(path, shapes):
+    import torchsave
+    rng = np.random.default_rng(0)
+    torchsave.save({k: rng.normal(size=s).astype("float32") for k, s in shapes.items()}, path)
+    return path
+
+
+LENET = {"c1.weight": (6, 1, 5, 5), "c1.bias": (6,), "c3.weight": (16, 6, 5, 5), "c3.bias": (16,), "f5.weight": (120, 400), "f5.bias": (120,),
+         "f6.weight": (84, 120), "f6.bias": (84,), "out.weight": (10, 84), "out.bias": (10,)}
+
+
+def test_head_of_a_pth_without_known_names_is_its_last_linear_on_convolution_features(tmp_path):
+    """README's rule: in a .pth's order, the last layer with weights, when it is a Linear whose chain of
+    Linears starts on a convolution's features (LeNet's `out` after `f5`, `f6`)."""
+    src = torch_state_dict(tmp_path / "lenet.pth", LENET)
+    assert "classifier head: out" in wsurgery("inspect", src).stdout
+    wsurgery("replace-head", src, tmp_path / "five.safetensors", "--classes", 5)
+    from safetensors.numpy import load_file
+    assert load_file(str(tmp_path / "five.safetensors"))["out.weight"].shape == (5, 84)
+    # The same tensors as a safetensors file record no order: the head is not guessed.
+    st = state_dict(tmp_path / "lenet.safetensors", LENET)
+    assert "several Dense/Linear layers" in wsurgery("replace-head", st, tmp_path / "x.safetensors", "--classes", 5, expect=65).stderr
+
+
+def test_heads_side_by_side_projections_and_backbones_are_not_taken_for_a_classifier(tmp_path):
+    # facenet's RNet: dense5_1 (face / not face) and dense5_2 (box) both read dense4's 128 features.
+    rnet = torch_state_dict(tmp_path / "rnet.pth", {
+        "conv1.weight": (28, 3, 3, 3), "conv3.weight": (64, 28, 2, 2), "prelu3.weight": (64,), "dense4.weight": (128, 576),
+        "prelu4.weight": (128,), "dense5_1.weight": (2, 128), "dense5_2.weight": (4, 128)})
+    proc = wsurgery("replace-head", rnet, tmp_path / "x.safetensors", "--classes", 3, expect=65)
+    assert "read the same 128 features" in proc.stderr and "dense5_1" in proc.stderr and "dense5_2" in proc.stderr
+    # A projection with as many outputs as inputs after other Linears.
+    proj = torch_state_dict(tmp_path / "proj.pth", {"conv.weight": (8, 3, 3, 3), "a.weight": (32, 8), "b.weight": (32, 32)})
+    proc = wsurgery("replace-head", proj, tmp_path / "x.safetensors", "--classes", 3, expect=65)
+    assert "as many outputs as inputs (32)" in proc.stderr
+    # A transformer block's MLP at the end (no head) and a backbone ending in a norm have no classifier.
+    vit = torch_state_dict(tmp_path / "vit.pth", {
+        "patch.weight": (16, 3, 4, 4), "blk.norm1.weight": (16,), "blk.qkv.weight": (48, 16), "blk.proj.weight": (16, 16),
+        "blk.norm2.weight": (16,), "blk.fc1.weight": (64, 16), "blk.fc2.weight": (16, 64)})
+    assert "none has a known head name" in wsurgery("replace-head", vit, tmp_path / "x.safetensors", "--classes", 3, expect=65).stderr
+    backbone = torch_state_dict(tmp_path / "bb.pth", {"conv.weight": (8, 3, 3, 3), "bn.weight": (8,), "bn.running_mean": (8,)})
+    wsurgery("replace-head", backbone, tmp_path / "x.safetensors", "--classes", 3, expect=65)
+    assert not (tmp_path / "x.safetensors").exists()

@@ -125,8 +125,57 @@ public enum LayerDetection {
             return [layer.name] + (partnerHeads[name] ?? []).compactMap { find($0)?.name }
         }
         if dense.count == 1 { return [dense[0].name] }
+        if graph.sourceFormat == .pytorch, let head = try lastLinear(in: graph, fail: fail) { return [head] }
         throw fail(
             dense.isEmpty ? "no Dense/Linear layer and no known head name" : "several Dense/Linear layers and none has a known head name", dense)
+    }
+
+    /// The head of a `.pth` state dict (the order the model registered its modules) that no name gives:
+    /// the last layer with weights, when it is a Linear. Nil when the model ends otherwise (a norm: a
+    /// backbone without its head). Refused when several Linears at the end read the same features
+    /// (facenet's RNet: `dense5_1`, `dense5_2`), or when it has as many outputs as inputs after other
+    /// Linears (a projection, not a classifier).
+    static func lastLinear(in graph: TensorGraph, fail: (String, [Layer]) -> WSurgeryError) throws -> String? {
+        guard let last = graph.layers.last(where: { !$0.tensors.isEmpty }), last.kind == .dense, let roles = WeightRoles(last) else { return nil }
+        let linears = graph.layers.filter { $0.kind == .dense && WeightRoles($0) != nil }
+        let kernel = last.tensors[roles.kernel].shape
+        let fanIn = kernel[roles.inputAxis]
+        // The Linears at the end reading as many features as the last one: heads side by side.
+        var trailing: [Layer] = []
+        for layer in graph.layers.reversed() where WeightRoles(layer) != nil {
+            guard layer.kind == .dense, let r = WeightRoles(layer), layer.tensors[r.kernel].shape[r.inputAxis] == fanIn else { break }
+            trailing.insert(layer, at: 0)
+        }
+        if trailing.count > 1 {
+            throw fail("several Linear layers at the end of the state dict read the same \(fanIn) features (heads side by side)", trailing)
+        }
+        guard readsConvolutionFeatures(from: last, in: graph) else { return nil }
+        if kernel[roles.outputAxis] == fanIn, linears.count > 1 {
+            throw fail(
+                "the last Linear '\(last.name)' has as many outputs as inputs (\(fanIn)) after other Linear layers: a projection, not a classifier",
+                linears)
+        }
+        return last.name
+    }
+
+    /// Whether the Linear chain ending in `last` (Linears one after another, activations between)
+    /// starts on the features of a convolution, directly or through one norm (ResNet's `bn3`, DenseNet's
+    /// `norm5`): a classifier on pooled or flattened features, not the MLP of a transformer block.
+    static func readsConvolutionFeatures(from last: Layer, in graph: TensorGraph) -> Bool {
+        guard let end = graph.layers.firstIndex(where: { $0.name == last.name }) else { return false }
+        var passedNorm = false
+        for layer in graph.layers[..<end].reversed() where !layer.tensors.isEmpty {
+            if isConvolutionWithKernel(layer) { return true }
+            if layer.kind == .dense, WeightRoles(layer) != nil {
+                if passedNorm { return false }
+                continue
+            }
+            if [.batchNorm, .layerNorm].contains(layer.kind) {
+                if passedNorm { return false }
+                passedNorm = true
+            }
+        }
+        return false
     }
 
     /// The layers a config.json names: by transformers' `model_type`, or timm's `pretrained_cfg`
