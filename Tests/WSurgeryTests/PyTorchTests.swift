@@ -233,13 +233,17 @@ struct NameRecordTests {
                 let ordered = format == .pytorch ? tensors : tensors.sorted { $0.name < $1.name }
                 let graph = TensorGraph(layers: StateDictGrouping.layers(from: ordered), sourceFormat: format, sourcePath: model, sourceFiles: [])
                 for map in FlattenedMaps.find(in: graph) {
-                    if map.fixedBecause == nil { refused.append("\(model) (\(format)): \(map.layer) reads \(map.mapText) of \(map.convolution)") }
-                    else { adaptive.insert(model) }
+                    if map.fixedBecause == nil {
+                        refused.append("\(model) (\(format)): \(map.layer) reads \(map.mapText) of \(map.convolution)")
+                    } else {
+                        adaptive.insert(model)
+                    }
                 }
             }
         }
         #expect(refused.isEmpty, Comment(rawValue: refused.joined(separator: "\n")))
-        #expect(adaptive.isSuperset(of: ["torchvision/vgg16", "torchvision/alexnet", "torchvision/googlenet"]), Comment(rawValue: "\(adaptive.sorted())"))
+        #expect(
+            adaptive.isSuperset(of: ["torchvision/vgg16", "torchvision/alexnet", "torchvision/googlenet"]), Comment(rawValue: "\(adaptive.sorted())"))
     }
 }
 
