@@ -257,3 +257,32 @@ def test_npz_is_named_as_numpy(out):
     np.savez(src, w=np.zeros(3, np.float32))
     proc = wsurgery("inspect", src, expect=65)
     assert "numpy .npz" in proc.stderr and str(src) in proc.stderr
+
+
+def test_every_object_of_a_torch_save_file_is_accounted_for(out):
+    """A storage no tensor uses, an entry torch does not write, or tensors nested inside a state dict's value
+    would be dropped by a reader that takes the state dict's tensors: each is refused by name (issue 23)."""
+    import hostile_torch as ht
+    arrays = {"conv.weight": np.ones((2, 3, 1, 1), np.float32), "fc.weight": np.ones((4, 2), np.float32)}
+    cases = {}
+    for name, extra, message in [
+        ("orphan.pth", ("archive/data/7", b"\0" * 64), "'archive/data/7' (64 bytes) is a storage no tensor of data.pkl uses"),
+        ("unknown.pth", ("archive/notes.txt", b"hello"), "'archive/notes.txt' is not part of a torch.save file"),
+        ("outside.pth", ("other/data.bin", b"x"), "'other/data.bin' lies outside the archive 'archive'"),
+    ]:
+        torchsave.save(arrays, out / name)
+        with zipfile.ZipFile(out / name, "a", zipfile.ZIP_STORED) as z:
+            z.writestr(extra[0], extra[1])
+        cases[name] = message
+    ht.write_zip(out / "nested.pth", ht.PROTO2 + ht.ordered_dict({"w": ht.tensor("0"), "extra": ht.ordered_dict({"v": ht.tensor("1")})}) + b".",
+                 {"0": np.float32([1]).tobytes(), "1": np.float32([2]).tobytes()})
+    cases["nested.pth"] = "key 'extra' is not a tensor but holds tensors"
+    for name, message in cases.items():
+        for command in (["inspect", out / name], ["convert", out / name, out / "never.safetensors"]):
+            proc = wsurgery(*command, expect=65)
+            assert message in proc.stderr and "refusing rather than dropping" in proc.stderr, (name, proc.stderr)
+    assert not (out / "never.safetensors").exists()
+    # torch's own metadata entries (.data/serialization_id, .format_version, .storage_alignment) are fine.
+    wsurgery("inspect", fixture("pytorch", "tiny_resnet.pth"))
+    # The nested value picked by name is its own state dict.
+    assert "1 tensors" in wsurgery("convert", f"{out / 'nested.pth'}#extra", out / "extra.safetensors").stdout

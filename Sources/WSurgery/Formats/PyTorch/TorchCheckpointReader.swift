@@ -64,6 +64,8 @@ public enum TorchCheckpointReader {
         var regions: [String: FileRegion] = [:]
         // Globals met in the header pickles of the legacy format, which are not called either.
         var headerGlobals: [PickleGlobal] = []
+        // A zip's entries are accounted for once its pickle has been read and checked.
+        var archive: (StoredZip, String)?
         do {
             if isLegacy(head) {
                 var input = PickleFileInput(file: file, offset: 0)
@@ -125,8 +127,10 @@ public enum TorchCheckpointReader {
                     guard let entry = zip.entry(top + "data/" + key) else { throw PickleError("storage '\(key)' has no entry '\(top)data/\(key)'") }
                     regions[key] = try zip.region(of: entry)
                 }
+                archive = (zip, top)
             }
             (found, notes) = try stateDict(in: root, selecting: key, path: path)
+            if let (zip, top) = archive { try accountForEveryEntry(of: zip, top: top, storages: storages) }
         } catch let error as PickleError {
             throw WSurgeryError.invalidPyTorch(path: path, reason: error.description)
         }
@@ -158,6 +162,31 @@ public enum TorchCheckpointReader {
         }
         try HuggingFaceFolder.attachConfig(beside: path, to: &graph)
         return graph
+    }
+
+    /// The entries a torch.save zip holds besides its storages: the pickle and the serialization
+    /// records torch writes (and, under `.data/`, may add).
+    static let metadataEntries: Set<String> = ["data.pkl", "version", ".format_version", "byteorder", ".storage_alignment"]
+
+    /// Every entry of the zip is the pickle, a storage the pickle uses, or metadata torch writes; a
+    /// storage no tensor uses, or an entry of another kind, is refused by name rather than dropped.
+    static func accountForEveryEntry(of zip: StoredZip, top: String, storages: [String: Storage]) throws {
+        for entry in zip.entries {
+            guard entry.name.hasPrefix(top) else {
+                throw PickleError(
+                    "entry '\(entry.name)' lies outside the archive '\(top.dropLast())' that holds data.pkl; refusing rather than dropping it")
+            }
+            let local = entry.name.dropFirst(top.count)
+            if metadataEntries.contains(String(local)) || local.hasPrefix(".data/") || (local.hasSuffix("/") && entry.size == 0) { continue }
+            if local.hasPrefix("data/") {
+                if storages[String(local.dropFirst("data/".count))] != nil { continue }
+                throw PickleError(
+                    "entry '\(entry.name)' (\(entry.size) bytes) is a storage no tensor of data.pkl uses (torch.load would drop it); refusing rather than dropping it"
+                )
+            }
+            throw PickleError(
+                "entry '\(entry.name)' is not part of a torch.save file (data.pkl, data/N, version, byteorder); refusing rather than dropping it")
+        }
     }
 
     /// Reads `pytorch_model.bin` shards through their `pytorch_model.bin.index.json`.
@@ -288,6 +317,24 @@ public enum TorchCheckpointReader {
         // each container once.
         try root.walk { _ in true }
         var chosen = tensors(of: root)
+        if key == nil, !chosen.isEmpty {
+            // A state dict at the top: a value that is not a tensor but holds some (a nested dict) would be dropped.
+            let others = top.filter { entry in
+                if case .external(let e) = entry.value, e is TensorRef { return false }
+                return true
+            }
+            let holds = try PickleValue.reach(from: others.map(\.value)) { value in
+                if case .external(let e) = value, e is TensorRef { return true }
+                return false
+            }
+            if let nested = zip(others, holds).first(where: { $0.1 })?.0.key {
+                throw WSurgeryError.invalidPyTorch(
+                    path: path,
+                    reason:
+                        "the state dict's key '\(nested)' is not a tensor but holds tensors (a nested container), which a state dict cannot carry; refusing rather than dropping them (save a flat state dict, or pick it with \(path)#\(nested))"
+                )
+            }
+        }
         if let key {
             guard let entry = value(key) else { throw WSurgeryError.invalidPyTorch(path: path, reason: "no top-level key '\(key)'") }
             chosen = tensors(of: entry)
