@@ -148,3 +148,42 @@ def test_layout_already_torch_is_refused(out):
     dst = out / "never.safetensors"
     proc = wsurgery("convert", fixture("torch_resnet_tiny.safetensors"), dst, "--layout", "torch", expect=65)
     assert "already in torch layout" in proc.stderr
+
+
+def test_surgery_on_a_torch_layout_file_follows_the_keras_config_it_carries(out):
+    """Issue 23 item 5: a `convert --layout torch` output keeps its Keras config in the metadata; surgery on it
+    detects, infers shapes and rewrites that config, so `--layout keras` of each output is a loadable Keras
+    model at the edit, and untouched tensors come out bit-identical under their PyTorch names."""
+    src = fixture("keras_cnn.keras")
+    wsurgery("convert", src, out / "t.safetensors", "--layout", "torch")
+    torch_in = load_file(str(out / "t.safetensors"))
+    original = keras.models.load_model(src, compile=False)
+    shown = wsurgery("inspect", out / "t.safetensors").stdout
+    assert "carried in __metadata__['source_keras_model_config']" in shown and "from the Keras config the file carries" in shown
+    assert "classifier head: predictions" in shown and "(None, 6, 6, 8)" in shown
+
+    # set-input-shape: predictions sits after a Flatten, so its fan-in follows the size.
+    proc = wsurgery("set-input-shape", out / "t.safetensors", out / "big.safetensors", "--size", "32x32")
+    assert "edited through the Keras model config" in proc.stdout and "predictions.weight" in proc.stdout
+    assert load_file(str(out / "big.safetensors"))["predictions.weight"].shape == (10, 14 * 14 * 8)
+    wsurgery("convert", out / "big.safetensors", out / "big.keras", "--layout", "keras")
+    big = keras.models.load_model(out / "big.keras", compile=False)
+    assert big.input_shape == (None, 32, 32, 3) and big.predict(np.zeros((1, 32, 32, 3), "float32"), verbose=0).shape == (1, 10)
+
+    # replace-head finds the head the config names (not "several Dense/Linear layers").
+    wsurgery("replace-head", out / "t.safetensors", out / "five.safetensors", "--classes", 5)
+    wsurgery("convert", out / "five.safetensors", out / "five.keras", "--layout", "keras")
+    five = keras.models.load_model(out / "five.keras", compile=False)
+    assert five.output_shape == (None, 5)
+    after = load_file(str(out / "five.safetensors"))
+    assert [k for k in torch_in if torch_in[k].tobytes() != after[k].tobytes()] == ["predictions.bias", "predictions.weight"]
+
+    # collapse-channels: the Keras model made back from the output equals the original on a gray image's RGB copy.
+    wsurgery("collapse-channels", out / "t.safetensors", out / "gray.safetensors")
+    wsurgery("convert", out / "gray.safetensors", out / "gray.keras", "--layout", "keras")
+    gray = keras.models.load_model(out / "gray.keras", compile=False)
+    x = np.random.default_rng(0).uniform(size=(2, 16, 16, 1)).astype("float32")
+    np.testing.assert_allclose(gray.predict(x, verbose=0), original.predict(np.repeat(x, 3, -1), verbose=0), rtol=1e-4, atol=1e-5)
+    g = load_file(str(out / "gray.safetensors"))
+    np.testing.assert_allclose(g["conv1.weight"], torch_in["conv1.weight"].sum(1, keepdims=True), rtol=1e-6, atol=1e-7)
+    assert all(g[k].tobytes() == torch_in[k].tobytes() for k in torch_in if k != "conv1.weight")

@@ -19,16 +19,31 @@ public struct InspectReport: Sendable {
     public let shapeProblem: String?
 
     /// The report on `graph`, with detection and shape inference run.
-    public init(graph: TensorGraph) {
-        self.graph = graph
+    public init(graph input: TensorGraph) {
         func attempt<T>(_ body: () throws -> T) -> (T?, String?) {
             do { return (try body(), nil) } catch { return (nil, "\(error)") }
         }
-        (self.firstConvolution, self.firstConvolutionProblem) = attempt { try LayerDetection.firstConvolution(in: graph) }
+        // A PyTorch-layout file carrying its Keras config is inspected as surgery sees it: detection and
+        // shapes from the Keras view, its layers in the config's order, under the file's own names.
+        var graph = input
+        var detectIn = input
+        var moduleName: (String) -> String = { $0 }
+        if let (view, facts) = KerasConfigRoute.kerasView(of: input) {
+            detectIn = view
+            moduleName = facts.modulePath(of:)
+            let position = Dictionary(view.layers.enumerated().map { (moduleName($0.element.name), $0.offset) }, uniquingKeysWith: { a, _ in a })
+            graph.layers = input.layers.enumerated().sorted { a, b in
+                (position[a.element.name] ?? Int.max, a.offset) < (position[b.element.name] ?? Int.max, b.offset)
+            }.map(\.element)
+            graph.layersInModelOrder = true
+        }
+        self.graph = graph
+        let detection = detectIn
+        (self.firstConvolution, self.firstConvolutionProblem) = attempt { moduleName(try LayerDetection.firstConvolution(in: detection)) }
         let heads: [String]?
-        (heads, self.headProblem) = attempt { try LayerDetection.classifierHeads(in: graph) }
+        (heads, self.headProblem) = attempt { try LayerDetection.classifierHeads(in: detection).map(moduleName) }
         self.heads = heads ?? []
-        if case .keras(let config)? = graph.architecture {
+        if case .keras(let config)? = detection.architecture {
             (self.shapes, self.shapeProblem) = attempt { try ShapeInference.infer(model: config.json, path: graph.sourcePath) }
         } else {
             (self.shapes, self.shapeProblem) = (nil, nil)
@@ -57,6 +72,9 @@ public struct InspectReport: Sendable {
     /// where the file or its config records it, else the file's own, said to be so.
     var layerOrder: (kind: String, why: String) {
         if graph.hasEdges { return ("model", "the model's, from its config") }
+        if graph.architecture == nil, case .keras? = graph.originalArchitecture, graph.layersInModelOrder {
+            return ("model", "the model's, from the Keras config the file carries")
+        }
         if graph.layersInModelOrder { return ("model", "the model's, as the file records it") }
         switch graph.sourceFormat {
         case .safetensors, .shardedSafetensors:
@@ -166,7 +184,14 @@ public struct InspectReport: Sendable {
         case .keras(let c)?:
             lines.append("architecture: Keras \(c.json["class_name"]?.stringValue ?? "?") '\(c.json["config"]?["name"]?.stringValue ?? "?")'")
         case .huggingFace(let c, _)?: lines.append("architecture: Hugging Face config.json (model_type \(c.json["model_type"]?.stringValue ?? "?"))")
-        case nil: lines.append("architecture: none recorded")
+        case nil:
+            if case .keras(let c)? = graph.originalArchitecture {
+                lines.append(
+                    "architecture: Keras \(c.json["class_name"]?.stringValue ?? "?") '\(c.json["config"]?["name"]?.stringValue ?? "?")', carried in __metadata__['\(SafetensorsMetadataKey.sourceKerasModelConfig)'] of this PyTorch-layout file (surgery edits it through that config)"
+                )
+            } else {
+                lines.append("architecture: none recorded")
+            }
         }
         lines.append("layer order: " + layerOrder.why)
         lines += graph.fileStates.all.flatMap(\.summaryLines)

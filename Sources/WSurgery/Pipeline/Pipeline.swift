@@ -35,10 +35,14 @@ public enum Pipeline {
         var done = false
         defer { if !done { digest?.cancel() } }
         var reports: [PassReport] = []
-        for pass in passes {
-            let (next, report) = try pass.apply(to: graph)
-            graph = next
-            reports.append(report)
+        if KerasConfigRoute.applies(to: graph, passes: passes) {
+            (graph, reports) = try KerasConfigRoute.run(passes, on: graph)
+        } else {
+            for pass in passes {
+                let (next, report) = try pass.apply(to: graph)
+                graph = next
+                reports.append(report)
+            }
         }
         // An edited architecture must still describe its tensors: refuse before anything is written.
         if !passes.isEmpty { try graph.editor.checkConsistency(of: graph) }
