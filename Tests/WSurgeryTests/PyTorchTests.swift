@@ -215,6 +215,26 @@ struct NameRecordTests {
         #expect(wrong.isEmpty, Comment(rawValue: "\(wrong.count) of \(records.count * 2) detections differ:\n" + wrong.joined(separator: "\n")))
     }
 
+    /// The order recovered from a safetensors file's sorted names finds the true first and last layer of
+    /// (nearly) every library model, where the sorted order itself does not (StateDictOrder's figures).
+    @Test func recoveredOrderFindsTheModelsFirstAndLastLayers() throws {
+        let records = try Self.records()
+        var first = 0
+        var last = 0
+        for record in records.values {
+            let tensors = record.tensors.map { entry in
+                Tensor(
+                    name: entry.name, dtype: .f32, shape: entry.shape, layout: StateDictGrouping.layout(name: entry.name, shape: entry.shape),
+                    data: ShapeOnlySource(byteCount: 0))
+            }
+            let truth = StateDictGrouping.layers(from: tensors).map(\.name)
+            let recovered = StateDictOrder.recovered(StateDictGrouping.layers(from: tensors.sorted { $0.name < $1.name })).map(\.name)
+            if recovered.first == truth.first { first += 1 }
+            if recovered.last == truth.last { last += 1 }
+        }
+        #expect(records.count == 177 && first >= 163 && last >= 169, "first \(first), last \(last) of \(records.count)")
+    }
+
     /// No torchvision or timm classifier has a Linear that set-input-shape would refuse as reading a
     /// flattened map: in the state dict's order (a .pth) and in a safetensors file's sorted order alike,
     /// the only ones found are the torchvision families known to pool adaptively (VGG, AlexNet,

@@ -47,9 +47,15 @@ def test_an_rgb_state_dict_still_collapses_its_stem(tmp_path):
 def test_inspect_says_which_layer_order_it_shows(tmp_path):
     import json
     from conftest import fixture
-    src = state_dict(tmp_path / "sd.safetensors", {"conv1.weight": (8, 3, 3, 3), "fc.weight": (2, 8)})
-    assert "layer order: the file's (safetensors stores tensors sorted by dtype and name" in wsurgery("inspect", src).stdout
-    assert json.loads(wsurgery("inspect", src, "--json").stdout)["layer_order"]["kind"] == "file"
+    src = state_dict(tmp_path / "sd.safetensors", {
+        "bn1.weight": (8,), "bn1.running_mean": (8,), "conv1.weight": (8, 3, 3, 3), "fc.weight": (2, 8), "layer1.0.conv1.weight": (8, 8, 3, 3),
+        "layer1.0.bn1.weight": (8,), "layer1.0.bn1.running_mean": (8,), "layer1.10.conv1.weight": (8, 8, 3, 3), "layer1.2.conv1.weight": (8, 8, 3, 3)})
+    shown = wsurgery("inspect", src).stdout
+    assert "layer order: recovered from the names, a guess (safetensors stores tensors sorted by dtype and name" in shown
+    report = json.loads(wsurgery("inspect", src, "--json").stdout)
+    assert report["layer_order"]["kind"] == "recovered"
+    # The model's order, not the file's sorted one (bn1, conv1, fc, layer1.0.bn1, layer1.0.conv1, layer1.10, layer1.2).
+    assert [l["name"] for l in report["layers"]] == ["conv1", "bn1", "layer1.0.conv1", "layer1.0.bn1", "layer1.2.conv1", "layer1.10.conv1", "fc"]
     assert json.loads(wsurgery("inspect", fixture("keras_cnn.h5"), "--json").stdout)["layer_order"]["kind"] == "model"
     assert "the state dict's" in wsurgery("inspect", fixture("pytorch", "tiny_resnet.pth")).stdout
 

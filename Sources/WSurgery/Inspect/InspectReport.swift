@@ -78,7 +78,10 @@ public struct InspectReport: Sendable {
         if graph.layersInModelOrder { return ("model", "the model's, as the file records it") }
         switch graph.sourceFormat {
         case .safetensors, .shardedSafetensors:
-            return ("file", "the file's (safetensors stores tensors sorted by dtype and name; the model's order is not recorded)")
+            return (
+                "recovered",
+                "recovered from the names, a guess (safetensors stores tensors sorted by dtype and name and does not record the model's order): numbered modules by number, stem first, head last"
+            )
         case .pytorch:
             return ("state-dict", "the state dict's, as torch.save keeps it (the order the model registered its modules)")
         case .kerasWeightsH5, .kerasArchive:

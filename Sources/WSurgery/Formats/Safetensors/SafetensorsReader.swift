@@ -9,7 +9,9 @@ public enum SafetensorsReader {
         let file = try InputFile(path: path)
         let header = try SafetensorsHeader.read(file)
         let tensors = header.entries.map { tensor(from: $0, header: header, file: file) }
-        var graph = TensorGraph(layers: StateDictGrouping.layers(from: tensors), sourceFormat: .safetensors, sourcePath: path, sourceFiles: [file])
+        var graph = TensorGraph(
+            layers: StateDictOrder.recovered(StateDictGrouping.layers(from: tensors)), sourceFormat: .safetensors, sourcePath: path,
+            sourceFiles: [file])
         try attachMetadata(header.metadata, to: &graph, path: path)
         try HuggingFaceFolder.attachConfig(beside: path, to: &graph)
         return graph
@@ -82,7 +84,8 @@ public enum SafetensorsReader {
         }
         try index.checkComplete(found: seen)
         var graph = TensorGraph(
-            layers: StateDictGrouping.layers(from: tensors), sourceFormat: .shardedSafetensors, sourcePath: indexPath, sourceFiles: files)
+            layers: StateDictOrder.recovered(StateDictGrouping.layers(from: tensors)), sourceFormat: .shardedSafetensors, sourcePath: indexPath,
+            sourceFiles: files)
         try attachMetadata(
             shardMetadata, indexMetadata: (index.json["metadata"]?.objectValue ?? []).filter { $0.0 != "total_size" }, to: &graph, path: indexPath)
         try HuggingFaceFolder.attachConfig(beside: indexPath, to: &graph)
