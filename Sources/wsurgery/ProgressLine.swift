@@ -35,7 +35,7 @@ final class ProgressLine: @unchecked Sendable {
     func finish() {
         lock.lock()
         defer { lock.unlock() }
-        if drawn { FileHandleOutput.standardError("\r\u{1B}[K") }
+        if drawn { FileHandleOutput.standardError("", control: ProgressLine.clear) }
         drawn = false
     }
 
@@ -46,8 +46,12 @@ final class ProgressLine: @unchecked Sendable {
         guard force || now.timeIntervalSince(lastDraw) >= 0.1 else { return }
         lastDraw = now
         drawn = true
-        FileHandleOutput.standardError("\r\u{1B}[K" + text)
+        FileHandleOutput.standardError(text, control: ProgressLine.clear)
     }
+
+    /// Back to the line's start and clear it (the only control codes wsurgery itself prints; text from
+    /// files, such as an output name, is escaped).
+    static let clear = "\r\u{1B}[K"
 
     static func size(_ bytes: UInt64) -> String {
         let units = ["B", "KB", "MB", "GB", "TB"]

@@ -136,7 +136,7 @@ struct Run: ParsableCommand {
             let batch = BatchReport(
                 recipe: recipe.path, steps: recipe.steps.map(\.text), outDir: outDir, shard: shard, outcomes: outcomes, inputsTotal: fullPlan.count)
             if let report { try write(batch.json, toReport: report) }
-            print(json ? batch.json.serialized(.pretty) : batch.table)
+            FileHandleOutput.standardOutput(json ? batch.json.serialized(.pretty) : batch.table)
             if let category = batch.failureCategory { throw ExitStatus.failure(category).exitCode }
         }
     }
@@ -160,7 +160,7 @@ struct Run: ParsableCommand {
         }
         let merged = try MergedReport.merge(directory: directory)
         if let report { try write(merged.json, toReport: report) }
-        print(json ? merged.json.serialized(.pretty) : merged.table)
+        FileHandleOutput.standardOutput(json ? merged.json.serialized(.pretty) : merged.table)
         if let category = merged.failureCategory { throw ExitStatus.failure(category).exitCode }
         if let gap = merged.gaps.first { throw WSurgeryError.cannotOpen(path: directory, reason: gap) }
     }

@@ -62,10 +62,10 @@ struct SurgeryOptions: ParsableArguments {
                 ])
                 print(object.serialized(.pretty))
             } else {
-                for report in result.reports { print(report.table) }
+                for report in result.reports { FileHandleOutput.standardOutput(report.table) }
                 let tensors = "\(result.tensorCount) tensors (\(result.byteCount) bytes of tensor data)"
                 let source = "from \(input) (\(result.sourceFormat.rawValue))"
-                print(
+                FileHandleOutput.standardOutput(
                     dryRun
                         ? "dry run: nothing written (\(tensors), \(source))"
                         : "wrote \(output ?? ""): \(written ?? 0) bytes, \(tensors), \(source)")

@@ -107,7 +107,7 @@ struct Inspect: ParsableCommand {
             if let graph { try writeText(GraphPicture.dot(checkpoint, title: input), to: graph) }
             if graph == "-" { return }
             let report = InspectReport(graph: checkpoint)
-            print(json ? report.json.serialized(.pretty) : report.table)
+            FileHandleOutput.standardOutput(json ? report.json.serialized(.pretty) : report.table)
         }
     }
 }
@@ -146,7 +146,7 @@ struct Diff: ParsableCommand {
         try reportingFailures {
             guard atol >= 0, atol.isFinite else { throw WSurgeryError.invalidOption(option: "atol", reason: "must be a finite number >= 0") }
             let diff = try CheckpointDiff.compare(a, b, atol: atol)
-            print(json ? diff.json.serialized(.pretty) : diff.table)
+            FileHandleOutput.standardOutput(json ? diff.json.serialized(.pretty) : diff.table)
             equal = diff.equal
         }
         if !equal { throw ExitStatus.differ.exitCode }
@@ -155,10 +155,17 @@ struct Diff: ParsableCommand {
 
 /// Writes to the standard streams.
 enum FileHandleOutput {
+    /// Prints `text` on stdout with every control character inside its lines shown escaped, so a name
+    /// from a file cannot drive the terminal (JSON escapes its own).
+    static func standardOutput(_ text: String) {
+        print(text.split(separator: "\n", omittingEmptySubsequences: false).map { TextSafety.escaped(String($0)) }.joined(separator: "\n"))
+    }
+
     /// Writes `text`; control characters inside its lines (from a file's names) are shown escaped.
-    static func standardError(_ text: String) {
+    /// `control` (the terminal codes of our own progress line) goes first, as it is.
+    static func standardError(_ text: String, control: String = "") {
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { TextSafety.escaped(String($0)) }
-        let bytes = Array(lines.joined(separator: "\n").utf8)
+        let bytes = Array(control.utf8) + Array(lines.joined(separator: "\n").utf8)
         _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
     }
 }

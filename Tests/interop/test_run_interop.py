@@ -256,6 +256,15 @@ def test_progress_only_on_a_terminal(inputs, tmp_path):
     save_file(weights, tmp_path / "big.safetensors")
     code, text = run_on_a_terminal(["convert", tmp_path / "big.safetensors", tmp_path / "big2.safetensors"])
     assert code == 0 and "writing " in text and "of 21.0 MB" in text
+    # The line redraws in place: the terminal gets the control codes themselves, never their escaped text
+    # (issue 25), for run's bar as for the bytes line ...
+    assert "\r\x1b[K" in text and "\\u{1B}" not in text and "\\r" not in text, repr(text[:300])
+    code, text = run_on_a_terminal(["run", recipe, inputs, "--out-dir", tmp_path / "t2"])
+    assert code == 0 and "\r\x1b[K[" in text and "\\u{1B}" not in text, repr(text[:300])
+    # ... while a name that comes from the user or a file is still shown escaped.
+    odd = tmp_path / "big\x1b[31m.safetensors"
+    code, text = run_on_a_terminal(["convert", tmp_path / "big.safetensors", odd])
+    assert code == 0 and "\x1b[31m" not in text and "\\u{1B}[31m" in text, repr(text[:300])
 
 
 def test_a_folder_of_torch_save_files_runs_and_an_impossible_output_fails_alone(tmp_path):
