@@ -54,6 +54,7 @@ import struct
 import subprocess
 import sys
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -285,6 +286,7 @@ def inert(qualified):
     checkpoint's hyper-parameter containers): allowlisted under the global's own name, so torch's
     restricted unpickler still builds only data and calls nothing of the package's."""
     module, _, name = qualified.rpartition(".")
+    module = module or "builtins"     # torch names builtins.list "list"
     cls = type(name, (), {"__init__": lambda self, *a, **k: None,
                           "__setstate__": lambda self, state: None,
                           "__module__": module, "__qualname__": name})
@@ -390,7 +392,14 @@ def run_one(sub: str, args: list[str], inp: Path, out: Path | None, logdir: Path
     env = dict(os.environ, TMPDIR=str(logdir / "tmp"))
     (logdir / "tmp").mkdir(parents=True, exist_ok=True)
     try:
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT, env=env)
+        for attempt in range(30):   # ETXTBSY: the binary is being relinked by a build right now
+            try:
+                p = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT, env=env)
+                break
+            except OSError as e:
+                if e.errno != 26 or attempt == 29:
+                    raise
+                time.sleep(10)
         code, so, se = p.returncode, p.stdout, p.stderr
     except subprocess.TimeoutExpired as e:
         code = "timeout"

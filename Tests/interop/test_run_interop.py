@@ -3,6 +3,7 @@ import hashlib
 import json
 import os
 import pty
+import re
 import shutil
 import subprocess
 
@@ -285,3 +286,28 @@ def test_a_folder_of_torch_save_files_runs_and_an_impossible_output_fails_alone(
     assert proc.returncode == 64, proc.stdout + proc.stderr
     assert "never pickles" in proc.stdout and "1 written, 1 failed" in proc.stdout
     assert sorted(os.listdir(tmp_path / "o2")) == ["a.h5"]
+
+
+def test_run_hints_work_when_followed(tmp_path):
+    """Issue 25 item 3: a clash names a pattern that was checked to separate the inputs, and following it
+    works; an option written as on the command line is answered with its key=value form."""
+    import subprocess
+    from conftest import BIN
+    src = tmp_path / "in"
+    for d in ["a", "b"]:
+        (src / d).mkdir(parents=True)
+        shutil.copy(fixture("keras_cnn.h5"), src / d / "cnn.h5")
+    shutil.copy(fixture("keras_cnn.keras"), src / "a" / "cnn.keras")
+    run = lambda *args: subprocess.run([BIN, "run", "--pass", "convert", *map(str, args)], capture_output=True, text=True)  # noqa: E731
+    proc = run(src / "a", src / "b", "--out-dir", tmp_path / "o", "--output", "{stem}.safetensors")
+    assert proc.returncode == 64 and "names the same output" in proc.stderr
+    hint = re.search(r"use --output '([^']+)'", proc.stderr).group(1)
+    proc = run(src / "a", src / "b", "--out-dir", tmp_path / "o", "--output", hint)
+    assert proc.returncode == 0, proc.stderr
+    assert len([f for _, _, files in os.walk(tmp_path / "o") for f in files]) == 3
+    proc = subprocess.run([BIN, "run", "--pass", "replace-head --classes 5", src / "a" / "cnn.h5", "--out-dir", tmp_path / "p"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 64 and "write classes=5" in proc.stderr and "is not a whole number" not in proc.stderr, proc.stderr
+    proc = subprocess.run([BIN, "run", "--pass", "replace-head classes=5", src / "a" / "cnn.h5", "--out-dir", tmp_path / "p"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

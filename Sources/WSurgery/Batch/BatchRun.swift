@@ -160,15 +160,42 @@ public enum BatchRun {
             }
             let key = URL(fileURLWithPath: output).standardizedFileURL.path
             if let other = owners[key] {
+                let hint =
+                    separatingPattern(for: pattern, inputs: inputs, options: options).map {
+                        "use \(option("output")) '\($0)', which names each apart"
+                    }
+                    ?? "no pattern from {parent} and {name} names them apart: rename one of them, or run them separately"
                 throw WSurgeryError.invalidOption(
-                    option: "output",
-                    reason: "'\(pattern.text)' names the same output \(output) for \(other) and \(input); add {parent} or {name} to the pattern")
+                    option: "output", reason: "'\(pattern.text)' names the same output \(output) for \(other) and \(input); \(hint)")
             }
             if key == URL(fileURLWithPath: input).standardizedFileURL.path { throw WSurgeryError.outputIsInput(path: output) }
             owners[key] = input
             jobs.append(BatchJob(input: input, output: output))
         }
         return jobs
+    }
+
+    /// A pattern like `pattern` that gives every input its own output, with a name every writer takes:
+    /// the input's directory in front (`{parent}/...`, then `{parent}-...`), or its whole file name for
+    /// its stem (`{name}.safetensors`). Each candidate is checked by planning it, so the hint works.
+    static func separatingPattern(for pattern: OutputPattern, inputs: [String], options: Options) -> String? {
+        let text = pattern.text
+        var candidates: [String] = []
+        if !text.contains("{parent}") {
+            candidates.append("{parent}/" + text)
+            if text.contains("{stem}") { candidates.append(text.replacingOccurrences(of: "{stem}", with: "{parent}-{stem}")) }
+        }
+        if text.contains("{stem}") { candidates.append(text.replacingOccurrences(of: "{stem}", with: "{name}")) }
+        if text.contains("{stem}") && !text.contains("{parent}") {
+            candidates.append("{parent}/" + text.replacingOccurrences(of: "{stem}", with: "{name}"))
+        }
+        for candidate in candidates {
+            guard let next = try? OutputPattern(candidate), let jobs = try? plan(inputs: inputs, pattern: next, options: options),
+                jobs.allSatisfy({ $0.refusal == nil })
+            else { continue }
+            return candidate
+        }
+        return nil
     }
 
     /// Runs the passes on one input in this process; any failure becomes the outcome's error.

@@ -104,9 +104,22 @@ public struct RecipeStep: Sendable, Equatable {
                 location: location.description, key: nil, reason: "empty \(option("pass")); expected 'COMMAND key=value ...'")
         }
         var options: [RecipeOption] = []
+        let specs = PassCatalog.spec(named: command)?.options ?? []
+        let known = Set(specs.map(\.key))
+        let takesValue = Set(specs.filter { $0.kind != .flag }.map(\.key))
+        var previous: (word: String, key: String)?
         for word in words.dropFirst() {
             let key: String
             let value: RecipeValue
+            // `--classes 5`, written as on the command line: the value after a bare key.
+            if !word.contains("="), let (flagWord, flagKey) = previous, !known.contains(word.hasPrefix("--") ? String(word.dropFirst(2)) : word),
+                takesValue.contains(flagKey)
+            {
+                throw WSurgeryError.invalidRecipe(
+                    location: location.description, key: flagKey,
+                    reason: "'\(flagWord) \(word)': a step's options are key=value; write \(flagKey)=\(word)")
+            }
+            previous = nil
             if let eq = word.firstIndex(of: "=") {
                 key = String(word[..<eq])
                 value = .text(String(word[word.index(after: eq)...]))
@@ -122,6 +135,7 @@ public struct RecipeStep: Sendable, Equatable {
                 throw WSurgeryError.invalidRecipe(location: location.description, key: bare, reason: "given twice")
             }
             options.append(RecipeOption(key: bare, value: value, location: location))
+            if case .bool = value { previous = (word, bare) }
         }
         return RecipeStep(command: command, options: options, location: location)
     }
