@@ -560,7 +560,12 @@ def main() -> int:
             if torch_in and not torch_in.get("state_dict"):
                 results.append({"file": label, "torch": torch_in})
 
-    lines = [f"wsurgery: {WSURGERY}", "", "| file | command | exit | what it said |", "|---|---|---|---|"]
+    try:
+        version = subprocess.run([WSURGERY, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        version = "?"
+    built = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(Path(WSURGERY).stat().st_mtime))
+    lines = [f"wsurgery: {WSURGERY} (version {version}, binary of {built} UTC)", "", "| file | command | exit | what it said |", "|---|---|---|---|"]
     for label, cmd, code, said, flag in rows:
         lines.append(f"| {md(label)} | {md(cmd)} | {code} | {md(trunc(('(!) ' if flag else '') + said))} |")
     if skipped:

@@ -169,3 +169,21 @@ def test_inspect_shows_progress_while_it_extracts_a_large_keras_archive(tmp_path
     assert "totals: 2 layers" in text or "totals:" in text
     proc = run("inspect", tmp_path / "big.keras")
     assert proc.returncode == 0 and "\r" not in proc.stderr + proc.stdout and "extracting" not in proc.stderr
+
+
+def test_every_problem_found_before_the_work_is_reported_at_once(tmp_path):
+    # Issue 25 item 4: an existing output no longer hides a missing input or a layer that is not there.
+    taken = tmp_path / "x.keras"
+    taken.write_bytes(b"a file the user keeps")
+    proc = run("replace-head", tmp_path / "nonexist.keras", taken, "--classes", "5")
+    assert proc.returncode == 66, proc.stderr  # the first problem's code: the input cannot be opened
+    assert "2 problems" in proc.stderr
+    assert "nonexist.keras: cannot open" in proc.stderr and "x.keras: already exists" in proc.stderr
+    proc = run("replace-head", fixture("keras_cnn.keras"), taken, "--classes", "5", "--layer", "nope")
+    assert proc.returncode == 64, proc.stderr
+    assert "no layer named 'nope'" in proc.stderr and "x.keras: already exists" in proc.stderr
+    # One problem is reported as it always was.
+    proc = run("replace-head", fixture("keras_cnn.keras"), taken, "--classes", "5")
+    assert proc.returncode == 73 and "problems" not in proc.stderr and "already exists" in proc.stderr
+    assert taken.read_bytes() == b"a file the user keeps"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.keras"]

@@ -132,10 +132,14 @@ public enum WSurgeryError: Error, Sendable, Equatable {
     case limitExceeded(path: String, what: String, value: UInt64, limit: UInt64, key: String)
     /// An output read back before its commit does not hold what the pipeline meant to write (a bug).
     case outputCheckFailed(path: String, reason: String)
+    /// Several checks made before any work failed: every one is reported, in the order input, layers,
+    /// options, output; the exit code is the first one's.
+    indirect case several([WSurgeryError])
 
     /// Which kind of failure this is, for exit codes.
     public var category: FailureCategory {
         switch self {
+        case .several(let problems): return problems.first?.category ?? .software
         case .cannotOpen: return .cannotOpenInput
         case .outputExists, .cannotCreateOutput: return .cannotCreateOutput
         case .io, .hdf5, .workerFailed: return .io
@@ -164,6 +168,8 @@ extension WSurgeryError: CustomStringConvertible {
     /// The one mapping from every error to its text; option mentions are marked (see `OptionMention`).
     var rawMessage: String {
         switch self {
+        case let .several(problems):
+            return "\(problems.count) problems, all found before any work:" + problems.map { "\n  - " + $0.rawMessage }.joined()
         case let .cannotOpen(path, reason):
             return "\(path): cannot open: \(reason)"
         case let .outputExists(path):

@@ -21,15 +21,37 @@ public enum Pipeline {
     }
 
     /// Runs `passes` on the checkpoint at `input` and writes the result to `output` (nothing is written
-    /// when `output` is nil: a dry run). Options and the output are checked before any file is read; the
-    /// output appears whole or not at all. With no passes this is a conversion.
+    /// when `output` is nil: a dry run). The options, the input and the output are all checked before any
+    /// work, every failing check reported together; the output appears whole or not at all. With no passes
+    /// this is a conversion.
     public static func run(_ passes: [any GraphPass], input: String, output: String?, options: Checkpoint.WriteOptions = .init()) throws -> Result {
-        for pass in passes { try pass.validate() }
-        if let output {
-            _ = try Checkpoint.outputFormat(for: output, shardSize: options.shardSize)
-            try Checkpoint.precheckOutput(output, inputs: [input], force: options.force, root: options.root)
+        // Every check that can be made before the work is made, and every failing one reported at once:
+        // the input (and, when it reads, the passes on it: a layer that is not there), the options, the output.
+        var inputProblems: [WSurgeryError] = []
+        var optionProblems: [WSurgeryError] = []
+        var outputProblems: [WSurgeryError] = []
+        for pass in passes {
+            do { try pass.validate() } catch let error as WSurgeryError { optionProblems.append(error) }
         }
-        var graph = try Checkpoint.read(input)
+        if let output {
+            do {
+                _ = try Checkpoint.outputFormat(for: output, shardSize: options.shardSize)
+                try Checkpoint.precheckOutput(output, inputs: [input], force: options.force, root: options.root)
+            } catch let error as WSurgeryError { outputProblems.append(error) }
+        }
+        var read: TensorGraph?
+        do { read = try Checkpoint.read(input) } catch let error as WSurgeryError { inputProblems.append(error) }
+        if let read, optionProblems.isEmpty, !outputProblems.isEmpty {
+            // The output cannot be written: say too whether the passes would have worked on this input.
+            var trial = read
+            do {
+                for pass in passes { trial = try pass.apply(to: trial).0 }
+            } catch let error as WSurgeryError { inputProblems.append(error) }
+        }
+        let problems = inputProblems + optionProblems + outputProblems
+        if problems.count == 1 { throw problems[0] }
+        if problems.count > 1 { throw WSurgeryError.several(problems) }
+        guard var graph = read else { throw WSurgeryError.cannotOpen(path: input, reason: "not read") }
         // The input's digest for the provenance record, hashed while the passes run and the output is written.
         let digest = output != nil ? InputDigest(path: graph.sourcePath, algorithm: options.digest) : nil
         var done = false
