@@ -56,13 +56,14 @@ struct SurgeryMathTests {
         #expect(throws: WSurgeryError.self) { try HeadReplacement(classes: 0).validate() }
         #expect(throws: WSurgeryError.self) { try HeadReplacement(classes: 2, keepClasses: [1, 2, 3]).validate() }
         #expect(throws: WSurgeryError.self) { try HeadReplacement(classes: 5, keepClasses: [1, 1]).validate() }
-        // The pipeline rejects bad options before it opens the input (which here does not exist).
+        // The pipeline reports a bad option and an input it cannot open together, the input first.
         for pass in [HeadReplacement(classes: 0) as any GraphPass, ChannelAdaptation(rule: .adapt(channels: 0, extra: nil, rescale: true))] {
             #expect {
                 try Pipeline.run([pass], input: "/nonexistent/model.h5", output: nil)
             } throws: { error in
-                if case WSurgeryError.invalidOption = error { return true }
-                return false
+                guard case WSurgeryError.several(let problems) = error, problems.count == 2 else { return false }
+                guard case .cannotOpen = problems[0], case .invalidOption = problems[1] else { return false }
+                return (error as? WSurgeryError)?.category == .cannotOpenInput
             }
         }
     }

@@ -1,6 +1,8 @@
 """The first convolution of a state dict is the one that reads an image (issue 23, item 3): a stem name on a
 convolution reading 129 channels (an audio model's `conv1` after its `stft_conv`) is not taken for it, and a
 model that already takes 1 channel says so instead of "no stem name"."""
+import json
+
 import numpy as np
 from safetensors.numpy import save_file
 
@@ -103,3 +105,21 @@ def test_heads_side_by_side_projections_and_backbones_are_not_taken_for_a_classi
     backbone = torch_state_dict(tmp_path / "bb.pth", {"conv.weight": (8, 3, 3, 3), "bn.weight": (8,), "bn.running_mean": (8,)})
     wsurgery("replace-head", backbone, tmp_path / "x.safetensors", "--classes", 3, expect=65)
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_a_layer_norm_over_a_row_or_a_map_is_no_head_and_no_convolution(tmp_path):
+    # pesto's mir-1k.ckpt: nn.LayerNorm([1, 264]) stores a (1, 264) weight and bias; read as a Linear it was
+    # taken for the head and replace-head exited 0 with a (1, 264) bias beside a (5, 264) weight.
+    src = state_dict(tmp_path / "pitch.safetensors", {
+        "encoder.layernorm.weight": (1, 264), "encoder.layernorm.bias": (1, 264),
+        "encoder.conv1.0.weight": (40, 1, 15), "encoder.conv1.0.bias": (40,),
+        "encoder.mapnorm.weight": (40, 4, 4), "encoder.mapnorm.bias": (40, 4, 4),
+        "encoder.conv_layers.0.weight": (30, 40, 1), "encoder.conv_layers.0.bias": (30,),
+        "encoder.fc.weight": (1, 1, 1175)})
+    kinds = {layer["name"]: layer["kind"] for layer in json.loads(wsurgery("inspect", src, "--json").stdout)["layers"]}
+    assert kinds["encoder.layernorm"] == "layer_norm" and kinds["encoder.mapnorm"] == "layer_norm", kinds
+    proc = wsurgery("replace-head", src, tmp_path / "o.safetensors", "--classes", "5", expect=65)
+    assert "classifier head" in proc.stderr
+    proc = wsurgery("collapse-channels", src, tmp_path / "o.safetensors", expect=65)
+    assert "already takes 1 channel" in proc.stderr and "encoder.conv1.0, encoder.fc" in proc.stderr
+    assert not (tmp_path / "o.safetensors").exists()

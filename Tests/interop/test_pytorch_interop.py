@@ -286,3 +286,25 @@ def test_every_object_of_a_torch_save_file_is_accounted_for(out):
     wsurgery("inspect", fixture("pytorch", "tiny_resnet.pth"))
     # The nested value picked by name is its own state dict.
     assert "1 tensors" in wsurgery("convert", f"{out / 'nested.pth'}#extra", out / "extra.safetensors").stdout
+
+
+def test_weights_two_levels_down_are_found_and_can_be_picked_by_a_path(out):
+    """chgnet's .pth.tar: {'model': {'state_dict': ..., 'model_args': ...}, 'optimizer': {...}}: the known key
+    inside a known key is taken (said in a note); `#model.state_dict` picks it; `#model` says where to look."""
+    import hostile_torch as ht
+    pkl = ht.PROTO2 + ht.ordered_dict({
+        "model": ht.ordered_dict({"state_dict": ht.ordered_dict({"fc.weight": ht.tensor("0", numel=2, shape=(2, 1), stride=(1, 1))})}),
+        "optimizer": ht.ordered_dict({"state": ht.ordered_dict({"exp_avg": ht.tensor("1")})}),
+    }) + b"."
+    src = out / "trained.pth.tar"
+    ht.write_zip(src, pkl, {"0": np.float32([1, 2]).tobytes(), "1": np.float32([3]).tobytes()})
+    proc = wsurgery("convert", src, out / "a.safetensors")
+    assert "the entry 'model.state_dict'" in proc.stderr + proc.stdout and "optimizer" in proc.stderr + proc.stdout
+    assert load_file(str(out / "a.safetensors"))["fc.weight"].tolist() == [[1.0], [2.0]]
+    wsurgery("convert", f"{src}#model.state_dict", out / "b.safetensors")
+    assert load_file(str(out / "b.safetensors")).keys() == {"fc.weight"}
+    proc = wsurgery("inspect", f"{src}#model", expect=65)
+    assert "holds no tensors itself; its entries holding tensors: state_dict" in proc.stderr
+    assert f"{src}#model.state_dict" in proc.stderr
+    proc = wsurgery("inspect", f"{src}#model.nope", expect=65)
+    assert "no such path of keys; keys: model, optimizer" in proc.stderr

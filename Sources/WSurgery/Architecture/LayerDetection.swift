@@ -81,6 +81,17 @@ public enum LayerDetection {
             rgb.count > 1 ? rgb : images.isEmpty ? convs : images)
     }
 
+    /// The convolutions of a state dict (no edges, no model order) whose input could be an image: 1 to 4
+    /// input channels.
+    static func imageReadingConvolutions(in graph: TensorGraph) -> [(name: String, channels: Int)] {
+        guard !graph.hasEdges, !graph.layersInModelOrder else { return [] }
+        return graph.layers.filter(isConvolutionWithKernel).compactMap { layer in
+            guard let roles = WeightRoles(layer) else { return nil }
+            let channels = layer.tensors[roles.kernel].shape[roles.inputAxis]
+            return (1...4).contains(channels) ? (layer.name, channels) : nil
+        }
+    }
+
     /// The layer(s) producing the logits: a Dense/Linear, or a convolution followed by global pooling.
     public static func classifierHeads(in graph: TensorGraph) throws -> [String] {
         let fail = { (reason: String, candidates: [Layer]) in

@@ -60,12 +60,15 @@ public enum StateDictGrouping {
         if locals.keys.contains(where: { $0.hasPrefix("weight_ih_l") || $0.hasPrefix("weight_hh_l") }) { return .recurrent }
         if locals["in_proj_weight"] != nil { return .attention }
         if let kernel = locals["kernel"] ?? locals["weight"] {
+            // An elementwise affine over a map or a row (nn.LayerNorm([1, 264]), nn.LayerNorm([C, H, W])):
+            // its bias has the weight's shape; a Linear's or a convolution's bias has one entry per output.
+            let last = lowered.split(separator: ".").last.map(String.init) ?? lowered
+            if kernel.count >= 2, locals["bias"] == kernel || (locals["bias"] == nil && last.contains("norm")) { return .layerNorm }
             switch kernel.count {
             case 3: return .conv1d
             case 4: return .conv2d
             case 5: return .conv3d
             case 2:
-                let last = lowered.split(separator: ".").last.map(String.init) ?? lowered
                 if (lowered.contains("embed") || ["wte", "wpe"].contains(last)) && locals["bias"] == nil { return .embedding }
                 return .dense
             case 1:

@@ -168,7 +168,7 @@ public struct ChannelAdaptation: GraphPass {
     public func apply(to input: TensorGraph) throws -> (TensorGraph, PassReport) {
         var graph = input
         var report = PassReport(pass: name, options: options)
-        let targets = layers.isEmpty ? [try LayerDetection.firstConvolution(in: graph)] : layers
+        let targets = layers.isEmpty ? [try firstConvolution(in: graph)] : layers
         var newChannels = 0
         var configPreprocessing: [InputPreprocessing] = []
         for target in targets {
@@ -285,6 +285,23 @@ public struct ChannelAdaptation: GraphPass {
             let total = weights.reduce(0, +)
             guard total > 0 else { return values.reduce(0, +) / Double(values.count) }
             return zip(weights, values).map { $0 * $1 }.reduce(0, +) / total
+        }
+    }
+
+    /// The detected first convolution. When detection cannot pick one but every convolution that could
+    /// read an image reads one channel, collapsing has nothing to do whichever it is, and says so.
+    func firstConvolution(in graph: TensorGraph) throws -> String {
+        do {
+            return try LayerDetection.firstConvolution(in: graph)
+        } catch let error as WSurgeryError {
+            guard case .collapse = rule else { throw error }
+            let readers = LayerDetection.imageReadingConvolutions(in: graph)
+            guard readers.count > 1, readers.allSatisfy({ $0.channels == 1 }) else { throw error }
+            throw WSurgeryError.unsupportedCheckpoint(
+                path: graph.sourcePath,
+                reason:
+                    "the model already takes 1 channel, there is nothing to collapse: every convolution that could read an image (1 to 4 input channels) has 1 (\(readers.map(\.name).joined(separator: ", "))); if the input goes elsewhere, name its layer with \(option("layer"))"
+            )
         }
     }
 

@@ -171,7 +171,7 @@ public struct LayoutConversion: GraphPass {
                 let isNorm = [.batchNorm, .layerNorm, .groupNorm].contains(kind) || (rank == 1 && local == "weight")
                 var move: Move
                 switch local {
-                case "weight" where kind == .dense || (keras == nil && rank == 2 && layer.kind != .embedding):
+                case "weight" where kind == .dense || (keras == nil && rank == 2 && ![.embedding, .layerNorm].contains(layer.kind)):
                     move = Move(name: "\(kerasName)/kernel", axes: [1, 0], note: "transposed")
                     if let (h, w, c) = try facts?.flattenedInput(of: kerasName, rows: tensor.shape[1]) {
                         move = Move(

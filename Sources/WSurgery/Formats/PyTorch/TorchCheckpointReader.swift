@@ -308,10 +308,30 @@ public enum TorchCheckpointReader {
                 return (entry.key.keyText, ref)
             }
         }
+        func entries(of value: PickleValue) -> [(key: String, value: PickleValue)] {
+            guard case .dict(let dict) = value else { return [] }
+            return dict.entries.map { ($0.key.keyText, $0.value) }
+        }
+        /// The keys of `entries` under which tensors are held, at any depth.
+        func holders(_ entries: [(key: String, value: PickleValue)]) throws -> [String] {
+            let holds = try PickleValue.reach(from: entries.map(\.value)) { value in
+                if case .external(let e) = value, e is TensorRef { return true }
+                return false
+            }
+            return zip(entries, holds).filter { $0.1 }.map(\.0.key)
+        }
         // The top-level entries, when the checkpoint is a dictionary.
-        var top: [(key: String, value: PickleValue)] = []
-        if case .dict(let dict) = root { top = dict.entries.map { ($0.key.keyText, $0.value) } }
+        let top = entries(of: root)
         func value(_ key: String) -> PickleValue? { top.first { $0.key == key }?.value }
+        /// The value at `key`: a top-level key, or a path of keys joined by '.' (`model.state_dict`).
+        func value(atPath key: String) -> PickleValue? {
+            if let found = value(key) { return found }
+            var current: PickleValue? = root
+            for part in key.split(separator: ".", omittingEmptySubsequences: false) {
+                current = current.flatMap { entries(of: $0).first { $0.key == part }?.value }
+            }
+            return current
+        }
         var notes: [String] = []
         // The nesting limit holds for the whole value, not only where tensors are searched for: one walk,
         // each container once.
@@ -336,20 +356,41 @@ public enum TorchCheckpointReader {
             }
         }
         if let key {
-            guard let entry = value(key) else { throw WSurgeryError.invalidPyTorch(path: path, reason: "no top-level key '\(key)'") }
+            guard let entry = value(atPath: key) else {
+                throw WSurgeryError.invalidPyTorch(
+                    path: path,
+                    reason:
+                        "no top-level key '\(key)'\(key.contains(".") ? " and no such path of keys" : ""); keys: \(top.map(\.key).joined(separator: ", "))"
+                )
+            }
             chosen = tensors(of: entry)
-            guard !chosen.isEmpty else { throw WSurgeryError.invalidPyTorch(path: path, reason: "key '\(key)' holds no tensors") }
+            guard !chosen.isEmpty else {
+                let inner = try holders(entries(of: entry))
+                throw WSurgeryError.invalidPyTorch(
+                    path: path,
+                    reason: inner.isEmpty
+                        ? "key '\(key)' holds no tensors"
+                        : "key '\(key)' holds no tensors itself; its entries holding tensors: \(inner.joined(separator: ", ")) (pick one as \(path)#\(key).\(inner[0]))"
+                )
+            }
             notes.append("the weights are the entry '\(key)' of the checkpoint")
         } else if chosen.isEmpty {
-            // The top-level keys under which tensors are held, at any depth.
-            let holds = try PickleValue.reach(from: top.map(\.value)) { value in
-                if case .external(let e) = value, e is TensorRef { return true }
-                return false
+            let holders = try holders(top)
+            // A known key holding the tensors, or a known key inside a known key (`{'model': {'state_dict': ...}}`).
+            var known: String?
+            if let direct = stateDictKeys.first(where: { holders.contains($0) && !tensors(of: value($0)!).isEmpty }) {
+                known = direct
+            } else {
+                for outer in stateDictKeys where holders.contains(outer) {
+                    if let inner = stateDictKeys.first(where: { value(atPath: outer + "." + $0).map { !tensors(of: $0).isEmpty } ?? false }) {
+                        known = outer + "." + inner
+                        break
+                    }
+                }
             }
-            let holders = zip(top, holds).filter { $0.1 }.map(\.0.key)
-            if let known = stateDictKeys.first(where: { holders.contains($0) && !tensors(of: value($0)!).isEmpty }) {
-                chosen = tensors(of: value(known)!)
-                let others = holders.filter { $0 != known }
+            if let known, let entry = value(atPath: known) {
+                chosen = tensors(of: entry)
+                let others = holders.filter { $0 != known && !known.hasPrefix($0 + ".") }
                 notes.append(
                     "the weights are the entry '\(known)' of the checkpoint"
                         + (others.isEmpty ? "" : " (also holding tensors: \(others.joined(separator: ", ")); pick one with \(path)#KEY)"))
