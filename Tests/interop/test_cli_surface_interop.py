@@ -70,6 +70,9 @@ def zip_without_checkpoint():
     ("packed.safetensors", __import__("gzip").compress(b"x" * 100), "a gzip-compressed file"),
     ("other.keras", zip_without_checkpoint(), "a zip archive holding neither a Keras config.json nor a torch.save data.pkl"),
     ("noise.keras", bytes(range(256)), "not a zip archive (a .keras file is one)"),
+    # silero-vad's .onnx opens like this (ir_version 8, producer 'spox', then the graph).
+    ("vad.onnx", b"\x08\x08\x12\x04spox:\x02\x0a\x00B\x04\x0a\x00\x10\x11", "an ONNX model (ir_version 8), which wsurgery does not read yet"),
+    ("vad.pth", b"\x08\x07\x12\x07pytorch\x1a\x032.1:\x00", "an ONNX model (ir_version 7), which wsurgery does not read yet"),
 ])
 def test_inputs_that_are_no_checkpoint_say_what_they_are(name, content, says, tmp_path):
     path = tmp_path / name

@@ -25,6 +25,12 @@ enum FileKind {
             (Array("RIFF".utf8), 0, "a RIFF file (audio, video or image)"),
         ]
         if let match = signatures.first(where: { starts($0.0, at: $0.1) }) { return match.2 }
+        // An ONNX ModelProto opens with field 1, ir_version (a small varint), then another of its fields:
+        // producer_name 2, producer_version 3, domain 4, model_version 5, doc_string 6, graph 7,
+        // opset_import 8, metadata_props 14 (onnx.proto).
+        if head.count >= 3, head[0] == 0x08, (1...20).contains(head[1]), [0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72].contains(head[2]) {
+            return "an ONNX model (ir_version \(head[1])), which wsurgery does not read yet"
+        }
         // Text: printable UTF-8 (a multi-byte character may be cut at the end of the sample).
         var sample = Array(head.prefix(512))
         guard sample.allSatisfy({ ($0 >= 0x20 && $0 != 0x7F) || [0x09, 0x0A, 0x0D].contains($0) }) else { return nil }
