@@ -48,6 +48,29 @@ def test_top_yields_the_feature_extractor(suffix, out):
     np.testing.assert_array_equal(features.predict(x, verbose=0), reference.predict(x, verbose=0))
 
 
+def test_top_includes_a_classifier_convolution_before_the_pooling(out):
+    # fer's emotion model and SqueezeNet end conv(classes) -> GlobalAveragePooling -> softmax: replace-head
+    # takes the convolution for the head, so the top that drop-layer removes starts there (with its Dropout).
+    inputs = keras.Input((12, 12, 3), name="image")
+    x = keras.layers.Conv2D(8, 3, name="features")(inputs)
+    x = keras.layers.Dropout(0.5, name="drop")(x)
+    x = keras.layers.Conv2D(7, 3, name="classes")(x)
+    x = keras.layers.ReLU(name="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = keras.layers.Activation("softmax", name="predictions")(x)
+    src, dst = str(out / "squeeze.h5"), str(out / "features.h5")
+    keras.Model(inputs, outputs).save(src)
+    proc = wsurgery("drop-layer", src, dst, "--top")
+    for name in ("drop", "relu", "gap", "predictions"):
+        assert f"removed '{name}'" in proc.stderr + proc.stdout, name
+    assert "classes/kernel" in proc.stdout
+    original, features = keras.models.load_model(src, compile=False), keras.models.load_model(dst, compile=False)
+    assert [l.name for l in features.layers] == ["image", "features"] and features.output_shape == (None, 10, 10, 8)
+    x = batch(original)
+    reference = keras.Model(original.input, original.get_layer("features").output)
+    np.testing.assert_array_equal(features.predict(x, verbose=0), reference.predict(x, verbose=0))
+
+
 def test_top_of_a_sequential_with_a_nested_base(out):
     dst = str(out / "base.keras")
     wsurgery("drop-layer", fixture("keras_nested.keras"), dst, "--top")

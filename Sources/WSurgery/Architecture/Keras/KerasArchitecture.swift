@@ -186,7 +186,18 @@ struct KerasArchitecture: ArchitectureEditor {
             walker = config.inbound.count == 1 ? config.inbound[0] : nil
         }
         for isStart in [{ (c: String) in c.hasPrefix("Global") }, { (c: String) in c == "Flatten" }] {
-            if let start = chain.firstIndex(where: { isStart(configs[$0]?.className ?? "") }) { return Array(chain[...start]) }
+            guard var start = chain.firstIndex(where: { isStart(configs[$0]?.className ?? "") }) else { continue }
+            // A classifier convolution before the pooling (SqueezeNet's conv10, fer's conv2d_7: one filter
+            // per class, then global pooling and softmax) is part of the top, as replace-head finds it,
+            // with what only shapes its output in between and the Dropout before it.
+            let keeping: Set<String> = ["Activation", "ReLU", "Softmax", "BatchNormalization", "Dropout"]
+            if let heads = try? LayerDetection.classifierHeads(in: graph), heads.count == 1, let head = chain.firstIndex(of: heads[0]),
+                head > start, chain[(start + 1)..<head].allSatisfy({ keeping.contains(configs[$0]?.className ?? "") })
+            {
+                start = head
+                while start + 1 < chain.count, configs[chain[start + 1]]?.className == "Dropout" { start += 1 }
+            }
+            return Array(chain[...start])
         }
         var stack: [String] = []
         while let config = configs[current], try shapes.output(of: current).count <= 2 {
