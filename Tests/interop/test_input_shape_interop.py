@@ -217,3 +217,17 @@ def test_channels_chain_adapt_channels(out):
     rebuilt.set_weights(before.get_weights())
     np.testing.assert_allclose(after.predict(x, verbose=0), rebuilt.predict(np.repeat(x, 3, -1), verbose=0), rtol=1e-4, atol=1e-5)
 
+
+
+def test_the_report_of_a_size_and_channel_change_agrees_with_itself(out):
+    # Issue 25 item 5: the layer table showed the adapted input as the shape before and conv1 "unchanged"
+    # while the tensor table said conv1 went 3 -> 1 input channels.
+    import json
+    report = json.loads(wsurgery("set-input-shape", fixture("keras_cnn.h5"), "--size", "24x24", "--channels", "1",
+                                 "--dry-run", "--json").stdout)
+    (step,) = report["passes"]
+    rows = {row["layer"]: row for row in step["layers"]}
+    assert rows["image"]["old_output"] == [None, 16, 16, 3] and rows["image"]["new_output"] == [None, 24, 24, 1], rows["image"]
+    assert rows["conv1"]["weights"] == "adapted" and rows["bn1"]["weights"] == "unchanged"
+    assert rows["predictions"]["weights"] == "re-initialised"
+    assert {layer for layer, row in rows.items() if row["weights"] not in ("-", "unchanged")} == {c["layer"] for c in step["changes"]}

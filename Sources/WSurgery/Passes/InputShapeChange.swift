@@ -101,12 +101,19 @@ public struct InputShapeChange: GraphPass {
         for embedding in plan.positionEmbeddings { try resample(embedding, in: &graph, report: &report) }
         graph.architecture = plan.edit.architecture
         report.notes += plan.edit.notes
+        // With --channels the plan was made on the adapted graph: the shapes before are the input's own.
+        var before: [String: [Int?]] = [:]
+        if channels != nil, let original = try? input.editor.settingInputSize(height: height, width: width, in: input) {
+            for shapes in original.layerShapes { before[shapes.layer] = shapes.old }
+        }
+        let adapted = Set(report.changes.map(\.layer))
         report.layerShapes = plan.layerShapes.map { shapes in
             let weighted = graph.layer(named: shapes.layer).map { !$0.tensors.isEmpty } ?? false
             let changed = fanIns.contains { $0.misfit.layer == shapes.layer }
             return LayerShapeChange(
-                layer: shapes.layer, oldOutput: shapes.old, newOutput: shapes.new,
-                weights: !weighted ? "-" : changed ? (densePolicy == .resample ? "resampled" : "re-initialised") : "unchanged")
+                layer: shapes.layer, oldOutput: before[shapes.layer] ?? shapes.old, newOutput: shapes.new,
+                weights: !weighted
+                    ? "-" : changed ? (densePolicy == .resample ? "resampled" : "re-initialised") : adapted.contains(shapes.layer) ? "adapted" : "unchanged")
         }
         if !plan.layerShapes.isEmpty, fanIns.isEmpty {
             report.notes.append(

@@ -43,7 +43,7 @@ public struct LayerShapeChange: Sendable, Equatable {
     public var oldOutput: FeatureShape?
     /// Its output shape after.
     public var newOutput: FeatureShape?
-    /// `unchanged`, `re-initialised`, `resampled`, `-` (no weights).
+    /// `unchanged`, `adapted` (its input channels, with `--channels`), `re-initialised`, `resampled`, `-` (no weights).
     public var weights: String
 }
 
