@@ -113,7 +113,9 @@ public struct InputShapeChange: GraphPass {
             return LayerShapeChange(
                 layer: shapes.layer, oldOutput: before[shapes.layer] ?? shapes.old, newOutput: shapes.new,
                 weights: !weighted
-                    ? "-" : changed ? (densePolicy == .resample ? "resampled" : "re-initialised") : adapted.contains(shapes.layer) ? "adapted" : "unchanged")
+                    ? "-"
+                    : changed ? (densePolicy == .resample ? "resampled" : "re-initialised") : adapted.contains(shapes.layer) ? "adapted" : "unchanged"
+            )
         }
         if !plan.layerShapes.isEmpty, fanIns.isEmpty {
             report.notes.append(
