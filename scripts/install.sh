@@ -12,7 +12,9 @@ bin=.build/release/wsurgery
 install -d "$prefix/bin" "$prefix/share/man/man1" "$prefix/share/bash-completion/completions" \
   "$prefix/share/zsh/site-functions" "$prefix/share/fish/vendor_completions.d"
 install -m 755 "$bin" "$prefix/bin/wsurgery"
-install -m 644 .build/plugins/GenerateManual/outputs/wsurgery/wsurgery.1 "$prefix/share/man/man1/wsurgery.1"
+# The generator keeps the help's blank lines, which mdoc warns about ("Empty input line"): a paragraph break.
+sed 's/^$/.Pp/' .build/plugins/GenerateManual/outputs/wsurgery/wsurgery.1 > "$prefix/share/man/man1/wsurgery.1"
+chmod 644 "$prefix/share/man/man1/wsurgery.1"
 "$bin" --generate-completion-script bash > "$prefix/share/bash-completion/completions/wsurgery"
 "$bin" --generate-completion-script zsh > "$prefix/share/zsh/site-functions/_wsurgery"
 "$bin" --generate-completion-script fish > "$prefix/share/fish/vendor_completions.d/wsurgery.fish"

@@ -15,10 +15,12 @@ struct Run: ParsableCommand {
             others; the exit code is that of the first failure (see the README), 0 when none failed.
 
             Examples:
-              wsurgery run recipe.yaml runs/ --out-dir out/ --jobs 2 --report report.json
-              wsurgery run --pass collapse-channels --pass 'replace-head classes=5' in/ --out-dir out/
-              wsurgery run recipe.yaml inputs/ --out-dir out/ --shard auto --report reports/task-$SLURM_ARRAY_TASK_ID.json
-              wsurgery run --merge-reports reports/
+            \(ExampleLines.text([
+                "wsurgery run recipe.yaml runs/ --out-dir out/ --jobs 2 --report report.json",
+                "wsurgery run --pass collapse-channels --pass 'replace-head classes=5' in/ --out-dir out/",
+                "wsurgery run recipe.yaml inputs/ --out-dir out/ --shard auto --report reports/task-$SLURM_ARRAY_TASK_ID.json",
+                "wsurgery run --merge-reports reports/",
+            ]))
 
             \(ExitCodeHelp.text) With --merge-reports: the first failure's code, 66 when a slice has no report.
             """

@@ -4,7 +4,7 @@ import WSurgery
 
 /// Arguments every command that writes a checkpoint shares (`convert` and the surgery commands).
 struct SurgeryOptions: ParsableArguments {
-    @Argument(help: "The input checkpoint.")
+    @Argument(help: "The input checkpoint (any format `inspect` reads).")
     var input: String
 
     @Argument(help: "The output path (its name picks the format); not needed with --dry-run.")
@@ -114,7 +114,7 @@ extension PassOptions {
         CommandConfiguration(
             commandName: spec.command, abstract: spec.abstract,
             discussion: spec.discussion(spelling: { "--" + $0 }) + "\n\nExamples:\n"
-                + spec.examples.map { "  wsurgery " + $0 }.joined(separator: "\n")
+                + ExampleLines.text(spec.examples.map { "wsurgery " + $0 })
                 + "\n\n" + ExitCodeHelp.text)
     }
 }
@@ -341,6 +341,52 @@ func writeText(_ text: String, to path: String) throws {
     let file = try OutputFile(path: path)
     try file.write(Array(text.utf8))
     try file.commit()
+}
+
+/// Help examples that stay whole for copy and paste: a line longer than the help's 80 columns would be
+/// wrapped by the help formatter, so a long one is broken between words with a shell continuation (` \\`).
+enum ExampleLines {
+    static let width = 78
+
+    static func text(_ examples: [String]) -> String {
+        examples.map(lines).joined(separator: "\n")
+    }
+
+    /// One example as indented lines of at most `width` columns, never breaking inside quotes.
+    static func lines(_ example: String) -> String {
+        var words: [String] = []
+        var quoted = false
+        for character in example {
+            if character == " ", !quoted {
+                words.append("")
+                continue
+            }
+            if character == "'" { quoted.toggle() }
+            if words.isEmpty { words.append("") }
+            words[words.count - 1].append(character)
+        }
+        // Lines of words; an option moves to the next line with its value.
+        var lines: [[String]] = [[]]
+        func length(_ line: [String], first: Bool) -> Int { (first ? 2 : 6) + line.joined(separator: " ").count + 2 }
+        for word in words where !word.isEmpty {
+            let last = lines.count - 1
+            if !lines[last].isEmpty, length(lines[last] + [word], first: last == 0) > width {
+                let option = lines[last].lastIndex { $0.hasPrefix("-") }.flatMap { $0 > 0 ? $0 : nil }
+                let moved = option.map { Array(lines[last][$0...]) } ?? []
+                if let option, length(moved + [word], first: false) <= width {
+                    lines[last].removeSubrange(option...)
+                    lines.append(moved)
+                } else {
+                    lines.append([])
+                }
+            }
+            lines[lines.count - 1].append(word)
+        }
+        return lines.enumerated().map { index, line in
+            (index == 0 ? "  " : "      ") + line.joined(separator: " ") + (index == lines.count - 1 ? "" : " \\")
+        }
+        .joined(separator: "\n")
+    }
 }
 
 /// The exit codes, as every command's help lists them (the README's table, shorter).

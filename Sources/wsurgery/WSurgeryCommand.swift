@@ -12,7 +12,7 @@ import WSurgery
 struct WSurgeryCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "wsurgery",
-        abstract: "Weight surgery on pretrained checkpoints (Keras HDF5, .keras, safetensors).",
+        abstract: "Weight surgery on pretrained checkpoints (Keras .h5/.keras, safetensors, torch.save, Hugging Face folders).",
         version: "0.1.0",
         subcommands: [
             Inspect.self, PassCommand<ConvertOptions>.self, Run.self, Diff.self,
@@ -86,7 +86,12 @@ struct Inspect: ParsableCommand {
             \(ExitCodeHelp.text)
             """)
 
-    @Argument(help: "A checkpoint: .h5, .weights.h5, .keras, .safetensors, a *.safetensors.index.json or its directory.")
+    @Argument(
+        help: """
+            A checkpoint: .h5, .weights.h5, .keras, .safetensors, a torch.save file (.pth, .pt, .bin, .ckpt; FILE#KEY \
+            picks an entry), a sharded index (*.safetensors.index.json, pytorch_model.bin.index.json) or a Hugging \
+            Face model folder.
+            """)
     var input: String
 
     @Flag(help: "Print one JSON object instead of a table.")

@@ -138,6 +138,7 @@ def test_graph_pictures_render_with_graphviz(args, fates, tmp_path):
 
 def test_install_script_puts_binary_man_page_and_completions_under_prefix(tmp_path):
     import os
+    import shutil
     from conftest import ROOT
     prefix = tmp_path / "prefix"
     proc = subprocess.run(["bash", os.path.join(ROOT, "scripts", "install.sh"), prefix], capture_output=True, text=True, timeout=1800)
@@ -148,6 +149,12 @@ def test_install_script_puts_binary_man_page_and_completions_under_prefix(tmp_pa
     assert manual.startswith(".Dd") or ".Dt WSURGERY 1" in manual
     for text in ("set-input-shape", "Exit codes", "wsurgery replace-head model.h5 five.h5 --classes 5", "resample"):
         assert text in manual, text
+    assert "\n\n" not in manual  # an empty line is an mdoc warning
+    if shutil.which("man"):
+        shown = subprocess.run(["man", "-l", prefix / "share" / "man" / "man1" / "wsurgery.1"], capture_output=True, text=True,
+                               env=dict(os.environ, MANPAGER="cat", PAGER="cat"))
+        assert shown.returncode == 0 and "warning" not in shown.stderr, shown.stderr
+        assert "--size 256x256 --dense-policy resample" in shown.stdout
     assert "luma" in (prefix / "share" / "bash-completion" / "completions" / "wsurgery").read_text()
     assert "luma" in (prefix / "share" / "zsh" / "site-functions" / "_wsurgery").read_text()
     assert "luma" in (prefix / "share" / "fish" / "vendor_completions.d" / "wsurgery.fish").read_text()
@@ -190,3 +197,39 @@ def test_every_problem_found_before_the_work_is_reported_at_once(tmp_path):
     assert proc.returncode == 73 and "problems" not in proc.stderr and "already exists" in proc.stderr
     assert taken.read_bytes() == b"a file the user keeps"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.keras"]
+
+
+COMMANDS = ["inspect", "convert", "run", "diff", "collapse-channels", "adapt-channels", "replace-head", "set-input-shape",
+            "drop-layer", "resize-dense"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_examples_fit_80_columns_and_paste_whole(command):
+    # Issue 25 item 7: an example the help formatter wrapped broke copy and paste; a long one now continues
+    # with a shell ' \' and an option keeps its value on its line.
+    import shlex
+    text = subprocess.run([BIN, command, "--help"], capture_output=True, text=True, env={"COLUMNS": "80"}).stdout
+    lines = text.split("Examples:\n", 1)[1].split("\n\n", 1)[0].split("\n")
+    assert lines and lines[0].startswith("  wsurgery " + command), lines
+    examples = []
+    for previous, line in zip([""] + lines, lines):
+        assert len(line) <= 80, line
+        if previous.endswith(" \\"):
+            assert line.startswith("      ") and not line.strip().startswith(("'", ",")), line
+            examples[-1] += " " + line.strip()
+        else:
+            assert line.startswith("  wsurgery "), line
+            examples.append(line.strip())
+    for example in examples:
+        words = shlex.split(example.replace(" \\ ", " "))
+        assert words[:2] == ["wsurgery", command] and not any(w.endswith("\\") for w in words), example
+        for a, b in zip(words, words[1:]):
+            assert not (a.startswith("--") and b == "\\"), example
+
+
+def test_overview_and_input_help_name_every_input_format():
+    overview = run("--help").stdout
+    assert "torch.save" in overview and "Hugging Face" in overview
+    inspect = " ".join(run("inspect", "--help").stdout.split())
+    for kind in (".pth", "FILE#KEY", "pytorch_model.bin.index.json", "Hugging Face model folder"):
+        assert kind in inspect, kind
