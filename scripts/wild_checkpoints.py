@@ -316,6 +316,13 @@ if not sd and isinstance(obj, dict):
         if tensors(obj.get(k)):
             sd, where = tensors(obj[k]), repr(k)
             break
+    else:  # a known key inside a known key (chgnet: {'model': {'state_dict': ...}})
+        for k in KEYS:
+            inner = obj.get(k)
+            hit = next((j for j in KEYS if isinstance(inner, dict) and tensors(inner.get(j))), None)
+            if hit:
+                sd, where = tensors(inner[hit]), f"{k!r}.{hit!r}"
+                break
 if not sd:
     kind = type(obj).__name__
     keys = list(obj)[:8] if isinstance(obj, dict) else []

@@ -231,3 +231,17 @@ def test_the_report_of_a_size_and_channel_change_agrees_with_itself(out):
     assert rows["conv1"]["weights"] == "adapted" and rows["bn1"]["weights"] == "unchanged"
     assert rows["predictions"]["weights"] == "re-initialised"
     assert {layer for layer, row in rows.items() if row["weights"] not in ("-", "unchanged")} == {c["layer"] for c in step["changes"]}
+
+
+def test_a_state_dict_that_reads_no_image_is_refused(out):
+    # chgnet's crystal-graph network (Linear, embeddings, LayerNorms): set-input-shape exited 0 with the
+    # weights unchanged, as if the model took HxW images.
+    from safetensors.numpy import save_file
+    rng = np.random.default_rng(0)
+    src = out / "mlp.safetensors"
+    save_file({"atom_embedding.weight": rng.normal(size=(94, 64)).astype("float32"),
+               "mlp.0.weight": rng.normal(size=(64, 64)).astype("float32"), "mlp.0.bias": np.zeros(64, "float32"),
+               "head.weight": rng.normal(size=(1, 64)).astype("float32"), "head.bias": np.zeros(1, "float32")}, str(src))
+    proc = wsurgery("set-input-shape", src, out / "o.safetensors", "--size", "64x64", expect=65)
+    assert "no 2-D convolution or position embedding" in proc.stderr and "input size has no meaning" in proc.stderr
+    assert not (out / "o.safetensors").exists()

@@ -52,6 +52,17 @@ enum SizeDependence {
             return ([], ["model_type \(type.name): no absolute position embeddings; every weight transfers"])
         }
         let what = config == nil ? "no architecture recorded" : "config.json names no model_type wsurgery knows"
+        // Without an image-reading layer an input size means nothing: writing the weights unchanged would
+        // claim a model that takes HxW images.
+        let spatial: [LayerKind] = [.conv2d, .conv3d, .depthwiseConv2d, .separableConv2d]
+        guard graph.layers.contains(where: { spatial.contains($0.kind) }) else {
+            let kinds = Set(graph.layers.map(\.kind.rawValue)).sorted().joined(separator: ", ")
+            throw WSurgeryError.unsupportedCheckpoint(
+                path: graph.sourcePath,
+                reason:
+                    "\(what), and no 2-D convolution or position embedding in the weights (layers: \(kinds)): nothing in them reads an image, so an input size has no meaning for this model; nothing was written"
+            )
+        }
         // Keras weights without their config (a .weights.h5 alone) are not a PyTorch state dict: say so.
         if graph.tensors.contains(where: { $0.layout == .keras }) {
             return (
