@@ -22,6 +22,8 @@ def test_version_short_and_long():
     (["replace-head", fixture("keras_cnn.h5"), "OUT.h5", "--classes", "5", "--bogus"], "wsurgery: error: Unknown option '--bogus'"),
     (["nosuch"], "wsurgery: error: Unexpected argument 'nosuch'"),
     (["adapt-channels", fixture("keras_cnn.h5"), "OUT.h5", "--channels", "-1"], "wsurgery: error: --channels: must be at least 1 (got -1)"),
+    (["replace-head", fixture("keras_cnn.h5"), "OUT.h5", "--classes", "3", "--init", "constant:0.1"],
+     "wsurgery: error: --init: 'constant:0.1' is for --bias"),
 ])
 def test_usage_errors_share_one_style_and_exit_64(args, message, tmp_path):
     proc = subprocess.run([BIN, *map(str, args)], capture_output=True, text=True, cwd=tmp_path)
@@ -233,3 +235,10 @@ def test_overview_and_input_help_name_every_input_format():
     inspect = " ".join(run("inspect", "--help").stdout.split())
     for kind in (".pth", "FILE#KEY", "pytorch_model.bin.index.json", "Hugging Face model folder"):
         assert kind in inspect, kind
+
+
+def test_size_takes_one_number_for_a_square_as_the_help_says():
+    assert "or N for NxN" in " ".join(run("set-input-shape", "--help").stdout.split())
+    import json
+    report = json.loads(run("set-input-shape", fixture("keras_cnn.h5"), "--size", "20", "--dry-run", "--json").stdout)
+    assert report["passes"][0]["layers"][0]["new_output"] == [None, 20, 20, 3]

@@ -191,7 +191,17 @@ public enum PassCatalog {
     static let seedOption = OptionSpec("seed", .integer, help: "Seed of the initialisation (same seed and input give identical bytes).")
 
     static func initializer(_ arguments: PassArguments, _ key: String = "init") throws -> Initializer? {
-        try arguments.text(key).map { try Initializer(parsing: $0, option: key) }
+        try arguments.text(key).map { text in
+            // A constant other than 0 is a bias's value: as a kernel it makes every new unit the same.
+            if key == "init", text.hasPrefix("constant:") {
+                throw WSurgeryError.invalidOption(
+                    option: key,
+                    reason:
+                        "'\(text)' is for \(option("bias")): a constant kernel makes every new unit compute the same (training never tells them apart); use \(initializerFormat)"
+                )
+            }
+            return try Initializer(parsing: text, option: key)
+        }
     }
 
     /// `convert`.
@@ -305,7 +315,7 @@ public enum PassCatalog {
         discussion:
             "For a Keras model every layer's shapes are inferred at the new size and the report says, per layer, whether its weights transfer unchanged (convolutions always do; a Dense after global pooling does). A Dense fed by Flatten gets a new fan-in: \(option("dense-policy")) reinit (default) draws a new kernel with \(option("init")) (default glorot-uniform), resample resizes the kernel viewed as (H, W, C, units) bilinearly and scales it by HW/H'W', error stops and lists the layers. For a state dict, ViT position embeddings (pos_embed, embeddings.position_embeddings) are resampled like timm (bicubic, antialiased), prefix tokens kept; a Linear whose fan-in is a flattened map (C x k of the convolution before it, not pooled features) is refused unless \(option("flattened-map")) says what that map is at the new size. \(option("channels")) chains adapt-channels.",
         options: [
-            OptionSpec("size", .text(format: "HxW"), required: true, help: "The new input size, HxW (e.g. 256x256)."),
+            OptionSpec("size", .text(format: "HxW or N"), required: true, help: "The new input size, HxW (e.g. 256x320), or N for NxN."),
             OptionSpec("channels", .integer, help: "Also adapt the first convolution to this many input channels."),
             OptionSpec("dense-policy", .choice(InputShapeChange.DensePolicy.allCases.map(\.rawValue)), help: "reinit (default), resample or error."),
             OptionSpec(
