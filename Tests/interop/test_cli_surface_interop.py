@@ -242,3 +242,20 @@ def test_size_takes_one_number_for_a_square_as_the_help_says():
     import json
     report = json.loads(run("set-input-shape", fixture("keras_cnn.h5"), "--size", "20", "--dry-run", "--json").stdout)
     assert report["passes"][0]["layers"][0]["new_output"] == [None, 20, 20, 3]
+
+
+def test_inspect_names_merges_and_says_only_what_the_file_records(tmp_path):
+    # Issue 25 item 7: an Add was of kind 'shape', and every .keras printed 'backend: ?' (its metadata.json
+    # records the Keras version only).
+    import json
+    import keras
+    inputs = keras.Input((4,), name="x")
+    a = keras.layers.Dense(4, name="a")(inputs)
+    added = keras.layers.Add(name="sum")([inputs, a])
+    joined = keras.layers.Concatenate(name="cat")([added, a])
+    src = tmp_path / "merge.keras"
+    keras.Model(inputs, keras.layers.Dense(2, name="out")(joined)).save(src)
+    proc = run("inspect", src)
+    assert proc.returncode == 0 and "backend: ?" not in proc.stdout and "keras_version: " in proc.stdout, proc.stdout
+    kinds = {layer["name"]: layer["kind"] for layer in json.loads(run("inspect", src, "--json").stdout)["layers"]}
+    assert kinds["sum"] == "merge" and kinds["cat"] == "merge" and kinds["a"] == "dense", kinds

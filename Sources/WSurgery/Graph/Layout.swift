@@ -30,8 +30,10 @@ public enum LayerKind: String, Sendable, Codable, CaseIterable {
     case flatten
     /// An activation (`ReLU`, `Activation`, `Softmax`, ...).
     case activation
-    /// Reshaping, padding, cropping, dropout, merging: no weights, shapes only.
+    /// Reshaping, padding, cropping, dropout, upsampling: no weights, one input, shapes only.
     case shape
+    /// Add, Concatenate, Multiply and the other layers that merge several inputs: no weights.
+    case merge
     case model
     case unknown
 
@@ -59,9 +61,9 @@ public enum LayerKind: String, Sendable, Codable, CaseIterable {
         case "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "ThresholdedReLU": self = .activation
         case "Reshape", "Permute", "RepeatVector", "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D",
             "Cropping3D", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise", "GaussianDropout",
-            "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot", "UpSampling1D", "UpSampling2D",
-            "UpSampling3D", "Identity":
+            "UpSampling1D", "UpSampling2D", "UpSampling3D", "Identity":
             self = .shape
+        case "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot": self = .merge
         default:
             self = name.hasSuffix("Pooling1D") || name.hasSuffix("Pooling2D") || name.hasSuffix("Pooling3D") ? .pooling : .unknown
         }

@@ -18,8 +18,8 @@ public struct KerasSavedBy: FileState {
     /// A PyTorch-layout graph is no Keras model any more.
     public func after(_ change: GraphChange) -> (any FileState)? { change == .layout ? nil : self }
 
-    /// `keras_version: 3.15.1, backend: jax`.
-    public var summaryLines: [String] { version.map { ["keras_version: \($0), backend: \(backend ?? "?")"] } ?? [] }
+    /// `keras_version: 3.15.1, backend: jax`; a `.keras` archive's metadata.json records no backend.
+    public var summaryLines: [String] { version.map { ["keras_version: \($0)" + (backend.map { ", backend: \($0)" } ?? "")] } ?? [] }
 
     /// Version, backend, and whether a training config is present.
     public var summaryJSON: [(String, JSONValue)] {
