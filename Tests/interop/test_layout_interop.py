@@ -187,3 +187,10 @@ def test_surgery_on_a_torch_layout_file_follows_the_keras_config_it_carries(out)
     g = load_file(str(out / "gray.safetensors"))
     np.testing.assert_allclose(g["conv1.weight"], torch_in["conv1.weight"].sum(1, keepdims=True), rtol=1e-6, atol=1e-7)
     assert all(g[k].tobytes() == torch_in[k].tobytes() for k in torch_in if k != "conv1.weight")
+
+
+def test_convert_to_the_torch_layout_says_once_where_the_config_is_kept(tmp_path):
+    # Issue 25 item 7: the pass and the writer both said the Keras config was kept.
+    proc = wsurgery("convert", fixture("keras_cnn.h5"), tmp_path / "t.safetensors", "--layout", "torch")
+    said = (proc.stdout + proc.stderr).count("Keras model config is kept")
+    assert said == 1 and "__metadata__['source_keras_model_config']" in proc.stdout + proc.stderr, proc.stdout + proc.stderr

@@ -122,8 +122,8 @@ public struct LayoutConversion: GraphPass {
             graph.layers.append(Layer(name: prefix, kind: layer.kind, className: layer.className, tensors: tensors))
         }
         if facts != nil {
+            // The writer that keeps it says where (safetensors: __metadata__['source_keras_model_config']).
             graph.originalArchitecture = input.architecture
-            report.notes.append("the Keras model config is kept with the tensors, so converting back to the Keras layout restores the Keras model")
         }
         graph.architecture = nil
         graph.declaredLayout = .torch
