@@ -266,6 +266,9 @@ struct DropLayerOptions: PassOptions {
     @Flag(help: ArgumentHelp(spec.help("top")))
     var top = false
 
+    @Flag(help: ArgumentHelp(spec.help("keep-input-shape")))
+    var keepInputShape = false
+
     @Flag(help: ArgumentHelp(spec.help("reinit-next")))
     var reinitNext = false
 
@@ -275,6 +278,7 @@ struct DropLayerOptions: PassOptions {
         var a = PassArguments()
         a.set("layer", layer)
         a.set("top", flag: top)
+        a.set("keep-input-shape", flag: keepInputShape)
         a.set("reinit-next", flag: reinitNext)
         initOptions.fill(&a)
         return a

@@ -155,11 +155,19 @@ def test_set_input_shape(app):
     assert rel_err(model.predict(x, verbose=0), reference.predict(x, verbose=0)) <= 1e-5
 
 
-def test_drop_top_is_include_top_false(app):
+@pytest.mark.parametrize("keep", [False, True], ids=["free-input", "keep-input-shape"])
+def test_drop_top_is_include_top_false(app, keep):
+    # include_top=False with no input_shape builds the backbone for any size: (None, None, None, 3);
+    # --keep-input-shape keeps the trained size, as include_top=False with input_shape=(size, size, 3).
+    # NASNet's cells compose at some sizes only (Keras's NASNetMobile fixes 224x224 for that): its input is kept.
     dst = str(app["folder"] / "features.keras")
-    wsurgery("drop-layer", app["paths"][".keras"], dst, "--top", "--force")
+    proc = wsurgery("drop-layer", app["paths"][".keras"], dst, "--top", "--force", *(["--keep-input-shape"] if keep else []))
     model = load(dst)
-    reference = app["fn"](weights=None, include_top=False, input_shape=(app["size"], app["size"], 3))
+    fixed = keep or app["family"] == "NASNet"
+    reference = app["fn"](weights=None, include_top=False, input_shape=(app["size"], app["size"], 3) if fixed else None)
+    assert model.input_shape == reference.input_shape, proc.stdout
+    if fixed and not keep:
+        assert "do not compose at every size" in proc.stdout
     # Layers Keras names itself are numbered per session (`reshape_2`); compare their stems.
     def stems(m):
         return [re.sub(r"_\d+$", "", l.name) for l in m.layers]

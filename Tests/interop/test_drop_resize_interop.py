@@ -42,10 +42,18 @@ def test_top_yields_the_feature_extractor(suffix, out):
     wsurgery("drop-layer", src, dst, "--top")
     original, features = keras.models.load_model(src, compile=False), keras.models.load_model(dst, compile=False)
     assert [l.name for l in features.layers] == ["image", "conv1", "bn1", "relu1", "pool1", "conv2"]
-    assert features.output_shape == (None, 6, 6, 8)
+    # As include_top=False builds it: any size in (issue 25 item 7); the trained size computes the same.
+    assert features.input_shape == (None, None, None, 3) and features.output_shape == (None, None, None, 8)
     x = batch(original)
     reference = keras.Model(original.input, original.get_layer("conv2").output)
     np.testing.assert_array_equal(features.predict(x, verbose=0), reference.predict(x, verbose=0))
+    assert features.predict(np.zeros((1, 40, 30, 3), "float32"), verbose=0).shape == (1, 18, 13, 8)
+    kept = str(out / ("kept" + suffix))
+    proc = wsurgery("drop-layer", src, kept, "--top", "--keep-input-shape")
+    assert "input kept at (None, 16, 16, 3)" in proc.stdout
+    assert keras.models.load_model(kept, compile=False).output_shape == (None, 6, 6, 8)
+    proc = wsurgery("drop-layer", src, out / "never.h5", "--layer", "flatten", "--keep-input-shape", expect=64)
+    assert "--keep-input-shape: only applies with --top" in proc.stderr
 
 
 def test_top_includes_a_classifier_convolution_before_the_pooling(out):
@@ -65,7 +73,7 @@ def test_top_includes_a_classifier_convolution_before_the_pooling(out):
         assert f"removed '{name}'" in proc.stderr + proc.stdout, name
     assert "classes/kernel" in proc.stdout
     original, features = keras.models.load_model(src, compile=False), keras.models.load_model(dst, compile=False)
-    assert [l.name for l in features.layers] == ["image", "features"] and features.output_shape == (None, 10, 10, 8)
+    assert [l.name for l in features.layers] == ["image", "features"] and features.output_shape == (None, None, None, 8)
     x = batch(original)
     reference = keras.Model(original.input, original.get_layer("features").output)
     np.testing.assert_array_equal(features.predict(x, verbose=0), reference.predict(x, verbose=0))
@@ -75,7 +83,12 @@ def test_top_of_a_sequential_with_a_nested_base(out):
     dst = str(out / "base.keras")
     wsurgery("drop-layer", fixture("keras_nested.keras"), dst, "--top")
     features = keras.models.load_model(dst, compile=False)
-    assert [l.name for l in features.layers] == ["base"] and features.output_shape == (None, 10, 10, 4)
+    assert [l.name for l in features.layers] == ["base"] and features.output_shape == (None, None, None, 4)
+    original = keras.models.load_model(fixture("keras_nested.keras"), compile=False)
+    x = batch(original)
+    reference = keras.Model(original.layers[0].input, original.layers[0].output)
+    np.testing.assert_array_equal(features.predict(x, verbose=0), reference.predict(x, verbose=0))
+    assert features.predict(np.zeros((1, 20, 16, 3), "float32"), verbose=0).shape[1:3] == (18, 14)
 
 
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])

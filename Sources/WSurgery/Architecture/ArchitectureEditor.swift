@@ -274,8 +274,9 @@ public struct InputSizeEdit: Sendable {
 public enum LayerSelection: Sendable, Equatable {
     /// These layers.
     case named([String])
-    /// The classifier stack (like `include_top=False`).
-    case top
+    /// The classifier stack (like `include_top=False`); unless `keepInputShape`, the input's height and
+    /// width become free where the rest takes any size, as `include_top=False` builds it.
+    case top(keepInputShape: Bool)
 }
 
 /// What `removingLayers` found.

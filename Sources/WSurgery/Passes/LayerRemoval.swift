@@ -6,6 +6,8 @@ public struct LayerRemoval: GraphPass {
     public var layers: [String]
     /// Remove the classifier stack instead.
     public var top: Bool
+    /// With `top`: keep the input's height and width instead of freeing them.
+    public var keepInputShape: Bool
     /// Give later layers whose weights no longer fit new weights instead of refusing.
     public var reinitNext: Bool
     /// nil: glorot-uniform for Keras kernels, torch-default for PyTorch layouts.
@@ -14,9 +16,13 @@ public struct LayerRemoval: GraphPass {
     public var seed: UInt64
 
     /// The pass.
-    public init(layers: [String] = [], top: Bool = false, reinitNext: Bool = false, initializer: Initializer? = nil, seed: UInt64 = 0) {
+    public init(
+        layers: [String] = [], top: Bool = false, keepInputShape: Bool = false, reinitNext: Bool = false, initializer: Initializer? = nil,
+        seed: UInt64 = 0
+    ) {
         self.layers = layers
         self.top = top
+        self.keepInputShape = keepInputShape
         self.reinitNext = reinitNext
         self.initializer = initializer
         self.seed = seed
@@ -28,6 +34,7 @@ public struct LayerRemoval: GraphPass {
     /// The resolved options, for reports.
     public var options: [(String, String)] {
         var result: [(String, String)] = top ? [("top", "true")] : [("layer", layers.joined(separator: ","))]
+        if keepInputShape { result.append(("keep-input-shape", "true")) }
         if reinitNext {
             result.append(("reinit-next", "true"))
             result.append(("init", initializer?.description ?? Initializer.automaticWeights))
@@ -38,6 +45,9 @@ public struct LayerRemoval: GraphPass {
 
     /// Refuses both or neither of layers and top.
     public func validate() throws {
+        if keepInputShape, !top {
+            throw WSurgeryError.invalidOption(option: "keep-input-shape", reason: "only applies with \(option("top"))")
+        }
         guard layers.isEmpty == top else {
             throw WSurgeryError.invalidOption(
                 option: top ? "top" : "layer",
@@ -51,7 +61,7 @@ public struct LayerRemoval: GraphPass {
     public func apply(to input: TensorGraph) throws -> (TensorGraph, PassReport) {
         var graph = input
         var report = PassReport(pass: name, options: options)
-        let plan = try graph.editor.removingLayers(top ? .top : .named(layers), in: graph)
+        let plan = try graph.editor.removingLayers(top ? .top(keepInputShape: keepInputShape) : .named(layers), in: graph)
         let names = plan.removed
         if let first = plan.misfits.first, !reinitNext {
             throw WSurgeryError.shapeMismatch(

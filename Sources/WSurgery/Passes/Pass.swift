@@ -58,6 +58,9 @@ public struct PassReport: Sendable {
     public var changes: [TensorChange] = []
     /// What else changed.
     public var notes: [String] = []
+
+    /// The notes with their option mentions spelled as on the command line (`--keep-input-shape`).
+    var spelledNotes: [String] { notes.map { OptionMention.render($0, { "--" + $0 }) } }
     /// Per layer, its output shape before and after and what happened to its weights (passes that
     /// change shapes).
     public var layerShapes: [LayerShapeChange] = []
@@ -87,7 +90,7 @@ public struct PassReport: Sendable {
                         ])
                     })
             ),
-            ("notes", .array(notes.map { .string($0) })),
+            ("notes", .array(spelledNotes.map { .string($0) })),
             (
                 "layers",
                 .array(
@@ -129,7 +132,7 @@ public struct PassReport: Sendable {
             lines.append("")
             lines += TextTable.render(shapeRows)
         }
-        lines += notes.map { "note: \($0)" }
+        lines += spelledNotes.map { "note: \($0)" }
         return lines.joined(separator: "\n")
     }
 }

@@ -350,6 +350,10 @@ public enum PassCatalog {
         options: [
             OptionSpec("layer", .text(format: "a layer name"), repeating: true, help: "A layer to remove (repeatable, or comma-separated)."),
             OptionSpec("top", .flag, help: "Remove the classifier stack (include_top=False)."),
+            OptionSpec(
+                "keep-input-shape", .flag,
+                help: "With --top, keep the input's height and width (by default they become None, as include_top=False builds a backbone, when every remaining layer takes any size)."
+            ),
             OptionSpec("reinit-next", .flag, help: "Re-initialise later layers whose weights no longer fit."),
             initOption,
             seedOption,
@@ -358,7 +362,8 @@ public enum PassCatalog {
         build: { arguments, _ in
             [
                 LayerRemoval(
-                    layers: arguments.list("layer"), top: arguments.flag("top"), reinitNext: arguments.flag("reinit-next"),
+                    layers: arguments.list("layer"), top: arguments.flag("top"), keepInputShape: arguments.flag("keep-input-shape"),
+                    reinitNext: arguments.flag("reinit-next"),
                     initializer: try initializer(arguments), seed: try arguments.unsigned("seed") ?? 0)
             ]
         })

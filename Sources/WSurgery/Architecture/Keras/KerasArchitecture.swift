@@ -154,15 +154,63 @@ struct KerasArchitecture: ArchitectureEditor {
         case .top: names = try topStack(graph)
         }
         let edited = try KerasLayerRemoval.removing(Set(names), from: model, path: path)
-        let shapes = try ShapeInference.infer(model: edited, path: path)
+        var shapes = try ShapeInference.infer(model: edited, path: path)
         try shapes.requireAll()
         var remaining = graph
         remaining.layers.removeAll { names.contains($0.name) }
-        let misfits = try Self.misfits(remaining, model: edited, shapes: shapes, before: try ShapeInference.infer(model: model, path: path))
+        let before = try ShapeInference.infer(model: model, path: path)
+        var misfits = try Self.misfits(remaining, model: edited, shapes: shapes, before: before)
+        var notes: [String] = []
+        if case .top(let keep) = selection, let recorded = ShapeInference.recordedInputShapes(of: edited), recorded.count == 1,
+            recorded[0].count == 4
+        {
+            // include_top=False builds the backbone for any size: free the height and width when every
+            // remaining layer takes any size and every weight still fits.
+            let channelsFirst = configs(of: edited).values.contains { $0.config["data_format"]?.stringValue == "channels_first" }
+            let (hAxis, wAxis) = channelsFirst ? (2, 3) : (1, 2)
+            var free = recorded[0]
+            free[hAxis] = nil
+            free[wAxis] = nil
+            /// The backbone composes at `h` x `w` with every weight fitting.
+            func composes(_ shape: KerasShape) -> (ShapeInference.Result, [WeightMisfit])? {
+                guard let result = try? ShapeInference.infer(model: edited, inputShapes: [shape], path: path), (try? result.requireAll()) != nil,
+                    let found = try? Self.misfits(remaining, model: edited, shapes: result, before: before), found.count == misfits.count
+                else { return nil }
+                return (result, found)
+            }
+            // "Any size" is checked at sizes around the trained one (NASNet's cells compose at some sizes only).
+            let probes: [KerasShape] =
+                recorded[0][hAxis].flatMap { h in
+                    recorded[0][wAxis].map { w in
+                        [(1, 1), (16, 16), (32, 32), (h, w)].map { dh, dw in
+                            var probe = recorded[0]
+                            probe[hAxis] = h + dh
+                            probe[wAxis] = w + dw
+                            return probe
+                        }
+                    }
+                } ?? []
+            if free != recorded[0] {
+                if keep {
+                    notes.append("input kept at \(ShapeText.python(recorded[0])) (\(option("keep-input-shape")))")
+                } else if let open = composes(free), probes.allSatisfy({ composes($0) != nil }) {
+                    (shapes, misfits) = open
+                    notes.append(
+                        "input now \(ShapeText.python(free)), as include_top=False builds the backbone (\(option("keep-input-shape")) keeps \(ShapeText.python(recorded[0])))"
+                    )
+                } else {
+                    let failing = probes.first { composes($0) == nil }
+                    notes.append(
+                        "input kept at \(ShapeText.python(recorded[0])): the remaining layers do not compose at every size"
+                            + (failing.map { " (not at \(ShapeText.python($0)))" } ?? ""))
+                }
+            }
+        }
         let (refreshed, _) = KerasConfigEdit.refreshingShapes(ConfigDocument(json: edited, originalText: document.originalText), with: shapes)
         return LayerRemovalEdit(
             edit: ArchitectureEdit(
-                architecture: .keras(refreshed), notes: ["model output now " + shapes.modelOutputs.map(ShapeText.python).joined(separator: ", ")]),
+                architecture: .keras(refreshed),
+                notes: notes + ["model output now " + shapes.modelOutputs.map(ShapeText.python).joined(separator: ", ")]),
             removed: names, misfits: misfits)
     }
 
