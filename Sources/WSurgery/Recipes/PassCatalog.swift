@@ -352,7 +352,8 @@ public enum PassCatalog {
             OptionSpec("top", .flag, help: "Remove the classifier stack (include_top=False)."),
             OptionSpec(
                 "keep-input-shape", .flag,
-                help: "With --top, keep the input's height and width (by default they become None, as include_top=False builds a backbone, when every remaining layer takes any size)."
+                help:
+                    "With --top, keep the input's height and width (by default they become None, as include_top=False builds a backbone, when every remaining layer takes any size)."
             ),
             OptionSpec("reinit-next", .flag, help: "Re-initialise later layers whose weights no longer fit."),
             initOption,
