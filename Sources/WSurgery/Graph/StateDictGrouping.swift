@@ -63,7 +63,7 @@ public enum StateDictGrouping {
             // An elementwise affine over a map or a row (nn.LayerNorm([1, 264]), nn.LayerNorm([C, H, W])):
             // its bias has the weight's shape; a Linear's or a convolution's bias has one entry per output.
             let last = lowered.split(separator: ".").last.map(String.init) ?? lowered
-            if kernel.count >= 2, locals["bias"] == kernel || (locals["bias"] == nil && last.contains("norm")) { return .layerNorm }
+            if kernel.count >= 2, locals["bias"] == kernel { return .layerNorm }
             switch kernel.count {
             case 3: return .conv1d
             case 4: return .conv2d

@@ -353,7 +353,7 @@ public enum PassCatalog {
             OptionSpec(
                 "keep-input-shape", .flag,
                 help:
-                    "With --top, keep the input's height and width (by default they become None, as include_top=False builds a backbone, when every remaining layer takes any size)."
+                    "With --top, keep the input's height and width (by default they become None, as include_top=False builds a backbone, when the rest composes at sizes around the trained one)."
             ),
             OptionSpec("reinit-next", .flag, help: "Re-initialise later layers whose weights no longer fit."),
             initOption,

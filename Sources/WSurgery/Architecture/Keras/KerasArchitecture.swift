@@ -190,16 +190,17 @@ struct KerasArchitecture: ArchitectureEditor {
                         }
                     }
                 } ?? []
-            if free != recorded[0] {
-                if keep {
-                    notes.append("input kept at \(ShapeText.python(recorded[0])) (\(option("keep-input-shape")))")
-                } else if let open = composes(free), probes.allSatisfy({ composes($0) != nil }) {
+            if free != recorded[0], keep {
+                notes.append("input kept at \(ShapeText.python(recorded[0])) (\(option("keep-input-shape")))")
+            } else if free != recorded[0] {
+                let open = composes(free)
+                let failing = open == nil ? free : probes.first { composes($0) == nil }
+                if let open, failing == nil {
                     (shapes, misfits) = open
                     notes.append(
                         "input now \(ShapeText.python(free)), as include_top=False builds the backbone (\(option("keep-input-shape")) keeps \(ShapeText.python(recorded[0])))"
                     )
                 } else {
-                    let failing = probes.first { composes($0) == nil }
                     notes.append(
                         "input kept at \(ShapeText.python(recorded[0])): the remaining layers do not compose at every size"
                             + (failing.map { " (not at \(ShapeText.python($0)))" } ?? ""))
