@@ -1,5 +1,6 @@
 """Real Keras (jax backend) loads what wsurgery writes and computes exactly what the input computed."""
 import json
+import zipfile
 
 import h5py
 import keras
@@ -118,3 +119,36 @@ def test_keras2_style_file_reads_and_round_trips_bit_for_bit(out):
     model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, dtype="float32"), keras.layers.Flatten(), keras.layers.Dense(2)])
     model.load_weights(str(dst))
     assert np.array_equal(model.layers[0].get_weights()[0], tensors["conv2d_1_1/kernel:0"])
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_compiled_trained_model_after_surgery_loads_without_warnings(suffix, out):
+    """A fitted model's optimizer state no longer matches a new head: it is dropped so that `load_model`
+    neither warns that it skips the optimizer's variables (`.keras`: the compile config goes too, the model
+    loads uncompiled) nor fails (`.h5`: compiled from training_config with a fresh optimizer)."""
+    import warnings
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, name="c1")(inputs)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="head")(x))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    model.fit(rng.random((4, 8, 8, 3)), rng.integers(0, 10, 4), epochs=1, verbose=0)
+    src, dst = out / ("trained" + suffix), out / ("five" + suffix)
+    model.save(src)
+    result = wsurgery("replace-head", src, dst, "--classes", "5")
+    assert "dropped the optimizer state" in result.stdout
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = keras.models.load_model(dst)
+    assert loaded.output_shape == (None, 5)
+    if suffix == ".keras":
+        assert "loads uncompiled" in result.stdout and not loaded.compiled
+        assert "compile_config" not in json.loads(zipfile.ZipFile(dst).read("config.json"))
+    else:
+        assert loaded.compiled
+    x = rng.random((2, 8, 8, 3)).astype("float32")
+    features = keras.Model(model.input, model.get_layer("gap").output)
+    loaded_features = keras.Model(loaded.input, loaded.get_layer("gap").output)
+    assert np.array_equal(features.predict(x, verbose=0), loaded_features.predict(x, verbose=0))

@@ -157,7 +157,19 @@ extension TensorGraph {
     /// Drops optimizer state, which any change to the weights makes stale, and says so.
     mutating func dropOptimizerState(in report: inout PassReport) {
         guard let optimizer else { return }
-        report.notes.append("dropped the optimizer state (\(optimizer.tensors.count) tensors): it no longer matches the weights")
+        var note = "dropped the optimizer state (\(optimizer.tensors.count) tensors): it no longer matches the weights"
+        // A `.keras` config's `compile_config` makes `load_model` compile and build an optimizer whose
+        // variables the file no longer holds, and Keras warns that it skips loading them: it goes too, and
+        // the model loads uncompiled. (The legacy `.h5` loader compiles from `training_config` with a fresh
+        // optimizer and no warning, so that is kept.)
+        if case .keras(var document) = architecture, let compile = document.json["compile_config"], compile != .null {
+            document.json.remove("compile_config")
+            architecture = .keras(document)
+            let optimizerName = compile["optimizer"]?["config"]?["name"]?.stringValue ?? compile["optimizer"]?.stringValue
+            note +=
+                "; with it the compile config\(optimizerName.map { " (optimizer '\($0)')" } ?? ""), so the model loads uncompiled: compile it before training"
+        }
+        report.notes.append(note)
         self.optimizer = nil
     }
 
