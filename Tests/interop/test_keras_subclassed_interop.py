@@ -125,7 +125,7 @@ def test_a_dataset_no_layer_holds_is_refused_not_dropped(saved, tmp_path):
 
 def test_layer_kinds_of_recurrent_attention_prelu_and_embedding_layers(tmp_path):
     # Keras: with the config (.keras) and without it (.weights.h5, kinds read off Keras's automatic names);
-    # sublayers Keras builds inside (lstm/cell, the attention's query/key/value) take their owner's kind.
+    # sublayers Keras builds inside (lstm/cell, the attention's query/key/value) belong to their owner.
     inp = keras.Input((10,), dtype="int32")
     emb, lstm, gru = keras.layers.Embedding(50, 8), keras.layers.LSTM(8, return_sequences=True), keras.layers.GRU(8, return_sequences=True)
     mha, prelu = keras.layers.MultiHeadAttention(2, 4), keras.layers.PReLU()
@@ -140,8 +140,10 @@ def test_layer_kinds_of_recurrent_attention_prelu_and_embedding_layers(tmp_path)
     for name in ["k.weights.h5", "k.keras"]:
         layers = json.loads(wsurgery("inspect", tmp_path / name, "--json").stdout)["layers"]
         kinds = {layer["name"]: layer["kind"] for layer in layers}
-        assert kinds[lstm.name] == kinds[lstm.cell.name] == kinds[gru.name] == "recurrent", kinds
-        assert kinds[mha.name] == kinds[mha._query_dense.name] == "attention", kinds
+        assert kinds[lstm.name] == kinds[gru.name] == "recurrent" and lstm.cell.name not in kinds, kinds
+        assert kinds[mha.name] == "attention" and mha._query_dense.name not in kinds, kinds
+        owned = {t["name"] for layer in layers if layer["name"] == lstm.name for t in layer["tensors"]}
+        assert f"{lstm.name}/{lstm.cell.name}/recurrent_kernel" in owned, owned
         assert kinds[prelu.name] == "activation" and kinds[emb.name] == "embedding", kinds
     # PyTorch names: nn.LSTM, nn.MultiheadAttention, nn.PReLU, a GPT-2 token table.
     from safetensors.numpy import save_file

@@ -55,7 +55,7 @@ public enum LayerKind: String, Sendable, Codable, CaseIterable {
         case "LSTM", "GRU", "SimpleRNN", "Bidirectional", "RNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D", "CuDNNLSTM", "CuDNNGRU", "LSTMCell",
             "GRUCell", "SimpleRNNCell":
             self = .recurrent
-        case "MultiHeadAttention", "GroupedQueryAttention", "Attention", "AdditiveAttention": self = .attention
+        case "MultiHeadAttention", "GroupQueryAttention", "GroupedQueryAttention", "Attention", "AdditiveAttention": self = .attention
         case "Flatten": self = .flatten
         case "Functional", "Sequential", "Model": self = .model
         case "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "ThresholdedReLU": self = .activation

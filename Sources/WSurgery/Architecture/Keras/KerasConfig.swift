@@ -80,6 +80,13 @@ public enum KerasConfig {
         return names
     }
 
+    /// The Python class behind a config's `class_name`, where they differ: a config names a class by
+    /// its `keras.layers` name (`GroupQueryAttention`), while saveables are named after the Python
+    /// class (`GroupedQueryAttention` -> `layers/grouped_query_attention`).
+    public static func pythonClassName(_ className: String) -> String {
+        className == "GroupQueryAttention" ? "GroupedQueryAttention" : className
+    }
+
     /// Keras's `to_snake_case`, which names saveables in `.weights.h5` (`Conv2D` -> `conv2d`).
     public static func snakeCase(_ className: String) -> String {
         let chars = Array(className.filter { $0.isLetter || $0.isNumber || $0 == "_" })
@@ -138,7 +145,8 @@ public enum KerasConfig {
         let spelled = [
             "lstm": "LSTM", "gru": "GRU", "simple_rnn": "SimpleRNN", "lstm_cell": "LSTMCell", "gru_cell": "GRUCell",
             "simple_rnn_cell": "SimpleRNNCell", "bidirectional": "Bidirectional", "multi_head_attention": "MultiHeadAttention",
-            "p_re_lu": "PReLU",
+            "p_re_lu": "PReLU", "time_distributed": "TimeDistributed", "grouped_query_attention": "GroupQueryAttention",
+            "conv_lstm1d": "ConvLSTM1D", "conv_lstm2d": "ConvLSTM2D", "conv_lstm3d": "ConvLSTM3D",
         ]
         return spelled[base] ?? known.first { snakeCase($0) == base }
     }
@@ -180,12 +188,18 @@ extension KerasConfig {
         var result: [Layer] = flat.map { entry in
             let order = entry.layer.variableNames ?? []
             let own = (byLayer[entry.layer.name] ?? []).enumerated().sorted { a, b in
-                func rank(_ t: Tensor) -> Int {
+                func rank(_ t: Tensor) -> [Int] {
+                    if let composite = KerasComposites.weightOrder(
+                        ofTensor: t.name, inLayer: entry.layer.name, ownerClass: entry.layer.className, ownerConfig: entry.layer.config)
+                    {
+                        return composite
+                    }
                     var bare = String(t.name.split(separator: "/").last ?? "")
                     if bare.hasSuffix(":0") { bare = String(bare.dropLast(2)) }
-                    return order.firstIndex(of: bare) ?? order.count
+                    return [order.firstIndex(of: bare) ?? order.count]
                 }
-                return (rank(a.element), a.offset) < (rank(b.element), b.offset)
+                let (ra, rb) = (rank(a.element), rank(b.element))
+                return ra == rb ? a.offset < b.offset : ra.lexicographicallyPrecedes(rb)
             }.map(\.element)
             return Layer(
                 name: entry.layer.name, kind: LayerKind(kerasClassName: entry.layer.className), className: entry.layer.className,

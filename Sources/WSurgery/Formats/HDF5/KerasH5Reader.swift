@@ -258,14 +258,68 @@ public enum KerasH5Reader {
 
         let configLayers = config.map { KerasConfig.flattened(KerasConfig.layers(of: $0.json)) } ?? []
         let expectedPaths = config.map { keras3Paths(for: KerasConfig.layers(of: $0.json)) } ?? [:]
-        var byName: [String: String] = [:]  // layer name -> saveable path
-        var entries: [(path: String, name: String, config: KerasLayerConfig?)] = []
+        var saveableNames: [String: String] = [:]  // saveable path -> layer name
         for saveable in saveables {
             let attributeName = try h5.stringAttribute(saveable + "/vars", "name")
             let fromConfig = expectedPaths.first(where: { $0.value == saveable })?.key
-            let name = attributeName ?? fromConfig ?? String(saveable.split(separator: "/").last!)
-            byName[name] = saveable
-            entries.append((saveable, name, configLayers.first(where: { $0.layer.name == name })?.layer))
+            saveableNames[saveable] = attributeName ?? fromConfig ?? String(saveable.split(separator: "/").last!)
+        }
+        func configLayer(_ saveable: String) -> KerasLayerConfig? {
+            configLayers.first(where: { $0.layer.name == saveableNames[saveable] })?.layer
+        }
+        func className(_ saveable: String) -> String? {
+            // Without a config the class is read off an automatic name: the group's (`layers/conv2d`), else
+            // the layer's own (a subclassed model's `head/vars` is named `dense_1`).
+            configLayer(saveable)?.className ?? KerasConfig.className(forAutoName: String(saveable.split(separator: "/").last!))
+                ?? saveableNames[saveable].flatMap { KerasConfig.className(forAutoName: $0) }
+        }
+        func isModel(_ saveable: String) throws -> Bool {
+            if let c = className(saveable), LayerKind(kerasClassName: c) == .model { return true }
+            return try h5.exists(saveable + "/layers")
+        }
+        // The sublayers of a layer Keras builds out of sublayers (`KerasComposites`) belong to that layer.
+        var compositeOwner: [String: String] = [:]
+        for saveable in saveables {
+            guard let owner = saveables.filter({ saveable.hasPrefix($0 + "/") }).min(by: { $0.count < $1.count }),
+                KerasComposites.isComposite(className(owner))
+            else { continue }
+            compositeOwner[saveable] = owner
+        }
+        // Keras 3 names a variable by the name scopes it was made in: a Sequential model builds its layers
+        // inside its own (`seqcnn/c1/kernel`), a Functional model's layers are built before it (`c1/kernel`).
+        let rootIsSequential: Bool
+        if let config {
+            rootIsSequential = config.json["class_name"]?.stringValue == "Sequential"
+        } else {
+            rootIsSequential =
+                try h5.exists("layers") && state.keras3ModelName != nil
+                && !h5.children(of: "layers").contains { $0.hasPrefix("input_layer") }
+        }
+        func scope(_ saveable: String) throws -> String {
+            let models = try saveables.filter { saveable.hasPrefix($0 + "/") }.filter(isModel)
+            if let model = models.max(by: { $0.count < $1.count }) {
+                let sequential =
+                    configLayer(model).map { $0.className == "Sequential" }
+                    ?? model.split(separator: "/").last!.hasPrefix("sequential")
+                return sequential ? saveableNames[model]! + "/" : ""
+            }
+            return rootIsSequential ? (state.keras3ModelName ?? config?.json["config"]?["name"]?.stringValue).map { $0 + "/" } ?? "" : ""
+        }
+
+        // The variable name wsurgery writes beside a dataset (`KerasH5Writer.variableNameAttribute`), when
+        // it is one: a plain identifier, not a path or a number that would clash with `vars/N`.
+        func recordedVariableName(_ dataset: String) throws -> String? {
+            guard try h5.hasAttribute(dataset, KerasH5Writer.variableNameAttribute),
+                let name = try? h5.stringAttribute(dataset, KerasH5Writer.variableNameAttribute),
+                (1...128).contains(name.count), Int(name) == nil,
+                name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") })
+            else { return nil }
+            return name
+        }
+
+        var entries: [(path: String, name: String, config: KerasLayerConfig?)] = []
+        for saveable in saveables where compositeOwner[saveable] == nil {
+            entries.append((saveable, saveableNames[saveable]!, configLayer(saveable)))
         }
         if config != nil {
             // Config order; saveables the config does not know go last.
@@ -277,37 +331,48 @@ public enum KerasH5Reader {
             entries.sort { naturalKey($0.path).lexicographicallyPrecedes(naturalKey($1.path)) }
         }
         for entry in entries {
-            let vars = entry.path + "/vars"
-            let indices = try h5.children(of: vars).compactMap { Int($0) }.sorted()
-            // Without a config the class is read off an automatic name: the group's (`layers/conv2d`), else
-            // the layer's own (a subclassed model's `head/vars` is named `dense_1`).
-            let className =
-                entry.config?.className ?? KerasConfig.className(forAutoName: String(entry.path.split(separator: "/").last!))
-                ?? KerasConfig.className(forAutoName: entry.name)
-            let names = entry.config?.variableNames ?? className.flatMap { KerasConfig.variableNames(className: $0, config: .object([])) }
-            let useNames = names?.count == indices.count
+            let className = className(entry.path)
+            let prefix = try scope(entry.path) + entry.name
             let bf16 = entry.config?.dtypePolicy == "bfloat16"
-            let tensors = try indices.map { i in
-                let tensorName = useNames ? "\(entry.name)/\(names![i])" : "\(entry.name)/vars/\(i)"
-                return try tensor(h5, raw: raw, datasetPath: "\(vars)/\(i)", name: tensorName, layer: entry.name, bfloat16Policy: bf16)
+            func read(_ saveable: String, names variableNames: [String]?, as path: String) throws -> [Tensor] {
+                let vars = saveable + "/vars"
+                let indices = try h5.children(of: vars).compactMap { Int($0) }.sorted()
+                var names = variableNames?.count == indices.count ? variableNames : nil
+                if names == nil {
+                    // Names wsurgery recorded, used only when every variable has one and they differ.
+                    let recorded = try indices.map { try recordedVariableName("\(vars)/\($0)") }
+                    if !recorded.isEmpty, !recorded.contains(nil), Set(recorded).count == recorded.count { names = recorded.map { $0! } }
+                }
+                return try indices.enumerated().map { position, i in
+                    let tensorName = names.map { "\(path)/\($0[position])" } ?? "\(path)/vars/\(i)"
+                    return try tensor(h5, raw: raw, datasetPath: "\(vars)/\(i)", name: tensorName, layer: entry.name, bfloat16Policy: bf16)
+                }
+            }
+            let names = entry.config?.variableNames ?? className.flatMap { KerasConfig.variableNames(className: $0, config: .object([])) }
+            var tensors = try read(entry.path, names: names, as: prefix)
+            // A composite's sublayers, in Keras's weight order, each named by its variable path.
+            var sublayers: [KerasSublayer] = []
+            let subs = saveables.filter { compositeOwner[$0] == entry.path }.map { sub in
+                (path: sub, groups: sub.dropFirst(entry.path.count + 1).split(separator: "/").map(String.init))
+            }
+            for sub in subs.sorted(by: { a, b in
+                a.groups.map { (KerasComposites.rank(ofGroup: $0), $0) }.lexicographicallyPrecedes(
+                    b.groups.map { (KerasComposites.rank(ofGroup: $0), $0) }, by: <)
+            }) {
+                let chain = sub.groups.indices.map { i in
+                    saveableNames[entry.path + "/" + sub.groups[...i].joined(separator: "/")] ?? sub.groups[i]
+                }
+                let count = try h5.children(of: sub.path + "/vars").compactMap { Int($0) }.count
+                let variableNames = KerasComposites.variableNames(
+                    ownerClass: className, ownerConfig: entry.config?.config, groups: sub.groups, count: count)
+                tensors += try read(sub.path, names: variableNames, as: ([prefix] + chain).joined(separator: "/"))
+                sublayers.append(KerasSublayer(chain: chain, groups: sub.groups))
             }
             let kind = className.map { LayerKind(kerasClassName: $0) } ?? StateDictGrouping.inferKind(layer: entry.name, tensors: tensors)
             graph.layers.append(
                 Layer(
                     name: entry.name, kind: kind, className: className, tensors: tensors,
-                    inbound: entry.config?.inbound ?? [], origin: KerasWeightPlacement(saveablePath: entry.path)))
-        }
-        // A sublayer Keras builds inside a recurrent or attention layer (`lstm/cell`, the query, key and
-        // value projections of `multi_head_attention`) is of its owner's kind.
-        let owners = graph.layers.compactMap { layer -> (String, LayerKind)? in
-            guard [.recurrent, .attention].contains(layer.kind), let path = (layer.origin as? KerasWeightPlacement)?.saveablePath else { return nil }
-            return (path + "/", layer.kind)
-        }
-        for i in graph.layers.indices where graph.layers[i].kind == .unknown {
-            guard let path = (graph.layers[i].origin as? KerasWeightPlacement)?.saveablePath,
-                let owner = owners.filter({ path.hasPrefix($0.0) }).max(by: { $0.0.count < $1.0.count })
-            else { continue }
-            graph.layers[i].kind = owner.1
+                    inbound: entry.config?.inbound ?? [], origin: KerasWeightPlacement(saveablePath: entry.path, sublayers: sublayers)))
         }
         // Root-level variables of the model itself, if any.
         if try h5.exists("vars") {
@@ -368,7 +433,7 @@ public enum KerasH5Reader {
         var used: [String: Int] = [:]
         var paths: [String: String] = [:]
         for layer in layers {
-            let base = KerasConfig.snakeCase(layer.className)
+            let base = KerasConfig.snakeCase(KerasConfig.pythonClassName(layer.className))
             let count = used[base, default: 0]
             used[base] = count + 1
             let path = "\(prefix)/\(count == 0 ? base : "\(base)_\(count)")"

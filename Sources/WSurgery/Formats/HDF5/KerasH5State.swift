@@ -57,23 +57,39 @@ public struct KerasWeightPlacement: LayerOrigin, Equatable {
     /// Keras 3 `.weights.h5`: the saveable's path, e.g. `layers/conv2d` or `layers/functional/layers/dense`.
     public var saveablePath: String?
 
+    /// Keras 3: the sublayers of a composite layer (`KerasComposites`) as read, with the ones holding no
+    /// variables (an attention layer's softmax and dropout), so they are written back as they were.
+    public var sublayers: [KerasSublayer]
+
     /// The group `top_level_model_weights` of a Keras 3 legacy file holds the model's own variables.
     static let topLevelGroup = "top_level_model_weights"
 
     /// A placement as read.
-    public init(legacyGroup: String? = nil, saveablePath: String? = nil) {
+    public init(legacyGroup: String? = nil, saveablePath: String? = nil, sublayers: [KerasSublayer] = []) {
         self.legacyGroup = legacyGroup
         self.saveablePath = saveablePath
+        self.sublayers = sublayers
     }
 
-    /// Keras 3 names saveables by class and position, so a changed layer list re-derives the paths; the
-    /// legacy groups hold. Nothing holds after a layout change.
+    /// Keras 3 names saveables by class and position, so a changed layer list re-derives the paths (a
+    /// composite's sublayers stay where they are under it); the legacy groups hold. Nothing holds after a
+    /// layout change.
     public func after(_ change: GraphChange) -> (any LayerOrigin)? {
         switch change {
-        case .layerList: return saveablePath == nil ? self : KerasWeightPlacement(legacyGroup: legacyGroup)
+        case .layerList:
+            return saveablePath == nil ? self : KerasWeightPlacement(legacyGroup: legacyGroup, sublayers: sublayers)
         case .layout: return nil
         }
     }
+}
+
+/// A sublayer of a composite Keras layer: the names in its variables' paths (`forward_lstm`,
+/// `lstm_cell`) and the attribute groups holding it under the layer's saveable (`forward_layer`, `cell`).
+public struct KerasSublayer: Equatable, Sendable {
+    /// The sublayer names, outermost first.
+    public var chain: [String]
+    /// The attribute groups, outermost first (as many as `chain`).
+    public var groups: [String]
 }
 
 /// Keras optimizer state: a legacy `optimizer_weights` group with `weight_names`, or Keras 3's

@@ -140,6 +140,47 @@ public enum KerasH5Writer {
         return paths
     }
 
+    /// A layer's tensors by the saveable holding them, relative to the layer's own (no groups: its own
+    /// variables; `query_dense`, `forward_layer/cell`: a composite's sublayers, `KerasComposites`), with
+    /// the sublayer names of each group; sublayers read without variables come along empty. A tensor
+    /// whose variable path names a sublayer the table cannot place is refused: Keras would not find it.
+    static func sublayerSlots(_ layer: Layer, config: KerasLayerConfig?) throws -> [(groups: [String], (chain: [String], tensors: [Tensor]))] {
+        let recorded = (layer.origin as? KerasWeightPlacement)?.sublayers ?? []
+        var slots: [(groups: [String], (chain: [String], tensors: [Tensor]))] = [([], ([], []))]
+        for sub in recorded { slots.append((sub.groups, (sub.chain, []))) }
+        for tensor in layer.tensors {
+            let chain = Array(KerasComposites.chain(ofTensor: tensor.name, inLayer: layer.name))
+            if let i = slots.firstIndex(where: { $0.1.chain == chain }) {
+                slots[i].1.tensors.append(tensor)
+                continue
+            }
+            guard
+                let groups = KerasComposites.groups(
+                    ownerClass: layer.className ?? config?.className, ownerConfig: config?.config, chain: chain[...])
+            else {
+                throw WSurgeryError.cannotExpress(
+                    format: "Keras 3 .weights.h5", tensor: tensor.name,
+                    reason:
+                        "its name puts it in sublayer '\(chain.joined(separator: "/"))' of layer '\(layer.name)' (\(layer.className ?? "class unknown")), and this tool does not know where Keras 3 keeps that sublayer's variables; write .h5 or .safetensors instead"
+                )
+            }
+            slots.append((groups, (chain, [tensor])))
+        }
+        return slots
+    }
+
+    /// The dataset attribute naming a Keras 3 variable: Keras numbers a layer's variables (`vars/0`) and
+    /// ignores other attributes, and without a config (a `.weights.h5`) a reader can name them only for
+    /// the classes it knows. Writing the name keeps it for every class, the wrapped layer of a
+    /// `TimeDistributed` and a subclassed model's layers included.
+    static let variableNameAttribute = "wsurgery_variable"
+
+    private static func recordVariableName(of tensor: Tensor, at datasetPath: String, in h5: HDF5File) throws {
+        let components = tensor.name.split(separator: "/")
+        guard let last = components.last, Int(last) == nil || components.dropLast().last != "vars" else { return }
+        try h5.writeStrings(datasetPath, variableNameAttribute, [String(last)], scalar: true, utf8: true)
+    }
+
     /// Writes a Keras 3 `.weights.h5`.
     public static func writeKeras3Weights(_ graph: TensorGraph, to output: OutputFile) throws -> [String] {
         let h5 = try HDF5File.create(output)
@@ -150,13 +191,29 @@ public enum KerasH5Writer {
         var notes: [String] = []
         let paths = try saveablePaths(graph)
         try h5.createGroup("layers")
+        var configs: [String: KerasLayerConfig] = [:]
+        if case .keras(let config)? = graph.architecture {
+            for entry in KerasConfig.flattened(KerasConfig.layers(of: config.json)) { configs[entry.layer.name] = entry.layer }
+        }
         for layer in graph.layers {
             guard let path = paths[layer.name] else { continue }
             let vars = path.isEmpty ? "vars" : path + "/vars"
             try h5.createGroup(vars)
             if path.isEmpty { continue }
             try h5.writeStrings(vars, "name", [layer.name], scalar: true, utf8: true)
-            for (i, tensor) in layer.tensors.enumerated() { try write(tensor, to: h5, at: "\(vars)/\(i)") }
+            for (groups, tensors) in try sublayerSlots(layer, config: configs[layer.name]) {
+                var at = path
+                for (depth, group) in groups.enumerated() {
+                    at += "/" + group
+                    guard try !h5.exists(at + "/vars") else { continue }
+                    try h5.createGroup(at + "/vars")
+                    try h5.writeStrings(at + "/vars", "name", [tensors.chain[depth]], scalar: true, utf8: true)
+                }
+                for (i, tensor) in tensors.tensors.enumerated() {
+                    try write(tensor, to: h5, at: "\(at)/vars/\(i)")
+                    try recordVariableName(of: tensor, at: "\(at)/vars/\(i)", in: h5)
+                }
+            }
         }
         var modelName = graph.fileStates[KerasH5FileState.self]?.keras3ModelName
         if modelName == nil, case .keras(let config)? = graph.architecture { modelName = config.json["config"]?["name"]?.stringValue }
